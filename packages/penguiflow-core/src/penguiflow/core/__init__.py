@@ -1,0 +1,101 @@
+"""PenguiFlow core: typed, bounded, steerable async pipelines.
+
+Build a graph of async nodes with :func:`create`, run it with ``async with flow.running()``, put
+messages in with ``flow.emit`` and take results out with ``flow.fetch``::
+
+    from penguiflow.core import Headers, Message, Node, create
+
+    async def shout(msg: Message, ctx) -> str:
+        return msg.payload.upper()
+
+    shout_node = Node(shout)
+    flow = create(shout_node.to())
+    async with flow.running():
+        await flow.emit(Message(payload="hi", headers=Headers(tenant="demo")))
+        print((await flow.fetch()).payload)   # HI
+"""
+
+from ._context import Context
+from ._errors import (
+    CycleError,
+    FlowError,
+    FlowErrorCode,
+    FlowStopped,
+    GraphError,
+    PenguiFlowError,
+    TraceCancelled,
+)
+from ._events import EventHook, FlowEvent, FlowEventType, Middleware
+from ._flow import FlowStatistics, OverflowPolicy, PenguiFlow, create
+from ._graph import OPEN_SEA, ROOKERY, Endpoint
+from ._node import Node, NodePolicy, calls_playbooks
+from ._patterns import join_k, map_concurrent
+from ._playbook import PlaybookFactory, call_playbook
+from ._registry import ModelRegistry
+from ._routing import (
+    DictRoutingPolicy,
+    RoutingPolicy,
+    RoutingRequest,
+    predicate_router,
+    union_router,
+)
+from ._trace import current_trace_id
+from ._types import WM, BudgetExhausted, FinalAnswer, Headers, Message, StreamChunk, merge_meta
+
+__all__ = [
+    # graph and running
+    "OPEN_SEA",
+    "ROOKERY",
+    "Context",
+    "Endpoint",
+    "FlowStatistics",
+    "ModelRegistry",
+    "Node",
+    "NodePolicy",
+    "PenguiFlow",
+    "calls_playbooks",
+    "create",
+    "current_trace_id",
+    # messages
+    "WM",
+    "BudgetExhausted",
+    "FinalAnswer",
+    "Headers",
+    "Message",
+    "StreamChunk",
+    "merge_meta",
+    # errors
+    "CycleError",
+    "FlowError",
+    "FlowErrorCode",
+    "FlowStopped",
+    "GraphError",
+    "PenguiFlowError",
+    "TraceCancelled",
+    # observability
+    "EventHook",
+    "FlowEvent",
+    "FlowEventType",
+    "Middleware",
+    "OverflowPolicy",
+    # routing and patterns
+    "DictRoutingPolicy",
+    "RoutingPolicy",
+    "RoutingRequest",
+    "join_k",
+    "map_concurrent",
+    "predicate_router",
+    "union_router",
+    # subflows
+    "PlaybookFactory",
+    "call_playbook",
+]
+
+
+def __getattr__(name: str) -> str:
+    # Resolved lazily: importing importlib.metadata costs ~20 ms, more than the rest of the package.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("penguiflow-core")
+    raise AttributeError(f"module 'penguiflow.core' has no attribute {name!r}")

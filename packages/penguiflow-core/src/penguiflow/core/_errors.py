@@ -1,0 +1,202 @@
+"""Every exception penguiflow.core raises, in one place.
+
+The tree::
+
+    PenguiFlowError                 root of everything the runtime raises
+    ├── FlowError                   a message failed at run time (has trace_id, node_name, code)
+    ├── TraceCancelled              the runtime cancelled the trace you were waiting on
+    ├── FlowStopped                 the flow stopped while you were waiting on it
+    └── GraphError (ValueError)     the graph you built cannot run; fix it before run()
+        └── CycleError              the graph has a cycle that was not allowed
+
+Developer mistakes (bad signatures, bad arguments, unknown routing targets) are raised at
+construction time as ``TypeError``/``ValueError``/``KeyError`` with a message that says what to
+write instead. Run-time failures of a message always become one :class:`FlowError` carrying a stable
+:class:`FlowErrorCode`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any, cast
+
+__all__ = [
+    "CycleError",
+    "FlowError",
+    "FlowErrorCode",
+    "FlowStopped",
+    "GraphError",
+    "PenguiFlowError",
+    "TraceCancelled",
+]
+
+
+class FlowErrorCode(StrEnum):
+    """Stable machine-readable reason for a :class:`FlowError` or a budget outcome."""
+
+    NODE_TIMEOUT = "NODE_TIMEOUT"
+    """A node attempt ran longer than ``NodePolicy.timeout_s`` (or a join waited past its
+    timeout)."""
+    NODE_EXCEPTION = "NODE_EXCEPTION"
+    """A node raised an exception and no retry was left."""
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    """A message did not match the node's registered input or output model. Never retried."""
+    TRACE_CANCELLED = "TRACE_CANCELLED"
+    """The trace was cancelled with ``flow.cancel(trace_id)``."""
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    """The message's ``deadline_s`` passed before or while a node ran."""
+    HOP_BUDGET_EXHAUSTED = "HOP_BUDGET_EXHAUSTED"
+    """A controller loop reached ``WM.budget_hops``."""
+    TOKEN_BUDGET_EXHAUSTED = "TOKEN_BUDGET_EXHAUSTED"
+    """A controller loop reached ``WM.budget_tokens``."""
+
+
+class PenguiFlowError(Exception):
+    """Root of every exception raised by penguiflow."""
+
+
+class GraphError(PenguiFlowError, ValueError):
+    """The graph handed to ``create()`` cannot run as built."""
+
+
+class CycleError(GraphError):
+    """The graph contains a cycle that neither ``allow_cycles`` nor ``allow_cycle`` permits.
+
+    Attributes:
+        cycle: The node names on the cycle, in edge order (the first name is not repeated).
+    """
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = list(cycle)
+        path = " -> ".join([*self.cycle, self.cycle[0]]) if self.cycle else "?"
+        super().__init__(
+            f"cycle detected: {path}. Pass allow_cycles=True to create(), or "
+            "Node(..., allow_cycle=True) for a node that loops to itself."
+        )
+
+
+class TraceCancelled(PenguiFlowError):
+    """The trace was cancelled by ``flow.cancel(trace_id)`` (only cancellations the runtime issued).
+
+    Attributes:
+        trace_id: The cancelled trace.
+    """
+
+    def __init__(self, trace_id: str | None, message: str | None = None) -> None:
+        self.trace_id = trace_id
+        super().__init__(message or f"trace {trace_id!r} was cancelled")
+
+
+class FlowStopped(PenguiFlowError):
+    """The flow was stopped while the caller was waiting for an item from it."""
+
+
+class FlowError(PenguiFlowError):
+    """A message failed at run time: the one terminal error of that message.
+
+    ``str(error)`` reads ``"[CODE] message trace=<id> node=<name>"``.
+    """
+
+    trace_id: str | None
+    """The trace the failed message belonged to."""
+    node_name: str | None
+    """The node where it failed."""
+    node_id: str | None
+    """The unique id of that node."""
+    code: FlowErrorCode
+    """Why it failed."""
+    message: str
+    """Human-readable explanation."""
+    original_exc: BaseException | None
+    """The exception that caused it, if any (also ``__cause__``)."""
+    metadata: dict[str, Any]
+    """Extra context: ``attempt``, ``latency_ms``, ``timeout_s``, ``exception_repr`` …"""
+
+    def __init__(
+        self,
+        *,
+        trace_id: str | None,
+        node_name: str | None,
+        code: FlowErrorCode | str,
+        message: str,
+        node_id: str | None = None,
+        original_exc: BaseException | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.node_name = node_name
+        self.node_id = node_id
+        self.code = FlowErrorCode(code)
+        self.message = message
+        self.original_exc = original_exc
+        self.metadata = dict(metadata or {})
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message} trace={self.trace_id} node={self.node_name}"
+
+    def __repr__(self) -> str:
+        return (
+            f"FlowError(code={self.code.value!r}, message={self.message!r}, "
+            f"trace_id={self.trace_id!r}, node_name={self.node_name!r})"
+        )
+
+    @classmethod
+    def from_exception(
+        cls,
+        exc: BaseException,
+        *,
+        trace_id: str | None,
+        node_name: str | None,
+        node_id: str | None = None,
+        code: FlowErrorCode | str = FlowErrorCode.NODE_EXCEPTION,
+        message: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> FlowError:
+        """Wrap ``exc`` (returned as is when it already is a ``FlowError``)."""
+        if isinstance(exc, FlowError):
+            return exc
+        meta = {"exception_type": type(exc).__name__, "exception_repr": repr(exc)}
+        meta.update(metadata or {})
+        error = cls(
+            trace_id=trace_id,
+            node_name=node_name,
+            node_id=node_id,
+            code=code,
+            message=message or f"{type(exc).__name__}: {exc}",
+            original_exc=exc,
+            metadata=meta,
+        )
+        error.__cause__ = exc
+        return error
+
+    def unwrap(self) -> BaseException | None:
+        """Return the original exception, if there was one."""
+        return self.original_exc
+
+    def to_payload(self) -> dict[str, Any]:
+        """Return a JSON-safe dict describing the error."""
+        payload: dict[str, Any] = {
+            "code": self.code.value,
+            "message": self.message,
+            "trace_id": self.trace_id,
+            "node_name": self.node_name,
+            "node_id": self.node_id,
+        }
+        if self.original_exc is not None:
+            payload["original_exc"] = type(self.original_exc).__name__
+        if self.metadata:
+            payload["metadata"] = {k: _json_safe(v) for k, v in self.metadata.items()}
+        return payload
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        mapping = cast(Mapping[object, object], value)
+        return {str(k): _json_safe(v) for k, v in mapping.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in cast(Sequence[object], value)]
+    return repr(value)

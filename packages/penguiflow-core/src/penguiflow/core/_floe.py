@@ -1,0 +1,178 @@
+"""Floes (bounded edges) and the inbox that merges a node's incoming floes in arrival order.
+
+Each edge is bounded on its own (a producer blocks while *its* edge is full), while the node's
+workers take items from all incoming edges in the order they arrived. Items carry their trace key so
+that the runtime can drop one trace's queued work without touching the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Floe", "Inbox", "Item"]
+
+Item = tuple["Floe", "str | None", Any]
+"""``(edge it came through, trace key, message)``."""
+
+
+class Floe:
+    """One bounded edge ``source -> target``."""
+
+    __slots__ = ("_putters", "inbox", "maxsize", "size", "source", "target")
+
+    def __init__(self, source: str, target: str, inbox: Inbox, maxsize: int) -> None:
+        self.source = source
+        self.target = target
+        self.inbox = inbox
+        self.maxsize = maxsize
+        self.size = 0
+        self._putters: deque[asyncio.Future[None]] = deque()
+
+    def full(self) -> bool:
+        """Whether a put would have to wait."""
+        return 0 < self.maxsize <= self.size
+
+    async def put(self, key: str | None, item: Any) -> None:
+        """Enqueue ``item``; waits while this edge is full."""
+        while self.full():
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                _leave(self._putters, waiter, self.wake_putter)
+                raise
+        self.put_nowait(key, item)
+
+    def put_nowait(self, key: str | None, item: Any) -> None:
+        """Enqueue without waiting; raises ``asyncio.QueueFull`` when the edge is full."""
+        if 0 < self.maxsize <= self.size:
+            raise asyncio.QueueFull(f"edge {self.source} -> {self.target} is full")
+        self.size += 1
+        self.inbox.push((self, key, item))
+
+    def freed(self) -> None:
+        """One item of this edge left the inbox."""
+        self.size -= 1
+        self.wake_putter()
+
+    def wake_putter(self) -> None:
+        """Wake the first producer waiting for space."""
+        while self._putters:
+            waiter = self._putters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def __repr__(self) -> str:
+        return f"Floe({self.source!r} -> {self.target!r}, size={self.size})"
+
+
+class Inbox:
+    """All incoming floes of one node, drained in arrival order by the node's workers."""
+
+    __slots__ = ("_getters", "_watchers", "items")
+
+    def __init__(self) -> None:
+        self.items: deque[Item] = deque()
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._watchers: list[asyncio.Future[None]] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def push(self, item: Item) -> None:
+        """Append an item (space on its floe was already reserved) and wake one consumer."""
+        self.items.append(item)
+        if self._getters:
+            self._wake_getter()
+        if self._watchers:
+            watchers, self._watchers = self._watchers, []
+            for waiter in watchers:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def get_nowait(self) -> Item:
+        """Take the oldest item; raises ``asyncio.QueueEmpty`` when there is none."""
+        if not self.items:
+            raise asyncio.QueueEmpty
+        item = self.items.popleft()
+        item[0].freed()
+        return item
+
+    async def get(self) -> Item:
+        """Take the oldest item, waiting for one to arrive."""
+        items = self.items
+        while not items:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._getters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                _leave(self._getters, waiter, self._wake_getter)
+                raise
+        item = items.popleft()
+        item[0].freed()
+        return item
+
+    def take_first(self, match: Callable[[Item], bool]) -> Item | None:
+        """Remove and return the oldest item that satisfies ``match``, or None."""
+        for index, item in enumerate(self.items):
+            if match(item):
+                del self.items[index]
+                item[0].freed()
+                return item
+        return None
+
+    async def get_matching(self, match: Callable[[Item], bool]) -> Item:
+        """Take the oldest item that satisfies ``match``, waiting for one to arrive."""
+        while True:
+            item = self.take_first(match)
+            if item is not None:
+                return item
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._watchers.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                    self._watchers.remove(waiter)
+
+    def drop_trace(self, key: str) -> list[Item]:
+        """Remove every queued item of trace ``key``; returns them."""
+        if not self.items:
+            return []
+        kept: deque[Item] = deque()
+        dropped: list[Item] = []
+        for item in self.items:
+            (dropped if item[1] == key else kept).append(item)
+        if dropped:
+            self.items = kept
+            for item in dropped:
+                item[0].freed()
+        return dropped
+
+    def _wake_getter(self) -> None:
+        while self._getters:
+            waiter = self._getters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+def _leave(
+    waiters: deque[asyncio.Future[None]], waiter: asyncio.Future[None], wake: Callable[[], None]
+) -> None:
+    """A waiter gives up: forget it, or pass on the wake-up it already received."""
+    if waiter.done() and not waiter.cancelled():
+        wake()
+        return
+    waiter.cancel()
+    try:
+        waiters.remove(waiter)
+    except ValueError:
+        pass

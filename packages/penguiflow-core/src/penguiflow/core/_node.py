@@ -1,0 +1,191 @@
+"""Nodes and their execution policy."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from ._context import Context
+
+__all__ = ["Node", "NodeFunc", "NodePolicy", "RetryOn", "ValidateMode", "calls_playbooks"]
+
+ValidateMode = Literal["both", "in", "out", "none"]
+NodeFunc = Callable[[Any, "Context"], Awaitable[Any]]
+"""An ``async def f(message, ctx)`` (or an object whose ``__call__`` is one)."""
+RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+"""Exception types to retry, or a predicate that says whether to retry an exception."""
+
+_VALIDATE_MODES: tuple[str, ...] = get_args(ValidateMode)
+_node_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodePolicy:
+    """How the runtime runs one node: validation, timeouts, retries and concurrency."""
+
+    validate: ValidateMode = "both"
+    """Which side the registry validates: ``"both"``, ``"in"``, ``"out"`` or ``"none"``."""
+    timeout_s: float | None = None
+    """Bound on one attempt, in seconds (None = unbounded). Checked while the attempt runs."""
+    max_retries: int = 0
+    """Retries after the first failed attempt (0 = fail at once)."""
+    backoff_base: float = 0.5
+    """Delay before the first retry, in seconds."""
+    backoff_mult: float = 2.0
+    """Each later retry waits this many times longer."""
+    max_backoff: float | None = None
+    """Ceiling on one retry delay, in seconds (None = no ceiling)."""
+    jitter: float = 0.1
+    """Spread of each delay: it is multiplied by a random factor in ``[1 - jitter, 1 + jitter]``."""
+    retry_on: RetryOn | None = None
+    """What to retry. None: every exception except validation errors (cancellation never is)."""
+    max_concurrency: int = 32
+    """How many messages of *different* traces the node processes at once. Messages of one trace
+    are always processed one at a time, in arrival order."""
+    interrupt_on_deadline: bool = False
+    """Cancel a running attempt when its message's ``deadline_s`` passes (else checked before
+    start)."""
+
+    def __post_init__(self) -> None:
+        if self.validate not in _VALIDATE_MODES:
+            raise ValueError(
+                f"NodePolicy.validate must be one of {_VALIDATE_MODES}, got {self.validate!r}"
+            )
+        _check_number("timeout_s", self.timeout_s, positive=True)
+        if self.max_retries < 0:
+            raise ValueError(f"NodePolicy.max_retries must be >= 0, got {self.max_retries}")
+        _check_number("backoff_base", self.backoff_base)
+        _check_number("max_backoff", self.max_backoff)
+        if self.backoff_mult < 1:
+            raise ValueError(f"NodePolicy.backoff_mult must be >= 1, got {self.backoff_mult}")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"NodePolicy.jitter must be between 0 and 1, got {self.jitter}")
+        if self.max_concurrency < 1:
+            raise ValueError(f"NodePolicy.max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.retry_on is not None and not callable(self.retry_on):
+            kinds: tuple[object, ...] = self.retry_on
+            if not all(_is_exception_type(t) for t in kinds):
+                raise TypeError(
+                    "NodePolicy.retry_on must be a tuple of exception types or a predicate"
+                )
+
+    def backoff(self, retry: int) -> float:
+        """Delay before retry number ``retry`` (1-based), before jitter."""
+        delay = self.backoff_base * self.backoff_mult ** (retry - 1)
+        return delay if self.max_backoff is None else min(delay, self.max_backoff)
+
+
+def _is_exception_type(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseException)
+
+
+def _check_number(name: str, value: float | None, *, positive: bool = False) -> None:
+    if value is None:
+        return
+    if math.isnan(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"NodePolicy.{name} must be {bound} (or None), got {value}")
+
+
+class Node:
+    """A named async function in a flow graph.
+
+    Args:
+        func: ``async def f(message, ctx)``; a callable object whose ``__call__`` is such a
+            coroutine function works too.
+        name: Unique name in the flow; defaults to the function's ``__name__``.
+        policy: Validation, timeout, retry and concurrency settings.
+        allow_cycle: Let this node have a self-edge (a controller loop).
+    """
+
+    __slots__ = ("allow_cycle", "func", "name", "node_id", "policy", "subflows")
+
+    def __init__(
+        self,
+        func: NodeFunc,
+        name: str | None = None,
+        *,
+        policy: NodePolicy | None = None,
+        allow_cycle: bool = False,
+    ) -> None:
+        self.name: str = name if name is not None else _default_name(func)
+        if not isinstance(self.name, str) or not self.name:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"Node name must be a non-empty string, got {self.name!r}")
+        _check_signature(func, self.name)
+        self.func: NodeFunc = func
+        self.policy: NodePolicy = policy if policy is not None else NodePolicy()
+        if not isinstance(self.policy, NodePolicy):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"Node {self.name!r}: policy must be a NodePolicy")
+        self.allow_cycle: bool = allow_cycle
+        self.node_id: str = f"{self.name}#{next(_node_ids)}"
+        self.subflows: tuple[str, ...] = tuple(getattr(func, "__penguiflow_subflows__", ()))
+        """Names of playbooks this node calls (for visualisation); see ``calls_playbooks``."""
+
+    def to(self, *successors: Node) -> tuple[Node, tuple[Node, ...]]:
+        """Return the adjacency ``self -> successors``; ``node.to()`` marks a terminal node."""
+        for succ in successors:
+            if not isinstance(succ, Node):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(
+                    f"{self.name}.to() takes Node objects, got {type(succ).__name__}: {succ!r}"
+                )
+        return (self, tuple(successors))
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r})"
+
+
+def calls_playbooks(*names: str) -> Callable[[Any], Any]:
+    """Mark a node function as calling the named subflows, so visualisers can show them."""
+
+    def mark(func: Any) -> Any:
+        func.__penguiflow_subflows__ = tuple(names)
+        return func
+
+    return mark
+
+
+def _default_name(func: Any) -> str:
+    name = getattr(func, "__name__", None) or type(func).__name__
+    return str(name)
+
+
+def _check_signature(func: Any, name: str) -> None:
+    if not callable(func):
+        raise TypeError(f"Node {name!r}: func must be an async function, got {func!r}")
+    target = func
+    if not (inspect.isfunction(func) or inspect.ismethod(func) or isinstance(func, type)):
+        target = func.__call__  # a callable object: inspect its bound __call__
+    if not inspect.iscoroutinefunction(target):
+        raise TypeError(
+            f"Node {name!r}: {func!r} is not a coroutine function. Write "
+            "`async def node(message, ctx): ...` (the runtime awaits it)."
+        )
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):  # builtins without signatures: trust the caller
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return
+    if len(positional) < 2 or len(required) > 2:
+        raise ValueError(
+            f"Node {name!r}: the function must take exactly two positional parameters "
+            f"(message, ctx); it takes ({', '.join(p.name for p in params)}). Write "
+            "`async def node(message, ctx): ...`."
+        )
+
+
+def adjacency_nodes(adjacencies: Sequence[tuple[Node, Sequence[Node]]]) -> list[Node]:
+    """All nodes named in ``adjacencies``, in first-seen order."""
+    seen: dict[int, Node] = {}
+    for node, successors in adjacencies:
+        seen.setdefault(id(node), node)
+        for succ in successors:
+            seen.setdefault(id(succ), succ)
+    return list(seen.values())

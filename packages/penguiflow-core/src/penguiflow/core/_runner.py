@@ -1,0 +1,451 @@
+"""How one node runs: a lazily grown pool of workers, per-trace lanes, attempts and delivery.
+
+Messages of different traces run concurrently (up to ``NodePolicy.max_concurrency``); messages of
+one trace run one at a time, in arrival order. A worker that takes a message of a trace another
+worker is already running *parks* it in that trace's lane and waits until the owner picks it up, so
+parked work is bounded by the worker count and backpressure still reaches the producers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio import CancelScope
+from pydantic import TypeAdapter, ValidationError
+
+from ._context import Context
+from ._errors import FlowError, FlowErrorCode
+from ._events import FlowEventType
+from ._floe import Floe, Inbox
+from ._node import Node
+from ._trace import TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
+from ._types import WM, BudgetExhausted, Message
+
+if TYPE_CHECKING:
+    from ._flow import PenguiFlow
+
+__all__ = ["NodeRunner"]
+
+logger = logging.getLogger("penguiflow.core")
+
+Lane = deque[tuple[Any, "asyncio.Future[None]"]]
+
+
+class _DeadlineReached(Exception):
+    """Internal: an attempt was interrupted at its message's deadline."""
+
+
+class NodeRunner:
+    """The runtime side of one node in one flow."""
+
+    __slots__ = (
+        "_warned_rewrap",
+        "context",
+        "flow",
+        "forward",
+        "in_adapter",
+        "inbox",
+        "lanes",
+        "loop_floe",
+        "name",
+        "node",
+        "out_adapter",
+        "out_by_name",
+        "out_is_message",
+        "policy",
+        "workers",
+        "idle",
+    )
+
+    def __init__(self, flow: PenguiFlow, node: Node) -> None:
+        self.flow = flow
+        self.node = node
+        self.name = node.name
+        self.policy = node.policy
+        self.inbox = Inbox()
+        self.context = Context(self)
+        self.lanes: dict[str | None, Lane] = {}
+        self.workers = 0
+        self.idle = 0
+        self.forward: tuple[Floe, ...] = ()
+        """Floes to non-self successors; empty means results go to Rookery."""
+        self.loop_floe: Floe | None = None
+        """The self-edge of a controller loop."""
+        self.out_by_name: dict[str, Floe] = {}
+        self.in_adapter: TypeAdapter[Any] | None = None
+        self.out_adapter: TypeAdapter[Any] | None = None
+        self.out_is_message = False
+        self._warned_rewrap = False
+
+    # --------------------------------------------------------------- workers
+    def spawn(self) -> None:
+        """Start one more worker in the flow's task group."""
+        self.workers += 1
+        self.flow.task_group.start_soon(self._work, name=f"penguiflow:{self.name}")
+
+    async def _work(self) -> None:
+        try:
+            await self._serve_inbox()
+        finally:
+            self.workers -= 1
+
+    async def _serve_inbox(self) -> None:
+        inbox = self.inbox
+        lanes = self.lanes
+        loop = asyncio.get_running_loop()
+        while True:
+            self.idle += 1
+            try:
+                _, key, message = await inbox.get()
+            finally:
+                self.idle -= 1
+            if not self.idle and self.workers < self.policy.max_concurrency:
+                self.spawn()
+            lane = lanes.get(key)
+            if lane is not None:
+                # Same trace is running here: hand the message to its owner, in order.
+                waiter: asyncio.Future[None] = loop.create_future()
+                lane.append((message, waiter))
+                await waiter
+                continue
+            lane = lanes[key] = Lane()
+            try:
+                await self._run_lane(key, message, lane)
+            finally:
+                del lanes[key]
+
+    async def _run_lane(self, key: str | None, message: Any, lane: Lane) -> None:
+        token = _current_trace.set(key)
+        flow = self.flow
+        state = flow.traces.get(key)
+        try:
+            if state is None:
+                await self._process(key, message, None)
+                while lane:
+                    message, waiter = lane.popleft()
+                    waiter.set_result(None)
+                    await self._process(key, message, None)
+                return
+            scope = CancelScope()
+            state.scopes.add(scope)
+            try:
+                with scope:
+                    await self._process(key, message, state)
+                    while lane:
+                        message, waiter = lane.popleft()
+                        waiter.set_result(None)
+                        await self._process(key, message, state)
+            finally:
+                state.scopes.discard(scope)
+                if state.pending <= 0 and not state.scopes:
+                    flow.traces.end(key, state)  # pyright: ignore[reportArgumentType]
+            if scope.cancelled_caught and flow.observed:
+                flow.event(FlowEventType.NODE_TRACE_CANCELLED, self, key)
+        finally:
+            _current_trace.reset(token)
+
+    def drop_parked(self, key: str) -> int:
+        """Release every parked message of ``key`` (its trace is cancelled); returns the count."""
+        lane = self.lanes.get(key)
+        if not lane:
+            return 0
+        count = len(lane)
+        for _, waiter in lane:
+            if not waiter.done():
+                waiter.set_result(None)
+        lane.clear()
+        return count
+
+    # ------------------------------------------------------------ processing
+    async def _process(self, key: str | None, message: Any, state: TraceState | None) -> None:
+        flow = self.flow
+        try:
+            if (
+                isinstance(message, Message)
+                and message.deadline_s is not None
+                and time.time() > message.deadline_s
+            ):
+                await self._deadline_outcome(key, message)
+                return
+            try:
+                result = await self._invoke(message, state)
+            except _DeadlineReached:
+                await self._deadline_outcome(key, message)
+                return
+            if result is not None:
+                await self._deliver(key, message, result)
+        except FlowError as error:
+            await self.fail(key, error, state)
+        finally:
+            flow.traces.leave(key)
+
+    async def _invoke(self, message: Any, state: TraceState | None) -> Any:
+        """Run the node with validation, timeout and retries; raise one FlowError on failure."""
+        node = self.node
+        policy = self.policy
+        flow = self.flow
+        trace_id = message.trace_id if isinstance(message, Message) else _current_trace.get()
+        if self.in_adapter is not None:
+            try:
+                message = self.in_adapter.validate_python(message)
+            except ValidationError as exc:
+                raise self._error(
+                    exc, trace_id, FlowErrorCode.VALIDATION_ERROR, "input failed validation", 0
+                ) from exc
+        attempt = 0
+        while True:
+            if flow.observed:
+                flow.event(FlowEventType.NODE_START, self, trace_id, attempt=attempt)
+            started = time.perf_counter()
+            if state is not None:
+                state.inflight += 1
+            try:
+                limit = self._attempt_limit(message)
+                result: Any = None
+                if limit is None:
+                    result = await node.func(message, self.context)
+                else:
+                    with anyio.move_on_after(limit[0]) as scope:
+                        result = await node.func(message, self.context)
+                    if scope.cancelled_caught:
+                        if limit[1]:
+                            raise _DeadlineReached
+                        raise TimeoutError(f"node {node.name!r} timed out after {limit[0]:.3g}s")
+            except _DeadlineReached:
+                raise
+            except Exception as exc:
+                latency = (time.perf_counter() - started) * 1000
+                timed_out = isinstance(exc, TimeoutError)
+                if flow.observed:
+                    flow.event(
+                        FlowEventType.NODE_TIMEOUT if timed_out else FlowEventType.NODE_ERROR,
+                        self,
+                        trace_id,
+                        attempt=attempt,
+                        latency_ms=latency,
+                        extra={"exception": repr(exc)},
+                    )
+                if attempt < policy.max_retries and self._retryable(exc):
+                    attempt += 1
+                    delay = policy.backoff(attempt)
+                    if policy.jitter:
+                        delay *= random.uniform(1 - policy.jitter, 1 + policy.jitter)
+                    if flow.observed:
+                        flow.event(
+                            FlowEventType.NODE_RETRY,
+                            self,
+                            trace_id,
+                            attempt=attempt,
+                            extra={"sleep_s": delay},
+                        )
+                    await anyio.sleep(delay)
+                    continue
+                if isinstance(exc, ValidationError):
+                    code = FlowErrorCode.VALIDATION_ERROR
+                elif timed_out:
+                    code = FlowErrorCode.NODE_TIMEOUT
+                else:
+                    code = FlowErrorCode.NODE_EXCEPTION
+                raise self._error(exc, trace_id, code, None, attempt, latency) from exc
+            finally:
+                if state is not None:
+                    state.inflight -= 1
+            if flow.observed:
+                flow.event(
+                    FlowEventType.NODE_SUCCESS,
+                    self,
+                    trace_id,
+                    attempt=attempt,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
+            if result is not None and self.out_adapter is not None:
+                result = self._validate_out(message, result, trace_id, attempt)
+            return result
+
+    def _attempt_limit(self, message: Any) -> tuple[float, bool] | None:
+        """``(seconds, is_deadline)`` bounding one attempt, or None when unbounded."""
+        timeout = self.policy.timeout_s
+        if (
+            self.policy.interrupt_on_deadline
+            and isinstance(message, Message)
+            and message.deadline_s is not None
+        ):
+            remaining = max(message.deadline_s - time.time(), 0.0)
+            if timeout is None or remaining < timeout:
+                return (remaining, True)
+        return None if timeout is None else (timeout, False)
+
+    def _retryable(self, exc: Exception) -> bool:
+        if isinstance(exc, ValidationError):
+            return False
+        retry_on = self.policy.retry_on
+        if retry_on is None:
+            return True
+        if isinstance(retry_on, tuple):
+            return isinstance(exc, retry_on)
+        return bool(retry_on(exc))
+
+    def _validate_out(self, message: Any, result: Any, trace_id: str | None, attempt: int) -> Any:
+        assert self.out_adapter is not None
+        if self.out_is_message and isinstance(message, Message) and not isinstance(result, Message):
+            if not self._warned_rewrap:
+                self._warned_rewrap = True
+                logger.warning(
+                    "node %r is registered to return a Message but returned a bare %s; "
+                    "re-wrapping it in the input's envelope (return message.with_payload(...) "
+                    "to silence this)",
+                    self.name,
+                    type(result).__name__,
+                )
+            result = message.with_payload(result)
+        try:
+            return self.out_adapter.validate_python(result)
+        except ValidationError as exc:
+            raise self._error(
+                exc, trace_id, FlowErrorCode.VALIDATION_ERROR, "output failed validation", attempt
+            ) from exc
+
+    def _error(
+        self,
+        exc: BaseException,
+        trace_id: str | None,
+        code: FlowErrorCode,
+        message: str | None,
+        attempt: int,
+        latency_ms: float | None = None,
+    ) -> FlowError:
+        metadata: dict[str, Any] = {"attempt": attempt}
+        if latency_ms is not None:
+            metadata["latency_ms"] = latency_ms
+        if self.policy.timeout_s is not None:
+            metadata["timeout_s"] = self.policy.timeout_s
+        text = f"{message}: {exc}" if message else None
+        if isinstance(exc, FlowError):  # e.g. a failed subflow: keep its code, name this node
+            error = FlowError(
+                trace_id=trace_id,
+                node_name=self.name,
+                node_id=self.node.node_id,
+                code=exc.code,
+                message=exc.message,
+                original_exc=exc,
+                metadata={**exc.metadata, **metadata},
+            )
+            error.__cause__ = exc
+            return error
+        return FlowError.from_exception(
+            exc,
+            trace_id=trace_id,
+            node_name=self.name,
+            node_id=self.node.node_id,
+            code=code,
+            message=text,
+            metadata=metadata,
+        )
+
+    async def fail(self, key: str | None, error: FlowError, state: TraceState | None) -> None:
+        flow = self.flow
+        if flow.observed:
+            flow.event(
+                FlowEventType.NODE_FAILED,
+                self,
+                key,
+                attempt=int(error.metadata.get("attempt", 0)),
+                extra={"flow_error": error.to_payload()},
+            )
+        logger.error("%s", error)
+        if flow.emit_errors_to_rookery:
+            await flow.rookery.put(self.name, key, error)
+        elif state is not None:
+            state.error = error
+
+    async def _deadline_outcome(self, key: str | None, message: Message) -> None:
+        flow = self.flow
+        if flow.observed:
+            flow.event(
+                FlowEventType.DEADLINE_SKIP, self, key, extra={"deadline_s": message.deadline_s}
+            )
+        await flow.rookery.put(
+            self.name, key, message.with_payload(_outcome(FlowErrorCode.DEADLINE_EXCEEDED, message))
+        )
+
+    # -------------------------------------------------------------- delivery
+    async def _deliver(self, key: str | None, message: Any, result: Any) -> None:
+        if isinstance(message, Message) and not isinstance(result, Message):
+            result = message.with_payload(result)
+        if isinstance(result, Message):
+            key = result.trace_id
+            if isinstance(result.payload, WM):
+                await self._loop(key, result)
+                return
+        await self.send(key, result, self.forward)
+
+    async def _loop(self, key: str, result: Message) -> None:
+        """A controller returned working memory: count the hop, check budgets, loop or stop."""
+        if self.loop_floe is None:
+            raise FlowError(
+                trace_id=key,
+                node_name=self.name,
+                node_id=self.node.node_id,
+                code=FlowErrorCode.NODE_EXCEPTION,
+                message=(
+                    f"node {self.name!r} returned WM but has no self-edge; add "
+                    f"{self.name}.to({self.name}) and Node(..., allow_cycle=True)"
+                ),
+            )
+        wm: WM = result.payload
+        wm = wm.model_copy(update={"hops": wm.hops + 1})
+        looped = result.model_copy(update={"payload": wm})
+        code: FlowErrorCode | None = None
+        if wm.budget_hops is not None and wm.hops >= wm.budget_hops:
+            code = FlowErrorCode.HOP_BUDGET_EXHAUSTED
+        elif wm.budget_tokens is not None and wm.tokens_used >= wm.budget_tokens:
+            code = FlowErrorCode.TOKEN_BUDGET_EXHAUSTED
+        elif looped.deadline_s is not None and time.time() > looped.deadline_s:
+            code = FlowErrorCode.DEADLINE_EXCEEDED
+        if code is None:
+            await self.send(key, looped, (self.loop_floe,))
+            return
+        flow = self.flow
+        if flow.observed:
+            event = (
+                FlowEventType.DEADLINE_SKIP
+                if code is FlowErrorCode.DEADLINE_EXCEEDED
+                else FlowEventType.BUDGET_EXHAUSTED
+            )
+            flow.event(event, self, key, extra={"code": code.value, "hops": wm.hops})
+        await flow.rookery.put(self.name, key, looped.with_payload(_outcome(code, looped)))
+
+    async def send(self, key: str | None, item: Any, floes: Sequence[Floe]) -> None:
+        """Put ``item`` on ``floes`` (Rookery when empty), counting it for its trace."""
+        flow = self.flow
+        if not floes:
+            await flow.rookery.put(self.name, key, item)
+            return
+        traces = flow.traces
+        state = traces.get(key)
+        if state is not None and state.cancelled:
+            return
+        copy = False
+        for floe in floes:
+            if copy and isinstance(item, Message):
+                item = item.model_copy(update={"meta": dict(item.meta)})
+            if floe.full():
+                await floe.put(key, item)
+            else:
+                floe.put_nowait(key, item)
+            traces.enter(key)
+            copy = True
+
+
+def _outcome(code: FlowErrorCode, message: Message) -> BudgetExhausted:
+    payload = message.payload
+    if isinstance(payload, WM):
+        return BudgetExhausted.for_code(code, facts=payload.facts, hops=payload.hops)
+    return BudgetExhausted.for_code(code)

@@ -1,0 +1,51 @@
+"""Per-stream sequence numbers for ``emit_chunk``, freed with the trace that owns the stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._trace import TraceTable
+from ._types import Message, StreamChunk
+
+__all__ = ["StreamSequencer"]
+
+
+class StreamSequencer:
+    """Hands out ``seq`` per stream: 0, 1, 2 … and back to 0 after a ``done`` chunk."""
+
+    __slots__ = ("_next", "_traces")
+
+    def __init__(self, traces: TraceTable) -> None:
+        self._next: dict[str, int] = {}
+        self._traces = traces
+
+    def __len__(self) -> int:
+        return len(self._next)
+
+    def _forget(self, stream_id: str) -> None:
+        self._next.pop(stream_id, None)
+
+    def next_chunk(
+        self,
+        parent: Message,
+        *,
+        text: str,
+        stream_id: str | None,
+        seq: int | None,
+        done: bool,
+        meta: dict[str, Any] | None,
+    ) -> StreamChunk:
+        """Build the next chunk of ``stream_id`` (default: the parent's trace id)."""
+        sid = stream_id if stream_id is not None else parent.trace_id
+        counters = self._next
+        if seq is None:
+            seq = counters.get(sid, 0)
+        if done:
+            counters.pop(sid, None)
+        else:
+            if sid not in counters:
+                state = self._traces.get(parent.trace_id)
+                if state is not None:
+                    state.cleanups.append(lambda: self._forget(sid))
+            counters[sid] = seq + 1
+        return StreamChunk(stream_id=sid, seq=seq, text=text, done=done, meta=meta or {})

@@ -1,0 +1,159 @@
+"""The message envelope and the built-in payload models."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._errors import FlowErrorCode
+
+__all__ = [
+    "WM",
+    "BudgetExhausted",
+    "FinalAnswer",
+    "Headers",
+    "Message",
+    "StreamChunk",
+    "merge_meta",
+]
+
+
+def _new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Headers(BaseModel):
+    """Routing-relevant facts about a message."""
+
+    model_config = ConfigDict(frozen=False)
+
+    tenant: str
+    """The tenant the message belongs to (routing policies often key on it)."""
+    topic: str | None = None
+    """Optional topic label."""
+    priority: int = 0
+    """Higher means more urgent; informational for routing policies."""
+
+
+class Message(BaseModel):
+    """The envelope that carries a payload through a flow.
+
+    A node that returns a ``Message`` keeps ``headers``, ``trace_id``, ``deadline_s`` and ``meta``
+    unless it changes them; a node that returns a bare payload for a ``Message`` input has it
+    re-wrapped in the input's envelope.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    payload: Any
+    """What the nodes work on."""
+    headers: Headers
+    """Tenant, topic and priority."""
+    trace_id: str = Field(default_factory=_new_trace_id)
+    """Correlates every message of one run; a fresh uuid4 hex by default."""
+    ts: float = Field(default_factory=time.time)
+    """Creation time, wall-clock epoch seconds."""
+    deadline_s: float | None = None
+    """Absolute wall-clock deadline (epoch seconds); checked before each node runs."""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """Free-form debug/cost/context data; a fresh dict per message."""
+
+    def with_payload(self, payload: Any) -> Message:
+        """Return a copy carrying ``payload`` in this envelope (``meta`` is copied, not shared)."""
+        return self.model_copy(update={"payload": payload, "meta": dict(self.meta)})
+
+    def with_meta(self, **values: Any) -> Message:
+        """Return a copy whose ``meta`` has ``values`` set; this message is left unchanged."""
+        return self.model_copy(update={"meta": {**self.meta, **values}})
+
+    def merged_meta(self, *metas: Mapping[str, Any]) -> Message:
+        """Return a copy whose ``meta`` is this one's merged with ``metas`` (last write wins)."""
+        return self.model_copy(update={"meta": merge_meta(self.meta, *metas)})
+
+
+def merge_meta(*metas: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge meta dicts in order into a new dict; a later key overwrites an earlier one.
+
+    This is the rule the runtime applies at ``join_k`` (branches in arrival order) and when a
+    subflow
+    returns (the subflow's final meta over the caller's).
+    """
+    merged: dict[str, Any] = {}
+    for meta in metas:
+        merged.update(meta)
+    return merged
+
+
+class StreamChunk(BaseModel):
+    """One piece of a streamed answer (for example an LLM token)."""
+
+    stream_id: str
+    """Which stream the chunk belongs to (defaults to the parent message's trace id)."""
+    seq: int
+    """Position in the stream, counted from 0 per stream."""
+    text: str
+    """The chunk's text."""
+    done: bool = False
+    """True on the last chunk of the stream."""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """Free-form chunk metadata."""
+
+
+class WM(BaseModel):
+    """Working memory of a controller loop (a node with a self-edge that returns ``WM``)."""
+
+    query: str
+    """What the loop is working on."""
+    facts: list[Any] = Field(default_factory=list)
+    """What it has found so far."""
+    hops: int = 0
+    """How many hops the loop has made; the runtime increments it after each one."""
+    budget_hops: int | None = Field(default=8, ge=0)
+    """Stop after this many hops (None = unlimited). Checked after each hop."""
+    tokens_used: int = 0
+    """Tokens spent so far; user code increments it."""
+    budget_tokens: int | None = Field(default=None, ge=0)
+    """Stop once ``tokens_used`` reaches this (None = unlimited). Checked after each hop."""
+    confidence: float = 0.0
+    """User-maintained confidence in the current answer."""
+
+
+class FinalAnswer(BaseModel):
+    """The terminal result of a controller loop."""
+
+    text: str
+    """The answer."""
+    citations: list[str] = Field(default_factory=list)
+    """Sources backing the answer."""
+
+
+class BudgetExhausted(FinalAnswer):
+    """A run that stopped on a budget or its deadline rather than with an answer.
+
+    Delivered to the Rookery like any final answer; ``code`` says which limit ended it.
+    """
+
+    code: FlowErrorCode
+    """``HOP_BUDGET_EXHAUSTED``, ``TOKEN_BUDGET_EXHAUSTED`` or ``DEADLINE_EXCEEDED``."""
+    facts: list[Any] = Field(default_factory=list)
+    """What the loop had found when it stopped."""
+    hops: int | None = None
+    """Hops made when it stopped, for controller loops."""
+
+    @classmethod
+    def for_code(
+        cls, code: FlowErrorCode, *, facts: Iterable[Any] = (), hops: int | None = None
+    ) -> BudgetExhausted:
+        """Build the outcome for ``code`` with its familiar text."""
+        return cls(text=_OUTCOME_TEXT[code], code=code, facts=list(facts), hops=hops)
+
+
+_OUTCOME_TEXT = {
+    FlowErrorCode.HOP_BUDGET_EXHAUSTED: "Hop budget exhausted",
+    FlowErrorCode.TOKEN_BUDGET_EXHAUSTED: "Token budget exhausted",
+    FlowErrorCode.DEADLINE_EXCEEDED: "Deadline exceeded",
+}

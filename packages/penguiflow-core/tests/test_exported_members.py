@@ -1,0 +1,73 @@
+"""The public surface of penguiflow.core is exactly what __all__ documents."""
+
+import penguiflow.core as core
+
+EXPECTED = {
+    # graph and running
+    "OPEN_SEA",
+    "ROOKERY",
+    "Context",
+    "Endpoint",
+    "FlowStatistics",
+    "ModelRegistry",
+    "Node",
+    "NodePolicy",
+    "PenguiFlow",
+    "calls_playbooks",
+    "create",
+    "current_trace_id",
+    # messages
+    "WM",
+    "BudgetExhausted",
+    "FinalAnswer",
+    "Headers",
+    "Message",
+    "StreamChunk",
+    "merge_meta",
+    # errors
+    "CycleError",
+    "FlowError",
+    "FlowErrorCode",
+    "FlowStopped",
+    "GraphError",
+    "PenguiFlowError",
+    "TraceCancelled",
+    # observability
+    "EventHook",
+    "FlowEvent",
+    "FlowEventType",
+    "Middleware",
+    "OverflowPolicy",
+    # routing and patterns
+    "DictRoutingPolicy",
+    "RoutingPolicy",
+    "RoutingRequest",
+    "join_k",
+    "map_concurrent",
+    "predicate_router",
+    "union_router",
+    # subflows
+    "PlaybookFactory",
+    "call_playbook",
+}
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    assert set(core.__all__) == EXPECTED
+    assert len(core.__all__) == len(EXPECTED), "duplicates in __all__"
+
+
+def test_every_exported_name_resolves() -> None:
+    for name in core.__all__:
+        assert getattr(core, name) is not None
+
+
+def test_no_other_public_names_leak() -> None:
+    public = {name for name in vars(core) if not name.startswith("_")}
+    assert public - EXPECTED == set()
+
+
+def test_version_is_the_distribution_version() -> None:
+    from importlib.metadata import version
+
+    assert core.__version__ == version("penguiflow-core")
