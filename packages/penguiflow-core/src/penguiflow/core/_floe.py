@@ -57,7 +57,8 @@ class Floe:
     def freed(self) -> None:
         """One item of this edge left the inbox."""
         self.size -= 1
-        self.wake_putter()
+        if self._putters:
+            self.wake_putter()
 
     def wake_putter(self) -> None:
         """Wake the first producer waiting for space."""
@@ -74,9 +75,15 @@ class Floe:
 class Inbox:
     """All incoming floes of one node, drained in arrival order by the node's workers."""
 
-    __slots__ = ("_getters", "_watchers", "items")
+    __slots__ = ("_getters", "_watchers", "grow", "items", "starting", "waiting")
 
     def __init__(self) -> None:
+        self.waiting = 0
+        """Consumers inside ``get()`` (idle workers, including ones woken but not yet resumed)."""
+        self.starting = 0
+        """Workers spawned but not yet running."""
+        self.grow: Callable[[], None] | None = None
+        """Called when an item waits and no consumer is idle: the node may add a worker."""
         self.items: deque[Item] = deque()
         self._getters: deque[asyncio.Future[None]] = deque()
         self._watchers: list[asyncio.Future[None]] = []
@@ -89,34 +96,49 @@ class Inbox:
         self.items.append(item)
         if self._getters:
             self._wake_getter()
+        elif not self.waiting and not self.starting and self.grow is not None:
+            self.grow()
         if self._watchers:
             watchers, self._watchers = self._watchers, []
             for waiter in watchers:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def ready(self) -> bool:
+        """Whether ``get_nowait`` would succeed."""
+        return bool(self.items)
+
     def get_nowait(self) -> Item:
         """Take the oldest item; raises ``asyncio.QueueEmpty`` when there is none."""
         if not self.items:
             raise asyncio.QueueEmpty
-        item = self.items.popleft()
+        return self._take()
+
+    def _take(self) -> Item:
+        items = self.items
+        item = items.popleft()
         item[0].freed()
+        if items and not self.waiting and not self.starting and self.grow is not None:
+            self.grow()  # more work queued and nobody idle to take it
         return item
 
     async def get(self) -> Item:
         """Take the oldest item, waiting for one to arrive."""
         items = self.items
-        while not items:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._getters.append(waiter)
+        if not items:
+            self.waiting += 1
             try:
-                await waiter
-            except BaseException:
-                _leave(self._getters, waiter, self._wake_getter)
-                raise
-        item = items.popleft()
-        item[0].freed()
-        return item
+                while not items:
+                    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    self._getters.append(waiter)
+                    try:
+                        await waiter
+                    except BaseException:
+                        _leave(self._getters, waiter, self._wake_getter)
+                        raise
+            finally:
+                self.waiting -= 1
+        return self._take()
 
     def take_first(self, match: Callable[[Item], bool]) -> Item | None:
         """Remove and return the oldest item that satisfies ``match``, or None."""

@@ -15,7 +15,7 @@ import anyio
 from anyio import CancelScope
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._errors import FlowStopped, TraceCancelled
+from ._errors import FlowError, FlowErrorCode, FlowStopped, TraceCancelled
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware
 from ._floe import Floe
 from ._graph import OPEN_SEA, Adjacency, Graph, build_graph
@@ -92,6 +92,7 @@ class PenguiFlow:
         self._by_name = {node.name: runner for node, runner in self._runners.items()}
         self._ingress: dict[str, Floe] = {}
         self._link()
+        self._ingress_all = tuple(self._ingress.values())
 
         self._hooks: list[EventHook] = [on_event] if on_event is not None else []
         self._middlewares: list[Middleware] = list(middlewares)
@@ -140,6 +141,11 @@ class PenguiFlow:
         return self._task_group
 
     @property
+    def task_group_or_none(self) -> TaskGroup | None:
+        """The workers' task group while running, else None."""
+        return self._task_group
+
+    @property
     def running_now(self) -> bool:
         """Whether the flow's workers are running."""
         return self._phase == "running"
@@ -184,6 +190,8 @@ class PenguiFlow:
                 if mode in ("both", "out"):
                     runner.out_adapter = entry.out_adapter
                     runner.out_is_message = entry.out_is_message
+        for runner in self._runners.values():
+            runner.configure()
         self._phase = "running"
         self._stop_requested = anyio.Event()
         self._stopped = anyio.Event()
@@ -224,7 +232,7 @@ class PenguiFlow:
                 if self._middlewares:
                     tg.start_soon(self._drain_events, name="penguiflow:events")
                 for runner in self._runners.values():
-                    runner.spawn()
+                    runner.grow()
                 task_status.started()
                 await self._stop_requested.wait()
                 tg.cancel_scope.cancel()
@@ -263,9 +271,9 @@ class PenguiFlow:
             )
 
     # ------------------------------------------------------------------ emit
-    def _ingress_for(self, to: Node | str | Sequence[Node | str] | None) -> list[Floe]:
+    def _ingress_for(self, to: Node | str | Sequence[Node | str] | None) -> tuple[Floe, ...]:
         if to is None:
-            return list(self._ingress.values())
+            return self._ingress_all
         items = [to] if isinstance(to, Node | str) else list(to)
         floes: list[Floe] = []
         for target in items:
@@ -276,7 +284,7 @@ class PenguiFlow:
                     f"{name!r} is not an ingress node; OpenSea feeds {sorted(self._ingress)}"
                 )
             floes.append(floe)
-        return floes
+        return tuple(floes)
 
     def _key_of(self, msg: Any, trace_id: str | None) -> str | None:
         if isinstance(msg, Message):
@@ -300,15 +308,20 @@ class PenguiFlow:
         ``to`` names ingress nodes; with ``to=None`` and several ingress nodes the message is
         broadcast to all of them. ``trace_id`` tracks a bare (non-``Message``) payload as a trace.
         """
-        self._require_running("emit")
-        floes = self._ingress_for(to)
+        if self._phase != "running":
+            self._require_running("emit")
+        floes = self._ingress_all if to is None else self._ingress_for(to)
         key = self._key_of(msg, trace_id)
-        state = self.traces.get(key)
+        traces = self.traces
+        state = traces.get(key)
         if state is not None and state.cancelled:
             raise TraceCancelled(key, f"trace {key!r} is being cancelled; emit it again later")
         if self.observed:
             self.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
-        traces = self.traces
+        elif len(floes) == 1 and not floes[0].full():  # the common case, without a loop
+            floes[0].put_nowait(key, msg)
+            traces.enter(key)
+            return
         for index, floe in enumerate(floes):
             item = msg
             if index and isinstance(msg, Message):
@@ -395,8 +408,12 @@ class PenguiFlow:
             state = self.traces.get(trace_id)
             if state is not None and state.cancelled:
                 raise TraceCancelled(trace_id)
-        sources = self._sources(from_)
-        _, key, item = await self.rookery.get(ANY_TRACE if trace_id is None else trace_id, sources)
+        sources = None if from_ is None else self._sources(from_)
+        wanted = ANY_TRACE if trace_id is None else trace_id
+        try:
+            _, key, item = self.rookery.get_nowait(wanted, sources)
+        except asyncio.QueueEmpty:
+            _, key, item = await self.rookery.get(wanted, sources)
         if self.observed:
             self.event(FlowEventType.FETCH, None, key)
         return item
@@ -443,7 +460,7 @@ class PenguiFlow:
                 trace_id,
                 extra={"dropped": dropped, "rookery_dropped": buffered},
             )
-        self.rookery.fail_waiters(trace_id, TraceCancelled(trace_id))
+        answered = self.rookery.fail_waiters(trace_id, TraceCancelled(trace_id))
         for scope in list(state.scopes):
             scope.cancel()
         if state.finished is None:
@@ -453,6 +470,16 @@ class PenguiFlow:
         if state.pending <= 0 and not state.scopes:
             self.traces.end(trace_id, state)
         await finished.wait()
+        if self.emit_errors_to_rookery and not answered:
+            # Plain fetch() consumers learn the trace's fate like any other failure.
+            error = FlowError(
+                trace_id=trace_id,
+                node_name=None,
+                code=FlowErrorCode.TRACE_CANCELLED,
+                message="the trace was cancelled",
+                metadata={"dropped": dropped},
+            )
+            self.rookery.put_nowait(OPEN_SEA.name, trace_id, error)
         if observed:
             self.event(FlowEventType.TRACE_CANCEL_FINISH, None, trace_id)
         return True

@@ -17,15 +17,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio import CancelScope
 from pydantic import TypeAdapter, ValidationError
 
 from ._context import Context
-from ._errors import FlowError, FlowErrorCode
+from ._errors import FlowError, FlowErrorCode, TraceCancelled
 from ._events import FlowEventType
 from ._floe import Floe, Inbox
 from ._node import Node
-from ._trace import TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
+from ._trace import LaneCanceller, TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
 from ._types import WM, BudgetExhausted, Message
 
 if TYPE_CHECKING:
@@ -59,9 +58,9 @@ class NodeRunner:
         "out_adapter",
         "out_by_name",
         "out_is_message",
+        "plain",
         "policy",
         "workers",
-        "idle",
     )
 
     def __init__(self, flow: PenguiFlow, node: Node) -> None:
@@ -71,9 +70,10 @@ class NodeRunner:
         self.policy = node.policy
         self.inbox = Inbox()
         self.context = Context(self)
-        self.lanes: dict[str | None, Lane] = {}
+        self.lanes: dict[str | None, Lane | None] = {}
+        """Traces running at this node, with the messages parked behind them (None: none yet)."""
         self.workers = 0
-        self.idle = 0
+        self.inbox.grow = self.grow
         self.forward: tuple[Floe, ...] = ()
         """Floes to non-self successors; empty means results go to Rookery."""
         self.loop_floe: Floe | None = None
@@ -82,15 +82,34 @@ class NodeRunner:
         self.in_adapter: TypeAdapter[Any] | None = None
         self.out_adapter: TypeAdapter[Any] | None = None
         self.out_is_message = False
+        self.plain = True
+        """No validation, timeout or deadline interruption: the fast path may run the node."""
         self._warned_rewrap = False
 
+    def configure(self) -> None:
+        """Recompute derived settings once the registry is attached (called by ``run``)."""
+        policy = self.policy
+        self.plain = (
+            self.in_adapter is None
+            and self.out_adapter is None
+            and policy.timeout_s is None
+            and not policy.interrupt_on_deadline
+        )
+
     # --------------------------------------------------------------- workers
-    def spawn(self) -> None:
-        """Start one more worker in the flow's task group."""
+    def grow(self) -> None:
+        """Start one more worker if the node is below its concurrency (called on backlog)."""
+        if self.workers >= self.policy.max_concurrency:
+            return
+        task_group = self.flow.task_group_or_none
+        if task_group is None:
+            return
         self.workers += 1
-        self.flow.task_group.start_soon(self._work, name=f"penguiflow:{self.name}")
+        self.inbox.starting += 1
+        task_group.start_soon(self._work, name=f"penguiflow:{self.name}")
 
     async def _work(self) -> None:
+        self.inbox.starting -= 1
         try:
             await self._serve_inbox()
         finally:
@@ -99,57 +118,53 @@ class NodeRunner:
     async def _serve_inbox(self) -> None:
         inbox = self.inbox
         lanes = self.lanes
+        traces = self.flow.traces
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        canceller = LaneCanceller(task)
         while True:
-            self.idle += 1
-            try:
-                _, key, message = await inbox.get()
-            finally:
-                self.idle -= 1
-            if not self.idle and self.workers < self.policy.max_concurrency:
-                self.spawn()
-            lane = lanes.get(key)
-            if lane is not None:
+            _, key, message = inbox.get_nowait() if inbox.ready() else await inbox.get()
+            if key in lanes:
                 # Same trace is running here: hand the message to its owner, in order.
                 waiter: asyncio.Future[None] = loop.create_future()
+                lane = lanes[key]
+                if lane is None:
+                    lane = lanes[key] = Lane()
                 lane.append((message, waiter))
                 await waiter
                 continue
-            lane = lanes[key] = Lane()
+            lanes[key] = None
+            token = _current_trace.set(key)
+            state = traces.get(key)
             try:
-                await self._run_lane(key, message, lane)
-            finally:
-                del lanes[key]
-
-    async def _run_lane(self, key: str | None, message: Any, lane: Lane) -> None:
-        token = _current_trace.set(key)
-        flow = self.flow
-        state = flow.traces.get(key)
-        try:
-            if state is None:
-                await self._process(key, message, None)
-                while lane:
-                    message, waiter = lane.popleft()
-                    waiter.set_result(None)
+                if state is None:
                     await self._process(key, message, None)
-                return
-            scope = CancelScope()
-            state.scopes.add(scope)
-            try:
-                with scope:
-                    await self._process(key, message, state)
-                    while lane:
+                    while lane := lanes[key]:
                         message, waiter = lane.popleft()
                         waiter.set_result(None)
+                        await self._process(key, message, None)
+                else:
+                    state.scopes.add(canceller)
+                    try:
                         await self._process(key, message, state)
+                        while lane := lanes[key]:
+                            message, waiter = lane.popleft()
+                            waiter.set_result(None)
+                            await self._process(key, message, state)
+                    except asyncio.CancelledError:
+                        if not canceller.absorb():
+                            raise
+                        if self.flow.observed:
+                            self.flow.event(FlowEventType.NODE_TRACE_CANCELLED, self, key)
+                    finally:
+                        canceller.settle()
+                        state.scopes.discard(canceller)
+                        if state.pending <= 0 and not state.scopes:
+                            traces.end(key, state)  # pyright: ignore[reportArgumentType]
             finally:
-                state.scopes.discard(scope)
-                if state.pending <= 0 and not state.scopes:
-                    flow.traces.end(key, state)  # pyright: ignore[reportArgumentType]
-            if scope.cancelled_caught and flow.observed:
-                flow.event(FlowEventType.NODE_TRACE_CANCELLED, self, key)
-        finally:
-            _current_trace.reset(token)
+                del lanes[key]
+                _current_trace.reset(token)
 
     def drop_parked(self, key: str) -> int:
         """Release every parked message of ``key`` (its trace is cancelled); returns the count."""
@@ -165,29 +180,66 @@ class NodeRunner:
 
     # ------------------------------------------------------------ processing
     async def _process(self, key: str | None, message: Any, state: TraceState | None) -> None:
+        """Run one message through the node and deliver what it returns.
+
+        The common case (no validation, timeout or listener; one successor; same trace out as in)
+        runs inline: the message's pending count is handed straight to its output.
+        """
         flow = self.flow
+        handed_over = False
         try:
+            is_message = isinstance(message, Message)
+            if is_message and message.deadline_s is not None and time.time() > message.deadline_s:
+                await self._deadline_outcome(key, message)
+                return
+            if self.plain and not flow.observed:
+                started = time.perf_counter()
+                try:
+                    result = await self.node.func(message, self.context)
+                except Exception as exc:
+                    result = await self._invoke(message, state, (exc, started))
+            else:
+                result = await self._invoke(message, state, None)
+            if result is None:
+                return
+            out_key = key
+            if is_message and not isinstance(result, Message):
+                result = message.with_payload(result)
+            if isinstance(result, Message):
+                out_key = result.trace_id
+                if isinstance(result.payload, WM):
+                    await self._loop(out_key, result)
+                    return
+            forward = self.forward
             if (
-                isinstance(message, Message)
-                and message.deadline_s is not None
-                and time.time() > message.deadline_s
+                out_key == key
+                and len(forward) == 1
+                and not forward[0].full()
+                and (state is None or not state.cancelled)
             ):
-                await self._deadline_outcome(key, message)
+                forward[0].put_nowait(key, result)
+                handed_over = True
                 return
-            try:
-                result = await self._invoke(message, state)
-            except _DeadlineReached:
-                await self._deadline_outcome(key, message)
-                return
-            if result is not None:
-                await self._deliver(key, message, result)
+            await self.send(out_key, result, forward)
+        except _DeadlineReached:
+            await self._deadline_outcome(key, message)
         except FlowError as error:
             await self.fail(key, error, state)
         finally:
-            flow.traces.leave(key)
+            if not handed_over:
+                flow.traces.leave(key)
 
-    async def _invoke(self, message: Any, state: TraceState | None) -> Any:
-        """Run the node with validation, timeout and retries; raise one FlowError on failure."""
+    async def _invoke(
+        self,
+        message: Any,
+        state: TraceState | None,
+        first_failure: tuple[Exception, float] | None,
+    ) -> Any:
+        """Run the node with validation, timeout and retries; raise one FlowError on failure.
+
+        ``first_failure`` is ``(exception, perf_counter at start)`` of an attempt the fast path
+        already made.
+        """
         node = self.node
         policy = self.policy
         flow = self.flow
@@ -201,73 +253,84 @@ class NodeRunner:
                 ) from exc
         attempt = 0
         while True:
-            if flow.observed:
-                flow.event(FlowEventType.NODE_START, self, trace_id, attempt=attempt)
-            started = time.perf_counter()
-            if state is not None:
-                state.inflight += 1
-            try:
-                limit = self._attempt_limit(message)
-                result: Any = None
-                if limit is None:
-                    result = await node.func(message, self.context)
-                else:
-                    with anyio.move_on_after(limit[0]) as scope:
+            result: Any = None
+            if first_failure is not None:
+                failure, started = first_failure
+                first_failure = None
+            else:
+                failure = None
+                if flow.observed:
+                    flow.event(FlowEventType.NODE_START, self, trace_id, attempt=attempt)
+                started = time.perf_counter()
+                if state is not None:
+                    state.inflight += 1
+                try:
+                    limit = self._attempt_limit(message)
+                    if limit is None:
                         result = await node.func(message, self.context)
-                    if scope.cancelled_caught:
-                        if limit[1]:
-                            raise _DeadlineReached
-                        raise TimeoutError(f"node {node.name!r} timed out after {limit[0]:.3g}s")
-            except _DeadlineReached:
-                raise
-            except Exception as exc:
-                latency = (time.perf_counter() - started) * 1000
-                timed_out = isinstance(exc, TimeoutError)
+                    else:
+                        with anyio.move_on_after(limit[0]) as scope:
+                            result = await node.func(message, self.context)
+                        if scope.cancelled_caught:
+                            if limit[1]:
+                                raise _DeadlineReached
+                            failure = TimeoutError(
+                                f"node {node.name!r} timed out after {limit[0]:.3g}s"
+                            )
+                except _DeadlineReached:
+                    raise
+                except Exception as exc:
+                    failure = exc
+                finally:
+                    if state is not None:
+                        state.inflight -= 1
+            if failure is None:
                 if flow.observed:
                     flow.event(
-                        FlowEventType.NODE_TIMEOUT if timed_out else FlowEventType.NODE_ERROR,
+                        FlowEventType.NODE_SUCCESS,
                         self,
                         trace_id,
                         attempt=attempt,
-                        latency_ms=latency,
-                        extra={"exception": repr(exc)},
+                        latency_ms=(time.perf_counter() - started) * 1000,
                     )
-                if attempt < policy.max_retries and self._retryable(exc):
-                    attempt += 1
-                    delay = policy.backoff(attempt)
-                    if policy.jitter:
-                        delay *= random.uniform(1 - policy.jitter, 1 + policy.jitter)
-                    if flow.observed:
-                        flow.event(
-                            FlowEventType.NODE_RETRY,
-                            self,
-                            trace_id,
-                            attempt=attempt,
-                            extra={"sleep_s": delay},
-                        )
-                    await anyio.sleep(delay)
-                    continue
-                if isinstance(exc, ValidationError):
-                    code = FlowErrorCode.VALIDATION_ERROR
-                elif timed_out:
-                    code = FlowErrorCode.NODE_TIMEOUT
-                else:
-                    code = FlowErrorCode.NODE_EXCEPTION
-                raise self._error(exc, trace_id, code, None, attempt, latency) from exc
-            finally:
-                if state is not None:
-                    state.inflight -= 1
+                if result is not None and self.out_adapter is not None:
+                    result = self._validate_out(message, result, trace_id, attempt)
+                return result
+            latency = (time.perf_counter() - started) * 1000
+            timed_out = isinstance(failure, TimeoutError)
             if flow.observed:
                 flow.event(
-                    FlowEventType.NODE_SUCCESS,
+                    FlowEventType.NODE_TIMEOUT if timed_out else FlowEventType.NODE_ERROR,
                     self,
                     trace_id,
                     attempt=attempt,
-                    latency_ms=(time.perf_counter() - started) * 1000,
+                    latency_ms=latency,
+                    extra={"exception": repr(failure)},
                 )
-            if result is not None and self.out_adapter is not None:
-                result = self._validate_out(message, result, trace_id, attempt)
-            return result
+            if attempt < policy.max_retries and self._retryable(failure):
+                attempt += 1
+                delay = policy.backoff(attempt)
+                if policy.jitter:
+                    delay *= random.uniform(1 - policy.jitter, 1 + policy.jitter)
+                if flow.observed:
+                    flow.event(
+                        FlowEventType.NODE_RETRY,
+                        self,
+                        trace_id,
+                        attempt=attempt,
+                        extra={"sleep_s": delay},
+                    )
+                await anyio.sleep(delay)
+                continue
+            if isinstance(failure, ValidationError):
+                code = FlowErrorCode.VALIDATION_ERROR
+            elif isinstance(failure, TraceCancelled):  # e.g. a subflow's trace was cancelled
+                code = FlowErrorCode.TRACE_CANCELLED
+            elif timed_out:
+                code = FlowErrorCode.NODE_TIMEOUT
+            else:
+                code = FlowErrorCode.NODE_EXCEPTION
+            raise self._error(failure, trace_id, code, None, attempt, latency) from failure
 
     def _attempt_limit(self, message: Any) -> tuple[float, bool] | None:
         """``(seconds, is_deadline)`` bounding one attempt, or None when unbounded."""
@@ -283,7 +346,7 @@ class NodeRunner:
         return None if timeout is None else (timeout, False)
 
     def _retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, ValidationError):
+        if isinstance(exc, ValidationError | TraceCancelled):
             return False
         retry_on = self.policy.retry_on
         if retry_on is None:

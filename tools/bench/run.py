@@ -1,0 +1,162 @@
+"""PenguiFlow benchmarks: every figure next to a raw-asyncio baseline measured in the same run.
+
+Run ``uv run python tools/bench/run.py`` (``--quick`` for a smoke run, ``--only chain_5`` to pick
+scenarios, ``--reps N`` for more repetitions). Each repetition runs the penguiflow variant and
+the raw-asyncio variant back to back, alternating which goes first, so machine noise hits both;
+the table shows medians and the ratio penguiflow / baseline. Results are also written as JSON to
+``tools/bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from scenarios import SCENARIOS, Scenario  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    scenario: str
+    metric: str
+    unit: str
+    penguiflow: list[float] = field(default_factory=list[float])
+    baseline: list[float] = field(default_factory=list[float])
+    target: float | None = None
+    higher_is_better: bool = False
+
+    @property
+    def ratio(self) -> float:
+        pf, base = statistics.median(self.penguiflow), statistics.median(self.baseline)
+        if self.higher_is_better:
+            return base / pf if pf else float("inf")
+        return pf / base if base else float("inf")
+
+
+def run_pair(
+    pf: Callable[[], Awaitable[dict[str, float]]],
+    base: Callable[[], Awaitable[dict[str, float]]],
+    first_pf: bool,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Run both variants once each (fresh event loop each), in the given order."""
+    order = [pf, base] if first_pf else [base, pf]
+    results: list[dict[str, float]] = []
+    for variant in order:
+        gc.collect()
+        results.append(asyncio.run(variant()))
+    return (results[0], results[1]) if first_pf else (results[1], results[0])
+
+
+def measure(scenario: Scenario, reps: int, quick: bool) -> list[Row]:
+    """Interleave ``reps`` repetitions of one scenario; one Row per metric."""
+    rows: dict[str, Row] = {}
+    pf, base = scenario.build(quick)
+    run_pair(pf, base, True)  # warm-up: imports, allocator, first-call caches
+    for rep in range(reps):
+        pf_result, base_result = run_pair(pf, base, rep % 2 == 0)
+        for metric, spec in scenario.metrics.items():
+            row = rows.setdefault(
+                metric,
+                Row(
+                    scenario.name,
+                    metric,
+                    spec.unit,
+                    target=spec.target,
+                    higher_is_better=spec.higher_is_better,
+                ),
+            )
+            row.penguiflow.append(pf_result[metric])
+            row.baseline.append(base_result[metric])
+    return list(rows.values())
+
+
+def print_table(rows: list[Row]) -> None:
+    """The human-readable table: medians, ratio, target, verdict."""
+    header = (
+        f"{'scenario':<22} {'metric':<22} {'penguiflow':>12} {'raw asyncio':>12} "
+        f"{'ratio':>7} {'target':>7}  ok"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        pf = statistics.median(row.penguiflow)
+        base = statistics.median(row.baseline)
+        target = f"{row.target:.1f}x" if row.target is not None else "-"
+        ok = "" if row.target is None else ("yes" if row.ratio <= row.target else "NO")
+        print(
+            f"{row.scenario:<22} {row.metric + ' (' + row.unit + ')':<22} {pf:>12.2f} "
+            f"{base:>12.2f} {row.ratio:>6.2f}x {target:>7}  {ok}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5, help="repetitions per scenario (median)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, 2 repetitions")
+    parser.add_argument("--only", default="", help="comma-separated scenario names")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the JSON results")
+    args = parser.parse_args()
+    reps = 2 if args.quick else args.reps
+    wanted = {name for name in args.only.split(",") if name}
+    unknown = wanted - {s.name for s in SCENARIOS}
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}; have {[s.name for s in SCENARIOS]}")
+    rows: list[Row] = []
+    started = time.perf_counter()
+    for scenario in SCENARIOS:
+        if wanted and scenario.name not in wanted:
+            continue
+        print(f"running {scenario.name} ...", file=sys.stderr, flush=True)
+        rows.extend(measure(scenario, reps, args.quick))
+    print()
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, "
+        f"{reps} repetitions (medians), {time.perf_counter() - started:.0f}s"
+    )
+    print_table(rows)
+    out = args.json or RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "reps": reps,
+                "rows": [
+                    {
+                        "scenario": r.scenario,
+                        "metric": r.metric,
+                        "unit": r.unit,
+                        "penguiflow_median": statistics.median(r.penguiflow),
+                        "baseline_median": statistics.median(r.baseline),
+                        "ratio": r.ratio,
+                        "target": r.target,
+                        "penguiflow": r.penguiflow,
+                        "baseline": r.baseline,
+                    }
+                    for r in rows
+                ],
+            },
+            indent=2,
+        )
+    )
+    print(f"\nJSON: {out}")
+
+
+if __name__ == "__main__":
+    main()
