@@ -215,13 +215,19 @@ class PenguiFlow:
     async def running(self, registry: ModelRegistry | None = None) -> AsyncGenerator[PenguiFlow]:
         """Run the flow for the duration of the block; stop it (awaiting every task) on exit."""
         self._prepare(registry)
-        async with anyio.create_task_group() as tg:
-            await tg.start(self._serve)
-            try:
-                yield self
-            finally:
-                with CancelScope(shield=True):
-                    await self.stop()
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._serve)
+                try:
+                    yield self
+                finally:
+                    with CancelScope(shield=True):
+                        await self.stop()
+        except BaseExceptionGroup as group:
+            # The task group is ours, not the caller's: let the body's exception out as itself.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         assert self._stop_requested is not None and self._stopped is not None
