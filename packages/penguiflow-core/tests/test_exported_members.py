@@ -49,6 +49,13 @@ EXPECTED = {
     # subflows
     "PlaybookFactory",
     "call_playbook",
+    # distribution hooks
+    "BusEnvelope",
+    "InMemoryStateStore",
+    "MessageBus",
+    "RemoteBinding",
+    "StateStore",
+    "StoredEvent",
 }
 
 

@@ -16,6 +16,15 @@ messages in with ``flow.emit`` and take results out with ``flow.fetch``::
 """
 
 from ._context import Context
+from ._dispatch import OverflowPolicy
+from ._distribution import (
+    BusEnvelope,
+    InMemoryStateStore,
+    MessageBus,
+    RemoteBinding,
+    StateStore,
+    StoredEvent,
+)
 from ._errors import (
     CycleError,
     FlowError,
@@ -26,7 +35,7 @@ from ._errors import (
     TraceCancelled,
 )
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware
-from ._flow import FlowStatistics, OverflowPolicy, PenguiFlow, create
+from ._flow import FlowStatistics, PenguiFlow, create
 from ._graph import OPEN_SEA, ROOKERY, Endpoint
 from ._node import Node, NodePolicy, calls_playbooks
 from ._patterns import join_k, map_concurrent
@@ -89,6 +98,13 @@ __all__ = [
     # subflows
     "PlaybookFactory",
     "call_playbook",
+    # distribution hooks
+    "BusEnvelope",
+    "InMemoryStateStore",
+    "MessageBus",
+    "RemoteBinding",
+    "StateStore",
+    "StoredEvent",
 ]
 
 

@@ -63,12 +63,20 @@ class Context:
             name = target.name if isinstance(target, Node | Endpoint) else target
             floe = runner.out_by_name.get(name)
             if floe is None:
-                raise KeyError(
-                    f"node {runner.name!r} has no successor {name!r}; valid successors: "
-                    f"{sorted(runner.out_by_name) or '(none: results go to ROOKERY)'}"
-                )
-            floes.append(floe)
+                self.successor(name)  # raises the KeyError that lists the valid successors
+            else:
+                floes.append(floe)
         return tuple(floes)
+
+    def successor(self, name: str) -> Node:
+        """The successor called ``name`` (``KeyError`` listing the valid successors)."""
+        runner = self._runner
+        if name not in runner.out_by_name:
+            raise KeyError(
+                f"node {runner.name!r} has no successor {name!r}; valid successors: "
+                f"{sorted(runner.out_by_name) or '(none: results go to ROOKERY)'}"
+            )
+        return runner.flow.node(name)
 
     def _key(self, msg: Any) -> str | None:
         return msg.trace_id if isinstance(msg, Message) else current_trace_id()
@@ -88,6 +96,8 @@ class Context:
         runner = self._runner
         flow = runner.flow
         if not floes:
+            if flow.tapped:
+                flow.dispatcher.publish(runner.name, ROOKERY.name, key, msg)
             flow.rookery.put_nowait(runner.name, key, msg)
             return
         if any(floe.full() for floe in floes):
@@ -99,6 +109,8 @@ class Context:
                 item = msg.model_copy(update={"meta": dict(msg.meta)})
             floe.put_nowait(key, item)
             flow.traces.enter(key)
+            if flow.tapped:
+                flow.dispatcher.publish(runner.name, floe.target, key, item)
 
     def _check_live(self, key: str | None) -> None:
         state = self._runner.flow.traces.get(key)

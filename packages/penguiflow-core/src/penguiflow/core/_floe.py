@@ -37,6 +37,11 @@ class Floe:
 
     async def put(self, key: str | None, item: Any) -> None:
         """Enqueue ``item``; waits while this edge is full."""
+        await self.wait_for_space()
+        self.put_nowait(key, item)
+
+    async def wait_for_space(self) -> None:
+        """Return once a put would not wait (FIFO among waiting producers)."""
         while self.full():
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._putters.append(waiter)
@@ -45,7 +50,6 @@ class Floe:
             except BaseException:
                 _leave(self._putters, waiter, self.wake_putter)
                 raise
-        self.put_nowait(key, item)
 
     def put_nowait(self, key: str | None, item: Any) -> None:
         """Enqueue without waiting; raises ``asyncio.QueueFull`` when the edge is full."""

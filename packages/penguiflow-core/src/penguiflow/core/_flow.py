@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ import anyio
 from anyio import CancelScope
 from anyio.abc import TaskGroup, TaskStatus
 
+from ._dispatch import Dispatcher, OverflowPolicy
+from ._distribution import MessageBus, StateStore, StoredEvent
 from ._errors import FlowError, FlowErrorCode, FlowStopped, TraceCancelled
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware
 from ._floe import Floe
@@ -27,12 +28,9 @@ from ._streams import StreamSequencer
 from ._trace import TraceState, TraceTable
 from ._types import Message, StreamChunk
 
-__all__ = ["FlowStatistics", "OverflowPolicy", "PenguiFlow", "create"]
+__all__ = ["FlowStatistics", "PenguiFlow", "create"]
 
 logger = logging.getLogger("penguiflow.core")
-
-OverflowPolicy = Literal["drop_oldest", "drop_newest"]
-"""What the event buffer does when async middlewares fall behind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +54,15 @@ class FlowStatistics:
     streams: int
     """Open stream sequence counters."""
     events_dropped: int
-    """Events dropped because async middlewares fell behind."""
+    """Events dropped because async listeners (middlewares, state store) fell behind."""
     listener_errors: int
-    """Exceptions raised by event listeners (logged, never fatal)."""
+    """Exceptions raised by event hooks and middlewares (logged, never fatal)."""
+    store_errors: int
+    """State store writes that failed (logged, never fatal)."""
+    bus_dropped: int
+    """Edge crossings not published because the message bus fell behind."""
+    bus_errors: int
+    """Message bus publishes that failed (logged, never fatal)."""
 
 
 class PenguiFlow:
@@ -66,6 +70,9 @@ class PenguiFlow:
 
     Use ``async with flow.running(registry=...)``, or ``flow.run()`` / ``await flow.stop()``.
     """
+
+    flush_timeout_s: float = 5.0
+    """How long ``stop()`` waits for buffered events to reach async listeners."""
 
     def __init__(
         self,
@@ -77,14 +84,14 @@ class PenguiFlow:
         emit_errors_to_rookery: bool = False,
         event_buffer_size: int = 10_000,
         event_overflow: OverflowPolicy = "drop_oldest",
-        state_store: Any = None,
-        message_bus: Any = None,
+        state_store: StateStore | None = None,
+        message_bus: MessageBus | None = None,
     ) -> None:
         self.graph = graph
         self.queue_maxsize = queue_maxsize
         self.emit_errors_to_rookery = emit_errors_to_rookery
-        self.state_store = state_store
-        self.message_bus = message_bus
+        self.state_store: StateStore | None = state_store
+        self.message_bus: MessageBus | None = message_bus
         self.traces = TraceTable(self._trace_ended)
         self.rookery = Rookery(queue_maxsize)
         self.streams = StreamSequencer(self.traces)
@@ -94,18 +101,20 @@ class PenguiFlow:
         self._link()
         self._ingress_all = tuple(self._ingress.values())
 
-        self._hooks: list[EventHook] = [on_event] if on_event is not None else []
-        self._middlewares: list[Middleware] = list(middlewares)
-        self.observed = bool(self._hooks or self._middlewares)
+        self.dispatcher = Dispatcher(
+            hooks=[on_event] if on_event is not None else [],
+            middlewares=middlewares,
+            state_store=state_store,
+            message_bus=message_bus,
+            buffer_size=event_buffer_size,
+            overflow=event_overflow,
+        )
+        self.observed = self.dispatcher.observed
         """Whether anyone listens; when False no ``FlowEvent`` is built."""
-        if event_buffer_size < 1:
-            raise ValueError("event_buffer_size must be >= 1")
-        self._event_buffer: deque[FlowEvent] = deque()
-        self._event_buffer_size = event_buffer_size
-        self._event_overflow: OverflowPolicy = event_overflow
-        self._event_ready: asyncio.Event | None = None
-        self._events_dropped = 0
-        self._listener_errors = 0
+        self.tapped = message_bus is not None
+        """Whether edge crossings are mirrored to a message bus."""
+        self.quiet = not (self.observed or self.tapped)
+        """Neither listened to nor tapped: nodes may take the fast path."""
 
         self._task_group: TaskGroup | None = None
         self._phase: Literal["idle", "running", "stopped"] = "idle"
@@ -234,9 +243,8 @@ class PenguiFlow:
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
-                self._event_ready = asyncio.Event()
-                if self._middlewares:
-                    tg.start_soon(self._drain_events, name="penguiflow:events")
+                if self.dispatcher.buffered_sinks:
+                    tg.start_soon(self.dispatcher.run, name="penguiflow:listeners")
                 for runner in self._runners.values():
                     runner.grow()
                 task_status.started()
@@ -245,8 +253,8 @@ class PenguiFlow:
         finally:
             self._task_group = None
             self._finish()
-            with CancelScope(shield=True):
-                await self._flush_events()
+            with anyio.move_on_after(self.flush_timeout_s, shield=True):
+                await self.dispatcher.flush()
             self._stopped.set()
 
     async def stop(self) -> None:
@@ -324,7 +332,7 @@ class PenguiFlow:
             raise TraceCancelled(key, f"trace {key!r} is being cancelled; emit it again later")
         if self.observed:
             self.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
-        elif len(floes) == 1 and not floes[0].full():  # the common case, without a loop
+        if self.quiet and len(floes) == 1 and not floes[0].full():  # the common case
             floes[0].put_nowait(key, msg)
             traces.enter(key)
             return
@@ -332,14 +340,18 @@ class PenguiFlow:
             item = msg
             if index and isinstance(msg, Message):
                 item = msg.model_copy(update={"meta": dict(msg.meta)})
+            if self.tapped:
+                self.dispatcher.publish(OPEN_SEA.name, floe.target, key, item)
             if not floe.full():
                 floe.put_nowait(key, item)
                 traces.enter(key)
                 continue
             with traces.scoped(key) as scope:
-                await floe.put(key, item)
-                traces.enter(key)
-            if scope.cancelled_caught:
+                await floe.wait_for_space()
+                if not scope.cancel_called:
+                    floe.put_nowait(key, item)
+                    traces.enter(key)
+            if scope.cancel_called:
                 raise TraceCancelled(key)
 
     def emit_nowait(
@@ -367,6 +379,8 @@ class PenguiFlow:
                 item = msg.model_copy(update={"meta": dict(msg.meta)})
             floe.put_nowait(key, item)
             self.traces.enter(key)
+            if self.tapped:
+                self.dispatcher.publish(OPEN_SEA.name, floe.target, key, item)
 
     async def emit_chunk(
         self,
@@ -503,25 +517,36 @@ class PenguiFlow:
     # ---------------------------------------------------------------- events
     def add_middleware(self, middleware: Middleware) -> None:
         """Add an async event listener (runs from a bounded buffer, off the hot path)."""
-        self._middlewares.append(middleware)
-        self.observed = True
-        if self._task_group is not None and len(self._middlewares) == 1:
-            self._task_group.start_soon(self._drain_events, name="penguiflow:events")
+        dispatcher = self.dispatcher
+        needs_drain = not dispatcher.buffered_sinks
+        dispatcher.middlewares.append(middleware)
+        self.observed, self.quiet = True, False
+        if needs_drain and self._task_group is not None:
+            self._task_group.start_soon(dispatcher.run, name="penguiflow:listeners")
 
     def add_event_hook(self, hook: EventHook) -> None:
         """Add a sync event listener called inline for every event (keep it cheap)."""
-        self._hooks.append(hook)
-        self.observed = True
+        self.dispatcher.hooks.append(hook)
+        self.observed, self.quiet = True, False
 
     @property
     def middlewares(self) -> tuple[Middleware, ...]:
         """The async listeners, in order."""
-        return tuple(self._middlewares)
+        return tuple(self.dispatcher.middlewares)
 
     @property
     def event_hooks(self) -> tuple[EventHook, ...]:
         """The sync listeners, in order."""
-        return tuple(self._hooks)
+        return tuple(self.dispatcher.hooks)
+
+    async def load_history(self, trace_id: str) -> Sequence[StoredEvent]:
+        """The events the state store recorded for ``trace_id`` (pending ones flushed first)."""
+        if self.state_store is None:
+            raise RuntimeError(
+                "load_history needs a state store: create(..., state_store=InMemoryStateStore())"
+            )
+        await self.dispatcher.flush()
+        return await self.state_store.load_history(trace_id)
 
     def event(
         self,
@@ -535,74 +560,31 @@ class PenguiFlow:
     ) -> None:
         """Build and dispatch one event (callers check ``observed`` first)."""
         state = self.traces.get(trace_id)
+        node_name = node_id = None
+        depth_in = depth_out = edges = 0
         if runner is not None:
-            node = runner.node
+            node_name, node_id = runner.name, runner.node.node_id
             out = runner.out_by_name.values()
-            event = FlowEvent(
+            depth_in, depth_out, edges = len(runner.inbox), sum(f.size for f in out), len(out)
+        self.dispatcher.dispatch(
+            FlowEvent(
                 event_type=event_type,
                 ts=time.time(),
-                node_name=node.name,
-                node_id=node.node_id,
+                node_name=node_name,
+                node_id=node_id,
                 trace_id=trace_id,
                 attempt=attempt,
                 latency_ms=latency_ms,
-                queue_depth_in=len(runner.inbox),
-                queue_depth_out=sum(f.size for f in out),
-                outgoing_edges=len(out),
+                queue_depth_in=depth_in,
+                queue_depth_out=depth_out,
+                outgoing_edges=edges,
                 queue_maxsize=self.queue_maxsize,
                 trace_pending=None if state is None else state.pending,
                 trace_inflight=0 if state is None else state.inflight,
                 trace_cancelled=False if state is None else state.cancelled,
                 extra=extra or {},
             )
-        else:
-            event = FlowEvent(
-                event_type=event_type,
-                ts=time.time(),
-                node_name=None,
-                node_id=None,
-                trace_id=trace_id,
-                queue_maxsize=self.queue_maxsize,
-                trace_pending=None if state is None else state.pending,
-                trace_inflight=0 if state is None else state.inflight,
-                trace_cancelled=False if state is None else state.cancelled,
-                extra=extra or {},
-            )
-        for hook in self._hooks:
-            try:
-                hook(event)
-            except Exception:
-                self._listener_errors += 1
-                logger.exception("event hook %r failed on %s", hook, event.event_type)
-        if self._middlewares:
-            buffer = self._event_buffer
-            if len(buffer) >= self._event_buffer_size:
-                self._events_dropped += 1
-                if self._event_overflow == "drop_newest":
-                    return
-                buffer.popleft()
-            buffer.append(event)
-            if self._event_ready is not None:
-                self._event_ready.set()
-
-    async def _drain_events(self) -> None:
-        ready = self._event_ready
-        assert ready is not None
-        while True:
-            await ready.wait()
-            ready.clear()
-            await self._flush_events()
-
-    async def _flush_events(self) -> None:
-        buffer = self._event_buffer
-        while buffer:
-            event = buffer.popleft()
-            for middleware in self._middlewares:
-                try:
-                    await middleware(event)
-                except Exception:
-                    self._listener_errors += 1
-                    logger.exception("middleware %r failed on %s", middleware, event.event_type)
+        )
 
     # ---------------------------------------------------------- introspection
     def statistics(self) -> FlowStatistics:
@@ -616,8 +598,11 @@ class PenguiFlow:
             workers=sum(r.workers for r in self._runners.values()),
             lanes=sum(len(r.lanes) for r in self._runners.values()),
             streams=len(self.streams),
-            events_dropped=self._events_dropped,
-            listener_errors=self._listener_errors,
+            events_dropped=self.dispatcher.events_dropped,
+            listener_errors=self.dispatcher.listener_errors,
+            store_errors=self.dispatcher.store_errors,
+            bus_dropped=self.dispatcher.envelopes_dropped,
+            bus_errors=self.dispatcher.bus_errors,
         )
 
     def __repr__(self) -> str:
@@ -633,8 +618,8 @@ def create(
     emit_errors_to_rookery: bool = False,
     event_buffer_size: int = 10_000,
     event_overflow: OverflowPolicy = "drop_oldest",
-    state_store: Any = None,
-    message_bus: Any = None,
+    state_store: StateStore | None = None,
+    message_bus: MessageBus | None = None,
 ) -> PenguiFlow:
     """Build a flow from adjacencies (``a.to(b, c)``, ``b.to()`` …); the graph is checked eagerly.
 
@@ -654,10 +639,6 @@ def create(
         CycleError: The graph has a cycle that was not allowed.
         GraphError: Duplicate node names, no ingress node, or a ``WM`` node without a self-edge.
     """
-    if event_overflow not in ("drop_oldest", "drop_newest"):
-        raise ValueError(
-            f"event_overflow must be 'drop_oldest' or 'drop_newest', got {event_overflow!r}"
-        )
     graph = build_graph(adjacencies, allow_cycles=allow_cycles)
     return PenguiFlow(
         graph,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -207,12 +208,11 @@ class _Router:
         out, decision = await self._choose(message)
         names = _names(decision)
         if self._policy is not None:
-            runtime = ctx.runtime
             request = RoutingRequest(
                 message=message,
                 context=ctx,
                 node=ctx.owner,
-                proposed=tuple(runtime.node(name) for name in names),
+                proposed=tuple(ctx.successor(name) for name in names),
                 trace_id=message.trace_id if isinstance(message, Message) else current_trace_id(),
             )
             policy: Any = self._policy
@@ -272,16 +272,22 @@ def union_router(
 
 
 def _variant_names(union_model: Any) -> set[str]:
+    """Successor names a union router can pick, known from the model alone."""
     names: set[str] = set()
-    for member in typing.get_args(union_model) or (union_model,):
-        origin = typing.get_origin(member)
-        if origin is typing.Annotated:
-            member = typing.get_args(member)[0]
+    for member in _union_members(union_model):
         if not (isinstance(member, type) and issubclass(member, BaseModel)):
             continue
         field = member.model_fields.get("kind")
-        if field is not None and isinstance(field.default, str):
-            names.add(field.default)
-        elif field is None:
+        if field is None:
             names.add(member.__name__)
+        elif isinstance(field.default, str):
+            names.add(field.default)
     return names
+
+
+def _union_members(model: Any) -> list[Any]:
+    if typing.get_origin(model) is typing.Annotated:
+        model = typing.get_args(model)[0]
+    if typing.get_origin(model) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(model) for m in _union_members(arg)]
+    return [model]

@@ -17,14 +17,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio import CancelScope
 from pydantic import TypeAdapter, ValidationError
 
 from ._context import Context
 from ._errors import FlowError, FlowErrorCode, TraceCancelled
 from ._events import FlowEventType
 from ._floe import Floe, Inbox
+from ._graph import ROOKERY
 from ._node import Node
-from ._trace import LaneCanceller, TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
+from ._trace import TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
 from ._types import WM, BudgetExhausted, Message
 
 if TYPE_CHECKING:
@@ -116,13 +118,23 @@ class NodeRunner:
             self.workers -= 1
 
     async def _serve_inbox(self) -> None:
+        # One cancel scope per worker, not per message: an anyio scope costs more than the rest of
+        # a hop. While the worker runs a trace's lane, the scope is registered with that trace, so
+        # flow.cancel(trace) cancels exactly that lane (shields in node code are honoured). A
+        # cancelled scope is spent: the worker leaves it and opens a fresh one before more work.
+        lane_key: list[str | None] = [None]
+        while True:
+            with CancelScope() as scope:
+                await self._serve_lanes(scope, lane_key)
+            if scope.cancelled_caught and self.flow.observed:
+                self.flow.event(FlowEventType.NODE_TRACE_CANCELLED, self, lane_key[0])
+
+    async def _serve_lanes(self, scope: CancelScope, lane_key: list[str | None]) -> None:
+        """Run lanes until ``scope`` is cancelled; ``lane_key[0]`` is the trace of the last lane."""
         inbox = self.inbox
         lanes = self.lanes
         traces = self.flow.traces
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        canceller = LaneCanceller(task)
         while True:
             _, key, message = inbox.get_nowait() if inbox.ready() else await inbox.get()
             if key in lanes:
@@ -135,36 +147,26 @@ class NodeRunner:
                 await waiter
                 continue
             lanes[key] = None
+            lane_key[0] = key
             token = _current_trace.set(key)
             state = traces.get(key)
             try:
-                if state is None:
-                    await self._process(key, message, None)
-                    while lane := lanes[key]:
-                        message, waiter = lane.popleft()
-                        waiter.set_result(None)
-                        await self._process(key, message, None)
-                else:
-                    state.scopes.add(canceller)
-                    try:
-                        await self._process(key, message, state)
-                        while lane := lanes[key]:
-                            message, waiter = lane.popleft()
-                            waiter.set_result(None)
-                            await self._process(key, message, state)
-                    except asyncio.CancelledError:
-                        if not canceller.absorb():
-                            raise
-                        if self.flow.observed:
-                            self.flow.event(FlowEventType.NODE_TRACE_CANCELLED, self, key)
-                    finally:
-                        canceller.settle()
-                        state.scopes.discard(canceller)
-                        if state.pending <= 0 and not state.scopes:
-                            traces.end(key, state)  # pyright: ignore[reportArgumentType]
+                if state is not None:
+                    state.scopes.add(scope)
+                await self._process(key, message, state)
+                while lane := lanes[key]:
+                    message, waiter = lane.popleft()
+                    waiter.set_result(None)
+                    await self._process(key, message, state)
             finally:
                 del lanes[key]
                 _current_trace.reset(token)
+                if state is not None:
+                    state.scopes.discard(scope)
+                    if state.pending <= 0 and not state.scopes:
+                        traces.end(key, state)  # pyright: ignore[reportArgumentType]
+            if scope.cancel_called:
+                return
 
     def drop_parked(self, key: str) -> int:
         """Release every parked message of ``key`` (its trace is cancelled); returns the count."""
@@ -192,7 +194,7 @@ class NodeRunner:
             if is_message and message.deadline_s is not None and time.time() > message.deadline_s:
                 await self._deadline_outcome(key, message)
                 return
-            if self.plain and not flow.observed:
+            if self.plain and flow.quiet:
                 started = time.perf_counter()
                 try:
                     result = await self.node.func(message, self.context)
@@ -424,7 +426,7 @@ class NodeRunner:
             )
         logger.error("%s", error)
         if flow.emit_errors_to_rookery:
-            await flow.rookery.put(self.name, key, error)
+            await self.to_rookery(key, error)
         elif state is not None:
             state.error = error
 
@@ -434,8 +436,8 @@ class NodeRunner:
             flow.event(
                 FlowEventType.DEADLINE_SKIP, self, key, extra={"deadline_s": message.deadline_s}
             )
-        await flow.rookery.put(
-            self.name, key, message.with_payload(_outcome(FlowErrorCode.DEADLINE_EXCEEDED, message))
+        await self.to_rookery(
+            key, message.with_payload(_outcome(FlowErrorCode.DEADLINE_EXCEEDED, message))
         )
 
     # -------------------------------------------------------------- delivery
@@ -483,13 +485,13 @@ class NodeRunner:
                 else FlowEventType.BUDGET_EXHAUSTED
             )
             flow.event(event, self, key, extra={"code": code.value, "hops": wm.hops})
-        await flow.rookery.put(self.name, key, looped.with_payload(_outcome(code, looped)))
+        await self.to_rookery(key, looped.with_payload(_outcome(code, looped)))
 
     async def send(self, key: str | None, item: Any, floes: Sequence[Floe]) -> None:
         """Put ``item`` on ``floes`` (Rookery when empty), counting it for its trace."""
         flow = self.flow
         if not floes:
-            await flow.rookery.put(self.name, key, item)
+            await self.to_rookery(key, item)
             return
         traces = flow.traces
         state = traces.get(key)
@@ -504,7 +506,16 @@ class NodeRunner:
             else:
                 floe.put_nowait(key, item)
             traces.enter(key)
+            if flow.tapped:
+                flow.dispatcher.publish(self.name, floe.target, key, item)
             copy = True
+
+    async def to_rookery(self, key: str | None, item: Any) -> None:
+        """Deliver a result (or error, or outcome) of trace ``key`` to Rookery."""
+        flow = self.flow
+        if flow.tapped:
+            flow.dispatcher.publish(self.name, ROOKERY.name, key, item)
+        await flow.rookery.put(self.name, key, item)
 
 
 def _outcome(code: FlowErrorCode, message: Message) -> BudgetExhausted:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Protocol
 
 from anyio import CancelScope
 
 from ._errors import FlowError
 
-__all__ = ["Canceller", "LaneCanceller", "TraceState", "TraceTable", "current_trace_id"]
+__all__ = ["TraceState", "TraceTable", "current_trace_id"]
 
 _current_trace: ContextVar[str | None] = ContextVar("penguiflow_trace", default=None)
 
@@ -19,49 +18,6 @@ _current_trace: ContextVar[str | None] = ContextVar("penguiflow_trace", default=
 def current_trace_id() -> str | None:
     """The trace id of the message the calling node invocation is processing, if any."""
     return _current_trace.get()
-
-
-class Canceller(Protocol):
-    """Anything ``flow.cancel`` can interrupt: an anyio ``CancelScope`` or a lane."""
-
-    def cancel(self) -> None:
-        """Request cancellation."""
-        ...
-
-
-class LaneCanceller:
-    """Cancels the worker task running one trace's lane at a node.
-
-    A lane is entered for every message of every trace at every node, and an anyio ``CancelScope``
-    costs more than the rest of a hop, so lanes use the task's native ``cancel``/``uncancel``
-    bookkeeping instead, exactly as ``asyncio.timeout`` does: only a cancellation this object
-    requested is absorbed; any other (the flow stopping, an outer scope) propagates.
-    """
-
-    __slots__ = ("_requested", "_task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self._task = task
-        self._requested = False
-
-    def cancel(self) -> None:
-        """Cancel the lane (once)."""
-        if not self._requested:
-            self._requested = True
-            self._task.cancel("penguiflow: trace cancelled")
-
-    def absorb(self) -> bool:
-        """On ``CancelledError``: True if it was ours alone and has been absorbed."""
-        if not self._requested:
-            return False
-        self._requested = False
-        return self._task.uncancel() == 0
-
-    def settle(self) -> None:
-        """On leaving the lane: withdraw a request the lane code swallowed."""
-        if self._requested:
-            self._requested = False
-            self._task.uncancel()
 
 
 class TraceState:
@@ -75,8 +31,9 @@ class TraceState:
         self.inflight = 0
         """Node invocations of the trace running now."""
         self.cancelled = False
-        self.scopes: set[Canceller] = set()
-        """What to cancel to stop the trace's work: running lanes and blocked external emits."""
+        self.scopes: set[CancelScope] = set()
+        """What to cancel to stop the trace's work: the scopes of workers running its lanes, and of
+        callers blocked emitting it."""
         self.cleanups: list[Callable[[], None]] = []
         """Node-local per-trace state to free when the trace ends (join buckets, timers...)."""
         self.error: FlowError | None = None

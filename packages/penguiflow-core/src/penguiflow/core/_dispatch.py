@@ -1,0 +1,172 @@
+"""Where events and edge crossings go: inline hooks, and buffered async sinks off the hot path.
+
+Sync hooks run inline (keep them cheap). Async middlewares, the state store and the message bus
+are fed from bounded buffers by one background task; when a buffer is full the overflow policy
+drops the oldest or the newest item and counts it. A sink that raises is logged and counted,
+never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ._distribution import BusEnvelope, MessageBus, StateStore, StoredEvent
+from ._events import EventHook, FlowEvent, Middleware
+from ._types import Message
+
+__all__ = ["Dispatcher", "OverflowPolicy"]
+
+logger = logging.getLogger("penguiflow.core")
+
+OverflowPolicy = Literal["drop_oldest", "drop_newest"]
+"""What a full listener buffer does with one more item (either way it is counted)."""
+
+_flow_ids = itertools.count(1)
+
+
+class Dispatcher:
+    """Fans events out to listeners and edge crossings out to a message bus."""
+
+    def __init__(
+        self,
+        *,
+        hooks: Sequence[EventHook],
+        middlewares: Sequence[Middleware],
+        state_store: StateStore | None,
+        message_bus: MessageBus | None,
+        buffer_size: int,
+        overflow: OverflowPolicy,
+    ) -> None:
+        if buffer_size < 1:
+            raise ValueError(f"event_buffer_size must be >= 1, got {buffer_size}")
+        if overflow not in ("drop_oldest", "drop_newest"):
+            raise ValueError(
+                f"event_overflow must be 'drop_oldest' or 'drop_newest', got {overflow!r}"
+            )
+        self.hooks: list[EventHook] = list(hooks)
+        self.middlewares: list[Middleware] = list(middlewares)
+        self.state_store = state_store
+        self.message_bus = message_bus
+        self.buffer_size = buffer_size
+        self.overflow: OverflowPolicy = overflow
+        self.events: deque[FlowEvent] = deque()
+        self.envelopes: deque[BusEnvelope] = deque()
+        self.ready: asyncio.Event | None = None
+        self.events_dropped = 0
+        self.envelopes_dropped = 0
+        self.listener_errors = 0
+        self.store_errors = 0
+        self.bus_errors = 0
+        self._prefix = f"f{next(_flow_ids)}:"
+        self._event_ids = itertools.count()
+
+    @property
+    def observed(self) -> bool:
+        """Whether anyone listens to events (else none is built)."""
+        return bool(self.hooks or self.middlewares or self.state_store is not None)
+
+    @property
+    def buffered_sinks(self) -> bool:
+        """Whether a background drain task is needed."""
+        return bool(
+            self.middlewares or self.state_store is not None or self.message_bus is not None
+        )
+
+    # ------------------------------------------------------------------ intake
+    def dispatch(self, event: FlowEvent) -> None:
+        """Run sync hooks now; queue the event for async sinks."""
+        for hook in self.hooks:
+            try:
+                hook(event)
+            except Exception:
+                self.listener_errors += 1
+                logger.exception("event hook %r failed on %s", hook, event.event_type)
+        if self.middlewares or self.state_store is not None:
+            if self._admit(self.events):
+                self.events.append(event)
+                self._wake()
+
+    def publish(self, source: str, target: str, trace_id: str | None, item: Any) -> None:
+        """Queue one edge crossing for the message bus."""
+        if self.message_bus is None or not self._admit(self.envelopes):
+            return
+        headers: dict[str, Any] | None = None
+        meta: dict[str, Any] | None = None
+        if isinstance(item, Message):
+            headers = item.headers.model_dump()
+            meta = dict(item.meta)
+        self.envelopes.append(
+            BusEnvelope(
+                edge=f"{source}->{target}",
+                source=source,
+                target=target,
+                trace_id=trace_id,
+                payload=item,
+                headers=headers,
+                meta=meta,
+            )
+        )
+        self._wake()
+
+    def _admit(self, buffer: deque[Any]) -> bool:
+        if len(buffer) < self.buffer_size:
+            return True
+        if buffer is self.events:
+            self.events_dropped += 1
+        else:
+            self.envelopes_dropped += 1
+        if self.overflow == "drop_newest":
+            return False
+        buffer.popleft()
+        return True
+
+    def _wake(self) -> None:
+        if self.ready is not None:
+            self.ready.set()
+
+    # ------------------------------------------------------------------ drain
+    async def run(self) -> None:
+        """Drain the buffers until cancelled (runs in the flow's task group)."""
+        self.ready = ready = asyncio.Event()
+        if self.events or self.envelopes:
+            ready.set()
+        while True:
+            await ready.wait()
+            ready.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Deliver everything buffered so far."""
+        while self.events or self.envelopes:
+            if self.events:
+                await self._deliver_event(self.events.popleft())
+            if self.envelopes:
+                await self._deliver_envelope(self.envelopes.popleft())
+
+    async def _deliver_event(self, event: FlowEvent) -> None:
+        for middleware in self.middlewares:
+            try:
+                await middleware(event)
+            except Exception:
+                self.listener_errors += 1
+                logger.exception("middleware %r failed on %s", middleware, event.event_type)
+        if self.state_store is not None:
+            stored = StoredEvent.from_flow_event(event, f"{self._prefix}{next(self._event_ids)}")
+            try:
+                await self.state_store.save_event(stored)
+            except Exception:
+                self.store_errors += 1
+                logger.exception("state store failed to save %s", event.event_type)
+
+    async def _deliver_envelope(self, envelope: BusEnvelope) -> None:
+        assert self.message_bus is not None
+        try:
+            await self.message_bus.publish(envelope)
+        except Exception:
+            self.bus_errors += 1
+            logger.exception("message bus failed to publish %s", envelope.edge)
