@@ -8,6 +8,7 @@ that the runtime can drop one trace's queued work without touching the rest.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -21,19 +22,21 @@ Item = tuple["Floe", "str | None", Any]
 class Floe:
     """One bounded edge ``source -> target``."""
 
-    __slots__ = ("_putters", "inbox", "maxsize", "size", "source", "target")
+    __slots__ = ("_putters", "inbox", "limit", "maxsize", "size", "source", "target")
 
     def __init__(self, source: str, target: str, inbox: Inbox, maxsize: int) -> None:
         self.source = source
         self.target = target
         self.inbox = inbox
         self.maxsize = maxsize
+        self.limit = maxsize if maxsize > 0 else sys.maxsize
+        """``maxsize`` as a plain bound (``sys.maxsize`` when unbounded): one compare per put."""
         self.size = 0
         self._putters: deque[asyncio.Future[None]] = deque()
 
     def full(self) -> bool:
         """Whether a put would have to wait."""
-        return 0 < self.maxsize <= self.size
+        return self.size >= self.limit
 
     async def put(self, key: str | None, item: Any) -> None:
         """Enqueue ``item``; waits while this edge is full."""
@@ -53,7 +56,7 @@ class Floe:
 
     def put_nowait(self, key: str | None, item: Any) -> None:
         """Enqueue without waiting; raises ``asyncio.QueueFull`` when the edge is full."""
-        if 0 < self.maxsize <= self.size:
+        if self.size >= self.limit:
             raise asyncio.QueueFull(f"edge {self.source} -> {self.target} is full")
         self.size += 1
         self.inbox.push((self, key, item))
@@ -107,10 +110,6 @@ class Inbox:
             for waiter in watchers:
                 if not waiter.done():
                     waiter.set_result(None)
-
-    def ready(self) -> bool:
-        """Whether ``get_nowait`` would succeed."""
-        return bool(self.items)
 
     def get_nowait(self) -> Item:
         """Take the oldest item; raises ``asyncio.QueueEmpty`` when there is none."""

@@ -62,6 +62,7 @@ class NodeRunner:
         "out_is_message",
         "plain",
         "policy",
+        "single",
         "workers",
     )
 
@@ -78,6 +79,8 @@ class NodeRunner:
         self.inbox.grow = self.grow
         self.forward: tuple[Floe, ...] = ()
         """Floes to non-self successors; empty means results go to Rookery."""
+        self.single: Floe | None = None
+        """The only forward floe, when there is exactly one (the fast path's target)."""
         self.loop_floe: Floe | None = None
         """The self-edge of a controller loop."""
         self.out_by_name: dict[str, Floe] = {}
@@ -91,6 +94,7 @@ class NodeRunner:
     def configure(self) -> None:
         """Recompute derived settings once the registry is attached (called by ``run``)."""
         policy = self.policy
+        self.single = self.forward[0] if len(self.forward) == 1 else None
         self.plain = (
             self.in_adapter is None
             and self.out_adapter is None
@@ -134,9 +138,10 @@ class NodeRunner:
         inbox = self.inbox
         lanes = self.lanes
         traces = self.flow.traces
+        live = traces.states
         loop = asyncio.get_running_loop()
         while True:
-            _, key, message = inbox.get_nowait() if inbox.ready() else await inbox.get()
+            _, key, message = inbox.get_nowait() if inbox.items else await inbox.get()
             if key in lanes:
                 # Same trace is running here: hand the message to its owner, in order.
                 waiter: asyncio.Future[None] = loop.create_future()
@@ -149,7 +154,7 @@ class NodeRunner:
             lanes[key] = None
             lane_key[0] = key
             token = _current_trace.set(key)
-            state = traces.get(key)
+            state = None if key is None else live.get(key)
             try:
                 if state is not None:
                     state.scopes.add(scope)
@@ -212,17 +217,17 @@ class NodeRunner:
                 if isinstance(result.payload, WM):
                     await self._loop(out_key, result)
                     return
-            forward = self.forward
+            single = self.single
             if (
-                out_key == key
-                and len(forward) == 1
-                and not forward[0].full()
+                single is not None
+                and out_key == key
+                and single.size < single.limit
                 and (state is None or not state.cancelled)
             ):
-                forward[0].put_nowait(key, result)
+                single.put_nowait(key, result)
                 handed_over = True
                 return
-            await self.send(out_key, result, forward)
+            await self.send(out_key, result, self.forward)
         except _DeadlineReached:
             await self._deadline_outcome(key, message)
         except FlowError as error:
