@@ -49,6 +49,11 @@ EXPECTED = {
     # subflows
     "PlaybookFactory",
     "call_playbook",
+    # visualisation
+    "flow_to_dot",
+    "flow_to_mermaid",
+    "to_dot",
+    "to_mermaid",
     # distribution hooks
     "BusEnvelope",
     "InMemoryStateStore",

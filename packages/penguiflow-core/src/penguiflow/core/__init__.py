@@ -50,6 +50,7 @@ from ._routing import (
 )
 from ._trace import current_trace_id
 from ._types import WM, BudgetExhausted, FinalAnswer, Headers, Message, StreamChunk, merge_meta
+from ._viz import flow_to_dot, flow_to_mermaid, to_dot, to_mermaid
 
 __all__ = [
     # graph and running
@@ -98,6 +99,11 @@ __all__ = [
     # subflows
     "PlaybookFactory",
     "call_playbook",
+    # visualisation
+    "flow_to_dot",
+    "flow_to_mermaid",
+    "to_dot",
+    "to_mermaid",
     # distribution hooks
     "BusEnvelope",
     "InMemoryStateStore",

@@ -5,7 +5,8 @@ Both renderers draw the same picture from one layout, so the two formats always 
 * every node (box, labelled with its name) and every edge, in graph order;
 * ``OpenSea`` feeding each ingress node and each egress node feeding ``Rookery`` (stadium/oval);
 * a controller loop (a node with a self-edge) gets class ``loop``: an amber border, and its
-  self-edge is labelled ``loop``;
+  self-edge is labelled ``loop`` (``allow_cycle`` alone, without a self-edge, loops nowhere and
+  draws nothing extra; a cycle through distinct nodes is drawn as its plain edges);
 * a node that calls playbooks (``calls_playbooks(...)``) gets class ``subflow``: a blue fill, and a
   dashed ``calls`` edge to one ``playbook: NAME`` box (class ``playbook``) per playbook it calls.
 
