@@ -59,6 +59,11 @@ EXPECTED = {
     "InMemoryStateStore",
     "MessageBus",
     "RemoteBinding",
+    "RemoteCallRequest",
+    "RemoteCallResult",
+    "RemoteNode",
+    "RemoteStreamEvent",
+    "RemoteTransport",
     "StateStore",
     "StoredEvent",
 }

@@ -41,6 +41,13 @@ from ._node import Node, NodePolicy, calls_playbooks
 from ._patterns import join_k, map_concurrent
 from ._playbook import PlaybookFactory, call_playbook
 from ._registry import ModelRegistry
+from ._remote import (
+    RemoteCallRequest,
+    RemoteCallResult,
+    RemoteNode,
+    RemoteStreamEvent,
+    RemoteTransport,
+)
 from ._routing import (
     DictRoutingPolicy,
     RoutingPolicy,
@@ -109,6 +116,11 @@ __all__ = [
     "InMemoryStateStore",
     "MessageBus",
     "RemoteBinding",
+    "RemoteCallRequest",
+    "RemoteCallResult",
+    "RemoteNode",
+    "RemoteStreamEvent",
+    "RemoteTransport",
     "StateStore",
     "StoredEvent",
 ]

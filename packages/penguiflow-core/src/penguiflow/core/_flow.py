@@ -428,6 +428,10 @@ class PenguiFlow:
             state = self.traces.get(trace_id)
             if state is not None and state.cancelled:
                 raise TraceCancelled(trace_id)
+            if state is None and not self.rookery.depth(trace_id):
+                ending = self.traces.endings.get(trace_id)
+                if ending is not None:  # it already ended badly: answer instead of waiting
+                    raise ending
         sources = None if from_ is None else self._sources(from_)
         wanted = ANY_TRACE if trace_id is None else trace_id
         try:
@@ -505,14 +509,14 @@ class PenguiFlow:
         return True
 
     def _trace_ended(self, key: str, state: TraceState) -> None:
+        outcome: BaseException | None = None
         if state.cancelled:
-            self.rookery.fail_waiters(key, TraceCancelled(key))
-        elif (
-            state.error is not None
-            and self.rookery.has_waiters(key)
-            and not self.rookery.depth(key)
-        ):
-            self.rookery.fail_waiters(key, state.error)
+            outcome = TraceCancelled(key)
+        elif state.error is not None and not self.rookery.depth(key):
+            outcome = state.error
+        if outcome is not None:
+            self.rookery.fail_waiters(key, outcome)
+            self.traces.remember_ending(key, outcome)
 
     # ---------------------------------------------------------------- events
     def add_middleware(self, middleware: Middleware) -> None:

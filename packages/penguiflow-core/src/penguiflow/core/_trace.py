@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
 
@@ -43,13 +44,28 @@ class TraceState:
 
 
 class TraceTable:
-    """Live traces by id. A trace lives while any of its messages is in the flow."""
+    """Live traces by id. A trace lives while any of its messages is in the flow.
 
-    __slots__ = ("_on_end", "states")
+    The table also remembers how the last ``keep_endings`` unsuccessful traces ended (cancelled,
+    or failed without delivering their error), so that a ``fetch(trace_id=...)`` arriving after the
+    fact is still answered; the memory is bounded and a reused trace id forgets its old ending.
+    """
 
-    def __init__(self, on_end: Callable[[str, TraceState], None]) -> None:
+    __slots__ = ("_on_end", "endings", "keep_endings", "states")
+
+    def __init__(self, on_end: Callable[[str, TraceState], None], keep_endings: int = 1024) -> None:
         self.states: dict[str, TraceState] = {}
         self._on_end = on_end
+        self.endings: OrderedDict[str, BaseException] = OrderedDict()
+        self.keep_endings = keep_endings
+
+    def remember_ending(self, key: str, outcome: BaseException) -> None:
+        """Keep ``outcome`` as the answer for late fetches of ``key`` (bounded, oldest dropped)."""
+        endings = self.endings
+        endings[key] = outcome
+        endings.move_to_end(key)
+        while len(endings) > self.keep_endings:
+            endings.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self.states)
@@ -63,6 +79,8 @@ class TraceTable:
         state = self.states.get(key)
         if state is None:
             state = self.states[key] = TraceState()
+            if self.endings:
+                self.endings.pop(key, None)
         return state
 
     def enter(self, key: str | None, count: int = 1) -> None:
@@ -72,6 +90,8 @@ class TraceTable:
         state = self.states.get(key)
         if state is None:
             state = self.states[key] = TraceState()
+            if self.endings:
+                self.endings.pop(key, None)
         state.pending += count
 
     def leave(self, key: str | None, count: int = 1) -> None:
