@@ -205,6 +205,52 @@ def slow_node(quick: bool) -> tuple[Variant, Variant]:
     return pf, base
 
 
+# ------------------------------------------------------------------- events on vs events off
+def events(quick: bool) -> tuple[Variant, Variant]:
+    """The 5-node chain with one cheap sync event hook, against the same chain with none.
+
+    Here the "baseline" column is penguiflow itself with events off: the ratio is the cost of
+    observability, not of the framework.
+    """
+    n, hops = (2_000 if quick else 20_000), 5
+
+    async def run(listen: bool) -> dict[str, float]:
+        seen = [0]
+
+        def hook(event: object) -> None:
+            seen[0] += 1
+
+        nodes = [Node(identity, name=f"n{i}") for i in range(hops)]
+        flow = create(
+            *(a.to(b) for a, b in zip(nodes, nodes[1:], strict=False)),
+            nodes[-1].to(),
+            on_event=hook if listen else None,
+        )
+        batch = messages(n)
+        async with flow.running():
+            started = time.perf_counter()
+
+            async def feed() -> None:
+                for msg in batch:
+                    await flow.emit(msg)
+
+            feeder = asyncio.create_task(feed())
+            for _ in range(n):
+                await flow.fetch()
+            elapsed = time.perf_counter() - started
+            await feeder
+        assert not listen or seen[0] >= n * hops * 2
+        return {"us_per_hop": elapsed / (n * hops) * 1e6}
+
+    async def on() -> dict[str, float]:
+        return await run(True)
+
+    async def off() -> dict[str, float]:
+        return await run(False)
+
+    return on, off
+
+
 SCENARIOS = [
     Scenario(
         "chain_5",
@@ -220,4 +266,5 @@ SCENARIOS = [
         latency,
     ),
     Scenario("slow_node_100x10ms", {"wall_ms": Metric("ms", target=2.0)}, slow_node),
+    Scenario("events_on_vs_off", {"us_per_hop": Metric("us", target=1.25)}, events),
 ]

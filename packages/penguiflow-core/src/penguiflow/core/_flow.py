@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, cast
 
 import anyio
 from anyio import CancelScope
@@ -31,6 +32,13 @@ from ._types import Message, StreamChunk
 __all__ = ["FlowStatistics", "PenguiFlow", "create"]
 
 logger = logging.getLogger("penguiflow.core")
+
+# FlowEvent is a NamedTuple: build it from a tuple, without keyword processing.
+_new_event = cast(
+    Callable[[type[FlowEvent], tuple[Any, ...]], FlowEvent],
+    tuple.__new__,  # pyright: ignore[reportUnknownMemberType]
+)
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,30 +571,33 @@ class PenguiFlow:
         extra: dict[str, Any] | None = None,
     ) -> None:
         """Build and dispatch one event (callers check ``observed`` first)."""
-        state = self.traces.get(trace_id)
-        node_name = node_id = None
-        depth_in = depth_out = edges = 0
-        if runner is not None:
-            node_name, node_id = runner.name, runner.node.node_id
-            out = runner.out_by_name.values()
-            depth_in, depth_out, edges = len(runner.inbox), sum(f.size for f in out), len(out)
+        state = None if trace_id is None else self.traces.states.get(trace_id)
+        if runner is None:
+            where: tuple[str | None, str | None, int, int, int] = (None, None, 0, 0, 0)
+        else:
+            out = runner.out_floes
+            depth_out = out[0].size if len(out) == 1 else sum(f.size for f in out)
+            where = (runner.name, runner.node.node_id, len(runner.inbox.items), depth_out, len(out))
         self.dispatcher.dispatch(
-            FlowEvent(
-                event_type=event_type,
-                ts=time.time(),
-                node_name=node_name,
-                node_id=node_id,
-                trace_id=trace_id,
-                attempt=attempt,
-                latency_ms=latency_ms,
-                queue_depth_in=depth_in,
-                queue_depth_out=depth_out,
-                outgoing_edges=edges,
-                queue_maxsize=self.queue_maxsize,
-                trace_pending=None if state is None else state.pending,
-                trace_inflight=0 if state is None else state.inflight,
-                trace_cancelled=False if state is None else state.cancelled,
-                extra=extra or {},
+            _new_event(
+                FlowEvent,
+                (
+                    event_type,
+                    time.time(),
+                    where[0],
+                    where[1],
+                    trace_id,
+                    attempt,
+                    latency_ms,
+                    where[2],
+                    where[3],
+                    where[4],
+                    self.queue_maxsize,
+                    None if state is None else state.pending,
+                    0 if state is None else state.inflight,
+                    False if state is None else state.cancelled,
+                    _NO_EXTRA if extra is None else MappingProxyType(extra),
+                ),
             )
         )
 

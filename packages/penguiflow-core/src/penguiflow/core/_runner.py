@@ -59,6 +59,7 @@ class NodeRunner:
         "node",
         "out_adapter",
         "out_by_name",
+        "out_floes",
         "out_is_message",
         "plain",
         "policy",
@@ -84,6 +85,8 @@ class NodeRunner:
         self.loop_floe: Floe | None = None
         """The self-edge of a controller loop."""
         self.out_by_name: dict[str, Floe] = {}
+        self.out_floes: tuple[Floe, ...] = ()
+        """Every outgoing floe (self-edge included)."""
         self.in_adapter: TypeAdapter[Any] | None = None
         self.out_adapter: TypeAdapter[Any] | None = None
         self.out_is_message = False
@@ -95,6 +98,7 @@ class NodeRunner:
         """Recompute derived settings once the registry is attached (called by ``run``)."""
         policy = self.policy
         self.single = self.forward[0] if len(self.forward) == 1 else None
+        self.out_floes = tuple(self.out_by_name.values())
         self.plain = (
             self.in_adapter is None
             and self.out_adapter is None
@@ -199,14 +203,16 @@ class NodeRunner:
             if is_message and message.deadline_s is not None and time.time() > message.deadline_s:
                 await self._deadline_outcome(key, message)
                 return
-            if self.plain and flow.quiet:
+            if not self.plain:
+                result = await self._invoke(message, state, None)
+            elif flow.observed:
+                result = await self._invoke_observed(key, message, state)
+            else:
                 started = time.perf_counter()
                 try:
                     result = await self.node.func(message, self.context)
                 except Exception as exc:
                     result = await self._invoke(message, state, (exc, started))
-            else:
-                result = await self._invoke(message, state, None)
             if result is None:
                 return
             out_key = key
@@ -220,6 +226,7 @@ class NodeRunner:
             single = self.single
             if (
                 single is not None
+                and not flow.tapped
                 and out_key == key
                 and single.size < single.limit
                 and (state is None or not state.cancelled)
@@ -235,6 +242,30 @@ class NodeRunner:
         finally:
             if not handed_over:
                 flow.traces.leave(key)
+
+    async def _invoke_observed(
+        self, key: str | None, message: Any, state: TraceState | None
+    ) -> Any:
+        """The fast path's first attempt, reporting ``node_start``/``node_success`` events."""
+        flow = self.flow
+        flow.event(FlowEventType.NODE_START, self, key)
+        started = time.perf_counter()
+        if state is not None:
+            state.inflight += 1
+        try:
+            result = await self.node.func(message, self.context)
+        except Exception as exc:
+            return await self._invoke(message, state, (exc, started))
+        finally:
+            if state is not None:
+                state.inflight -= 1
+        flow.event(
+            FlowEventType.NODE_SUCCESS,
+            self,
+            key,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        return result
 
     async def _invoke(
         self,
