@@ -176,7 +176,9 @@ class Inbox:
         for item in self.items:
             (dropped if item[1] == key else kept).append(item)
         if dropped:
-            self.items = kept
+            # In place: consumers waiting in get() hold a reference to this deque.
+            self.items.clear()
+            self.items.extend(kept)
             for item in dropped:
                 item[0].freed()
         return dropped
