@@ -15,6 +15,7 @@ import os
 import random
 from collections import Counter
 from dataclasses import dataclass
+from typing import cast
 
 import anyio
 import anyio.lowlevel
@@ -172,8 +173,7 @@ async def soak(traces: int, seed: int = 7) -> SoakReport:
 
 @pytest.fixture
 def soak_traces(request: pytest.FixtureRequest) -> int:
-    traces: int = request.config.getoption("--soak-traces")
-    return traces
+    return cast(int, request.config.getoption("--soak-traces"))
 
 
 async def test_soak_every_trace_ends_once_bookkeeping_is_freed_and_memory_is_flat(
