@@ -15,6 +15,9 @@ messages in with ``flow.emit`` and take results out with ``flow.fetch``::
         print((await flow.fetch()).payload)   # HI
 """
 
+import importlib as _importlib
+import typing as _typing
+
 from ._context import Context
 from ._dispatch import OverflowPolicy
 from ._distribution import (
@@ -38,26 +41,54 @@ from ._events import EventHook, FlowEvent, FlowEventType, Middleware
 from ._flow import FlowStatistics, PenguiFlow, create
 from ._graph import OPEN_SEA, ROOKERY, Endpoint
 from ._node import Node, NodePolicy, calls_playbooks
-from ._patterns import join_k, map_concurrent
 from ._playbook import PlaybookFactory, call_playbook
 from ._registry import ModelRegistry
-from ._remote import (
-    RemoteCallRequest,
-    RemoteCallResult,
-    RemoteNode,
-    RemoteStreamEvent,
-    RemoteTransport,
-)
-from ._routing import (
-    DictRoutingPolicy,
-    RoutingPolicy,
-    RoutingRequest,
-    predicate_router,
-    union_router,
-)
 from ._trace import current_trace_id
 from ._types import WM, BudgetExhausted, FinalAnswer, Headers, Message, StreamChunk, merge_meta
-from ._viz import flow_to_dot, flow_to_mermaid, to_dot, to_mermaid
+
+# Imported on first use (see __getattr__): none of these is needed to run a flow.
+if _typing.TYPE_CHECKING:
+    from ._patterns import join_k, map_concurrent
+    from ._remote import (
+        RemoteCallRequest,
+        RemoteCallResult,
+        RemoteNode,
+        RemoteStreamEvent,
+        RemoteTransport,
+    )
+    from ._routing import (
+        DictRoutingPolicy,
+        RoutingPolicy,
+        RoutingRequest,
+        predicate_router,
+        union_router,
+    )
+    from ._viz import flow_to_dot, flow_to_mermaid, to_dot, to_mermaid
+
+_LAZY = {
+    **dict.fromkeys(("join_k", "map_concurrent"), "_patterns"),
+    **dict.fromkeys(
+        (
+            "RemoteCallRequest",
+            "RemoteCallResult",
+            "RemoteNode",
+            "RemoteStreamEvent",
+            "RemoteTransport",
+        ),
+        "_remote",
+    ),
+    **dict.fromkeys(
+        (
+            "DictRoutingPolicy",
+            "RoutingPolicy",
+            "RoutingRequest",
+            "predicate_router",
+            "union_router",
+        ),
+        "_routing",
+    ),
+    **dict.fromkeys(("flow_to_dot", "flow_to_mermaid", "to_dot", "to_mermaid"), "_viz"),
+}
 
 __all__ = [
     # graph and running
@@ -126,10 +157,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> str:
-    # Resolved lazily: importing importlib.metadata costs ~20 ms, more than the rest of the package.
-    if name == "__version__":
+def __getattr__(name: str) -> object:
+    # Rarely needed parts load on first use, keeping `import penguiflow.core` cheap.
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
+    if name == "__version__":  # importlib.metadata alone costs ~20 ms
         from importlib.metadata import version
 
         return version("penguiflow-core")
     raise AttributeError(f"module 'penguiflow.core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

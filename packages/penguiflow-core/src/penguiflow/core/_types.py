@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._errors import FlowErrorCode
 
@@ -29,7 +29,7 @@ def _new_trace_id() -> str:
 class Headers(BaseModel):
     """Routing-relevant facts about a message."""
 
-    model_config = ConfigDict(frozen=False)
+    model_config = ConfigDict(defer_build=True)
 
     tenant: str
     """The tenant the message belongs to (routing policies often key on it)."""
@@ -47,7 +47,7 @@ class Message(BaseModel):
     re-wrapped in the input's envelope.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
     payload: Any
     """What the nodes work on."""
@@ -91,6 +91,8 @@ def merge_meta(*metas: Mapping[str, Any]) -> dict[str, Any]:
 class StreamChunk(BaseModel):
     """One piece of a streamed answer (for example an LLM token)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     stream_id: str
     """Which stream the chunk belongs to (defaults to the parent message's trace id)."""
     seq: int
@@ -106,24 +108,35 @@ class StreamChunk(BaseModel):
 class WM(BaseModel):
     """Working memory of a controller loop (a node with a self-edge that returns ``WM``)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     query: str
     """What the loop is working on."""
     facts: list[Any] = Field(default_factory=list)
     """What it has found so far."""
     hops: int = 0
     """How many hops the loop has made; the runtime increments it after each one."""
-    budget_hops: int | None = Field(default=8, ge=0)
+    budget_hops: int | None = 8
     """Stop after this many hops (None = unlimited). Checked after each hop."""
     tokens_used: int = 0
     """Tokens spent so far; user code increments it."""
-    budget_tokens: int | None = Field(default=None, ge=0)
+    budget_tokens: int | None = None
     """Stop once ``tokens_used`` reaches this (None = unlimited). Checked after each hop."""
     confidence: float = 0.0
     """User-maintained confidence in the current answer."""
 
+    @field_validator("budget_hops", "budget_tokens")
+    @classmethod
+    def _budget_not_negative(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError("a budget must be >= 0 (or None for unlimited)")
+        return value
+
 
 class FinalAnswer(BaseModel):
     """The terminal result of a controller loop."""
+
+    model_config = ConfigDict(defer_build=True)
 
     text: str
     """The answer."""
