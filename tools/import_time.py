@@ -3,10 +3,10 @@
     uv run python tools/import_time.py [--runs 15] [--check] [--budget-ms 40]
 
 Each sample is a fresh interpreter that times its import statement with `time.perf_counter()`
-and prints the figure, so interpreter startup is not counted. Baseline samples
-(asyncio, pydantic's BaseModel, Field and TypeAdapter, anyio) and penguiflow samples (the same plus
-`penguiflow.core`) are interleaved, alternating which goes first, so drift on the machine (CPU frequency, caches, other
-load) hits both alike.
+and prints the figure, so interpreter startup is not counted. Baseline samples (asyncio,
+pydantic's BaseModel, Field and TypeAdapter, anyio) and penguiflow samples (the same plus
+`penguiflow.core`) are interleaved, alternating which goes first, so drift on the machine (CPU
+frequency, caches, other load) hits both alike.
 The reported cost is the difference of the two medians.
 """
 

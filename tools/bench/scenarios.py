@@ -7,13 +7,24 @@ bounded ``asyncio.Queue`` objects, running the same node bodies on the same ``Me
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from penguiflow.core import Context, Headers, Message, Node, NodePolicy, create
+from penguiflow.core import (
+    Context,
+    Headers,
+    Message,
+    Node,
+    NodePolicy,
+    StreamChunk,
+    create,
+    join_k,
+)
 
 Variant = Callable[[], Awaitable[dict[str, float]]]
 QUEUE = 64
@@ -251,6 +262,234 @@ def events(quick: bool) -> tuple[Variant, Variant]:
     return on, off
 
 
+# ----------------------------------------------------------------------- fan-out 8 + join
+def fanout(quick: bool) -> tuple[Variant, Variant]:
+    """Each message fans out to 8 branches and is joined back: µs per message."""
+    n, width = (1_000 if quick else 10_000), 8
+
+    async def pf() -> dict[str, float]:
+        split = Node(identity, name="split")
+        branches = [Node(identity, name=f"b{i}") for i in range(width)]
+        join = join_k("join", width)
+        flow = create(split.to(*branches), *(b.to(join) for b in branches), join.to())
+        batch = messages(n)
+        async with flow.running():
+            started = time.perf_counter()
+
+            async def feed() -> None:
+                for msg in batch:
+                    await flow.emit(msg)
+
+            feeder = asyncio.create_task(feed())
+            for _ in range(n):
+                await flow.fetch()
+            elapsed = time.perf_counter() - started
+            await feeder
+        return {"us_per_msg": elapsed / n * 1e6}
+
+    async def base() -> dict[str, float]:
+        inq: asyncio.Queue[Message] = asyncio.Queue(QUEUE)
+        branch_qs: list[asyncio.Queue[Message]] = [asyncio.Queue(QUEUE) for _ in range(width)]
+        join_q: asyncio.Queue[Message] = asyncio.Queue(QUEUE)
+        outq: asyncio.Queue[Message] = asyncio.Queue(QUEUE)
+
+        async def splitter() -> None:
+            while True:
+                msg = await raw_identity(await inq.get())
+                for q in branch_qs:
+                    await q.put(msg)
+
+        async def branch(q: asyncio.Queue[Message]) -> None:
+            while True:
+                await join_q.put(await raw_identity(await q.get()))
+
+        async def joiner() -> None:
+            buckets: dict[str, list[Message]] = {}
+            while True:
+                msg = await join_q.get()
+                bucket = buckets.setdefault(msg.trace_id, [])
+                bucket.append(msg)
+                if len(bucket) == width:
+                    del buckets[msg.trace_id]
+                    await outq.put(msg.model_copy(update={"payload": [m.payload for m in bucket]}))
+
+        tasks = [
+            asyncio.create_task(splitter()),
+            asyncio.create_task(joiner()),
+            *(asyncio.create_task(branch(q)) for q in branch_qs),
+        ]
+        batch = messages(n)
+        started = time.perf_counter()
+
+        async def feed() -> None:
+            for msg in batch:
+                await inq.put(msg)
+
+        feeder = asyncio.create_task(feed())
+        for _ in range(n):
+            await outq.get()
+        elapsed = time.perf_counter() - started
+        await feeder
+        await stop(tasks)
+        return {"us_per_msg": elapsed / n * 1e6}
+
+    return pf, base
+
+
+# --------------------------------------------------------------------------- stream chunks
+def stream(quick: bool) -> tuple[Variant, Variant]:
+    """One node streams 100 000 chunks to a trace-scoped reader: µs per chunk."""
+    chunks = 10_000 if quick else 100_000
+    tokens = [f"tok{i % 97}" for i in range(chunks)]
+
+    async def pf() -> dict[str, float]:
+        async def speak(msg: Message, ctx: Context) -> None:
+            last = len(tokens) - 1
+            for i, token in enumerate(tokens):
+                await ctx.emit_chunk(parent=msg, text=token, done=i == last)
+
+        flow = create(Node(speak).to())
+        parent = Message(payload="go", headers=HEADERS)
+        async with flow.running():
+            started = time.perf_counter()
+            await flow.emit(parent)
+            while True:
+                item = await flow.fetch(trace_id=parent.trace_id)
+                if item.payload.done:
+                    break
+            elapsed = time.perf_counter() - started
+        return {"us_per_chunk": elapsed / chunks * 1e6}
+
+    async def base() -> dict[str, float]:
+        queue: asyncio.Queue[Message] = asyncio.Queue(QUEUE)
+        parent = Message(payload="go", headers=HEADERS)
+
+        async def speak() -> None:
+            last = len(tokens) - 1
+            for i, token in enumerate(tokens):
+                chunk = StreamChunk(stream_id=parent.trace_id, seq=i, text=token, done=i == last)
+                await queue.put(parent.model_copy(update={"payload": chunk}))
+
+        started = time.perf_counter()
+        producer = asyncio.create_task(speak())
+        while True:
+            item = await queue.get()
+            if item.payload.done:
+                break
+        elapsed = time.perf_counter() - started
+        await producer
+        return {"us_per_chunk": elapsed / chunks * 1e6}
+
+    return pf, base
+
+
+# ------------------------------------------------------------- memory per in-flight message
+def memory(quick: bool) -> tuple[Variant, Variant]:
+    """10 000 messages (each its own trace) parked in front of a busy node: bytes per message."""
+    n = 2_000 if quick else 10_000
+
+    async def pf() -> dict[str, float]:
+        gate = asyncio.Event()
+
+        async def busy(msg: Message, ctx: Context) -> Message:
+            await gate.wait()
+            return msg
+
+        flow = create(Node(busy, policy=NodePolicy(max_concurrency=1)).to(), queue_maxsize=0)
+        async with flow.running():
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(n):
+                await flow.emit(Message(payload=i, headers=HEADERS))
+            held = tracemalloc.get_traced_memory()[0] - before
+            tracemalloc.stop()
+            gate.set()
+            for _ in range(n):
+                await flow.fetch()
+        return {"bytes_per_msg": held / n}
+
+    async def base() -> dict[str, float]:
+        gate = asyncio.Event()
+        inq, outq, tasks = await raw_pipeline([raw_identity])
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def busy() -> None:
+            await gate.wait()
+            while True:
+                await outq.put(await queue.get())
+
+        worker = asyncio.create_task(busy())
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(n):
+            await queue.put(Message(payload=i, headers=HEADERS))
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        gate.set()
+        for _ in range(n):
+            await outq.get()
+        await stop([*tasks, worker])
+        del inq
+        return {"bytes_per_msg": held / n}
+
+    return pf, base
+
+
+# --------------------------------------------------------------------------- cancel latency
+def cancel(quick: bool) -> tuple[Variant, Variant]:
+    """Cancel each of 100 live traces (each blocked in a node): µs per cancellation."""
+    live = 100
+
+    async def pf() -> dict[str, float]:
+        entered = 0
+        all_in = asyncio.Event()
+
+        async def stuck(msg: Message, ctx: Context) -> None:
+            nonlocal entered
+            entered += 1
+            if entered == live:
+                all_in.set()
+            await asyncio.sleep(3600)
+
+        flow = create(Node(stuck, policy=NodePolicy(max_concurrency=live)).to())
+        batch = messages(live)
+        samples: list[float] = []
+        async with flow.running():
+            for msg in batch:
+                await flow.emit(msg)
+            await all_in.wait()
+            for msg in batch:
+                started = time.perf_counter()
+                assert await flow.cancel(msg.trace_id)
+                samples.append(time.perf_counter() - started)
+        return {"p50_us": statistics.median(samples) * 1e6}
+
+    async def base() -> dict[str, float]:
+        entered = 0
+        all_in = asyncio.Event()
+
+        async def stuck() -> None:
+            nonlocal entered
+            entered += 1
+            if entered == live:
+                all_in.set()
+            await asyncio.sleep(3600)
+
+        tasks = [asyncio.create_task(stuck()) for _ in range(live)]
+        await all_in.wait()
+        samples: list[float] = []
+        for task in tasks:
+            started = time.perf_counter()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            samples.append(time.perf_counter() - started)
+        return {"p50_us": statistics.median(samples) * 1e6}
+
+    return pf, base
+
+
 SCENARIOS = [
     Scenario(
         "chain_5",
@@ -266,5 +505,9 @@ SCENARIOS = [
         latency,
     ),
     Scenario("slow_node_100x10ms", {"wall_ms": Metric("ms", target=2.0)}, slow_node),
+    Scenario("fanout_8_join", {"us_per_msg": Metric("us", target=4.0)}, fanout),
+    Scenario("stream_chunks", {"us_per_chunk": Metric("us", target=2.0)}, stream),
+    Scenario("inflight_memory", {"bytes_per_msg": Metric("B", target=2.0)}, memory),
+    Scenario("cancel_100_live", {"p50_us": Metric("us")}, cancel),
     Scenario("events_on_vs_off", {"us_per_hop": Metric("us", target=1.25)}, events),
 ]
