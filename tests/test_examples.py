@@ -71,8 +71,29 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "metadata_propagation done",
     ),
     # Examples of later issues (their authors own the markers; keep them minimal here).
-    "metrics_prometheus": ("penguiflow_node_latency_seconds", "metrics_prometheus done"),
-    "tracing_otel": ("tracing_otel done",),
+    "metrics_prometheus": (
+        'penguiflow_node_latency_seconds_count{node="summarize"} 11.0',
+        'penguiflow_node_failures_total{code="NODE_EXCEPTION",node="summarize"} 1.0',
+        "penguiflow_traces_cancelled_total 1.0",
+        "metrics_prometheus done",
+    ),
+    "state_history": (
+        "history of trace 'refund' (10 events):",
+        "node_failed   act     attempt 1, code NODE_EXCEPTION",
+        '"event": "node_failed"',
+        "state_history done",
+    ),
+    "streaming_llm": (
+        "SSE:       Echo: why do penguins huddle",
+        "WebSocket: Echo: how cold is the antarctic winter",
+        "tasks left: 0",
+        "streamed via SSE and WebSocket",
+    ),
+    "tracing_otel": (
+        "OTel trace id = the PenguiFlow trace id",
+        "status=ERROR events=exception,penguiflow.retry,exception",
+        "tracing_otel done: 8 spans, 0 left open",
+    ),
     "visualizer": ("flowchart LR", "-.->|calls|", "wrote flow.md and flow.dot"),
 }
 

@@ -38,8 +38,12 @@ EXPECTED = {
     "EventHook",
     "FlowEvent",
     "FlowEventType",
+    "FlowEventLogger",
+    "JsonFormatter",
     "Middleware",
     "OverflowPolicy",
+    "configure_json_logging",
+    "log_flow_events",
     # routing and patterns
     "DictRoutingPolicy",
     "RoutingPolicy",
@@ -51,6 +55,11 @@ EXPECTED = {
     # subflows
     "PlaybookFactory",
     "call_playbook",
+    # streaming
+    "chunk_to_ws_json",
+    "emit_stream_events",
+    "format_sse_event",
+    "stream_flow",
     # visualisation
     "flow_to_dot",
     "flow_to_mermaid",

@@ -40,9 +40,11 @@ from ._errors import (
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware
 from ._flow import FlowStatistics, PenguiFlow, create
 from ._graph import OPEN_SEA, ROOKERY, Endpoint
+from ._logging import FlowEventLogger, JsonFormatter, configure_json_logging, log_flow_events
 from ._node import Node, NodePolicy, calls_playbooks
 from ._playbook import PlaybookFactory, call_playbook
 from ._registry import ModelRegistry
+from ._streaming import chunk_to_ws_json, emit_stream_events, format_sse_event, stream_flow
 from ._trace import current_trace_id
 from ._types import WM, BudgetExhausted, FinalAnswer, Headers, Message, StreamChunk, merge_meta
 
@@ -124,8 +126,12 @@ __all__ = [
     "EventHook",
     "FlowEvent",
     "FlowEventType",
+    "FlowEventLogger",
+    "JsonFormatter",
     "Middleware",
     "OverflowPolicy",
+    "configure_json_logging",
+    "log_flow_events",
     # routing and patterns
     "DictRoutingPolicy",
     "RoutingPolicy",
@@ -137,6 +143,11 @@ __all__ = [
     # subflows
     "PlaybookFactory",
     "call_playbook",
+    # streaming
+    "chunk_to_ws_json",
+    "emit_stream_events",
+    "format_sse_event",
+    "stream_flow",
     # visualisation
     "flow_to_dot",
     "flow_to_mermaid",

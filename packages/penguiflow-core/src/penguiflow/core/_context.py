@@ -100,8 +100,8 @@ class Context:
                 flow.dispatcher.publish(runner.name, ROOKERY.name, key, msg)
             flow.rookery.put_nowait(runner.name, key, msg)
             return
-        if any(floe.full() for floe in floes):
-            full = next(floe for floe in floes if floe.full())
+        if any(floe.full_for(key) for floe in floes):
+            full = next(floe for floe in floes if floe.full_for(key))
             raise asyncio.QueueFull(f"edge {full.source} -> {full.target} is full")
         for index, floe in enumerate(floes):
             item = msg

@@ -3,6 +3,11 @@
 Each edge is bounded on its own (a producer blocks while *its* edge is full), while the node's
 workers take items from all incoming edges in the order they arrived. Items carry their trace key so
 that the runtime can drop one trace's queued work without touching the rest.
+
+While a trace runs at a node, later messages of that trace are parked in its *lane* behind it (one
+trace, one message at a time). Parking never holds a worker, and a lane is bounded like an edge: a
+producer of that trace waits while the lane is full, so a trace whose consumer stalls fills only
+its own lane and every other trace keeps flowing.
 """
 
 from __future__ import annotations
@@ -35,28 +40,34 @@ class Floe:
         self._putters: deque[asyncio.Future[None]] = deque()
 
     def full(self) -> bool:
-        """Whether a put would have to wait."""
+        """Whether this edge is at its bound."""
         return self.size >= self.limit
 
+    def full_for(self, key: str | None) -> bool:
+        """Whether a put of trace ``key`` would have to wait (edge full, or that trace's lane)."""
+        if self.size >= self.limit:
+            return True
+        lane = self.inbox.lanes.get(key)
+        return lane is not None and len(lane) >= self.limit
+
     async def put(self, key: str | None, item: Any) -> None:
-        """Enqueue ``item``; waits while this edge is full."""
-        await self.wait_for_space()
+        """Enqueue ``item``; waits while this edge or trace ``key``'s lane at the target is full."""
+        await self.wait_for_space(key)
         self.put_nowait(key, item)
 
-    async def wait_for_space(self) -> None:
-        """Return once a put would not wait (FIFO among waiting producers)."""
-        while self.full():
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._putters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                _leave(self._putters, waiter, self.wake_putter)
-                raise
+    async def wait_for_space(self, key: str | None) -> None:
+        """Return once a put of trace ``key`` would not wait."""
+        while True:
+            if self.size >= self.limit:
+                await _wait(self._putters, self.wake_putter)
+            elif self.inbox.lane_full(key, self.limit):
+                await self.inbox.wait_for_lane(key)
+            else:
+                return
 
     def put_nowait(self, key: str | None, item: Any) -> None:
-        """Enqueue without waiting; raises ``asyncio.QueueFull`` when the edge is full."""
-        if self.size >= self.limit:
+        """Enqueue without waiting; raises ``asyncio.QueueFull`` when a put would wait."""
+        if self.full_for(key):
             raise asyncio.QueueFull(f"edge {self.source} -> {self.target} is full")
         self.size += 1
         self.inbox.push((self, key, item))
@@ -82,9 +93,21 @@ class Floe:
 class Inbox:
     """All incoming floes of one node, drained in arrival order by the node's workers."""
 
-    __slots__ = ("_getters", "_watchers", "grow", "items", "starting", "waiting")
+    __slots__ = (
+        "_getters",
+        "_lane_waiters",
+        "_watchers",
+        "grow",
+        "items",
+        "lanes",
+        "starting",
+        "waiting",
+    )
 
     def __init__(self) -> None:
+        self.lanes: dict[str | None, deque[Any] | None] = {}
+        """Traces running at this node, with the messages parked behind each (None: none yet)."""
+        self._lane_waiters: dict[str | None, deque[asyncio.Future[None]]] = {}
         self.waiting = 0
         """Consumers inside ``get()`` (idle workers, including ones woken but not yet resumed)."""
         self.starting = 0
@@ -97,6 +120,66 @@ class Inbox:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    # ------------------------------------------------------------------ lanes
+    def park(self, key: str | None, message: Any) -> None:
+        """Queue ``message`` behind the running message of its trace."""
+        lane = self.lanes[key]
+        if lane is None:
+            lane = self.lanes[key] = deque()
+        lane.append(message)
+
+    def unpark(self, key: str | None) -> tuple[bool, Any]:
+        """Take the next parked message of ``key``: ``(True, message)``, or ``(False, None)``."""
+        lane = self.lanes[key]
+        if not lane:
+            return False, None
+        message = lane.popleft()
+        if key in self._lane_waiters:
+            self._wake_lane(key, everyone=False)
+        return True, message
+
+    def close_lane(self, key: str | None) -> None:
+        """The trace no longer runs here; producers waiting on its lane may go on."""
+        del self.lanes[key]
+        if key in self._lane_waiters:
+            self._wake_lane(key, everyone=True)
+
+    def drop_parked(self, key: str) -> int:
+        """Forget the parked messages of ``key`` (its trace is cancelled); returns the count."""
+        lane = self.lanes.get(key)
+        if not lane:
+            return 0
+        count = len(lane)
+        lane.clear()
+        if key in self._lane_waiters:
+            self._wake_lane(key, everyone=True)
+        return count
+
+    def lane_full(self, key: str | None, limit: int) -> bool:
+        """Whether trace ``key`` has ``limit`` messages parked here."""
+        lane = self.lanes.get(key)
+        return lane is not None and len(lane) >= limit
+
+    async def wait_for_lane(self, key: str | None) -> None:
+        """Wait until a parked message of ``key`` is taken (or its lane closes)."""
+        waiters = self._lane_waiters.setdefault(key, deque())
+        try:
+            await _wait(waiters, lambda: self._wake_lane(key, everyone=False))
+        finally:
+            if not waiters and self._lane_waiters.get(key) is waiters:
+                del self._lane_waiters[key]
+
+    def _wake_lane(self, key: str | None, *, everyone: bool) -> None:
+        waiters = self._lane_waiters.get(key)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    break
+        if not waiters:
+            self._lane_waiters.pop(key, None)
 
     def push(self, item: Item) -> None:
         """Append an item (space on its floe was already reserved) and wake one consumer."""
@@ -189,6 +272,17 @@ class Inbox:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+
+async def _wait(waiters: deque[asyncio.Future[None]], wake: Callable[[], None]) -> None:
+    """Wait in line on ``waiters`` until woken; a woken waiter that leaves passes the wake on."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        await waiter
+    except BaseException:
+        _leave(waiters, waiter, wake)
+        raise
 
 
 def _leave(

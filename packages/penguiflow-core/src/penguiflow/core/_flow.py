@@ -340,7 +340,7 @@ class PenguiFlow:
             raise TraceCancelled(key, f"trace {key!r} is being cancelled; emit it again later")
         if self.observed:
             self.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
-        if self.quiet and len(floes) == 1 and not floes[0].full():  # the common case
+        if self.quiet and len(floes) == 1 and not floes[0].full_for(key):  # the common case
             floes[0].put_nowait(key, msg)
             traces.enter(key)
             return
@@ -350,12 +350,12 @@ class PenguiFlow:
                 item = msg.model_copy(update={"meta": dict(msg.meta)})
             if self.tapped:
                 self.dispatcher.publish(OPEN_SEA.name, floe.target, key, item)
-            if not floe.full():
+            if not floe.full_for(key):
                 floe.put_nowait(key, item)
                 traces.enter(key)
                 continue
             with traces.scoped(key) as scope:
-                await floe.wait_for_space()
+                await floe.wait_for_space(key)
                 if not scope.cancel_called:
                     floe.put_nowait(key, item)
                     traces.enter(key)
@@ -377,7 +377,7 @@ class PenguiFlow:
         if state is not None and state.cancelled:
             raise TraceCancelled(key)
         for floe in floes:
-            if floe.full():
+            if floe.full_for(key):
                 raise asyncio.QueueFull(f"edge OpenSea -> {floe.target} is full")
         if self.observed:
             self.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
@@ -483,7 +483,7 @@ class PenguiFlow:
         dropped = 0
         for runner in self._runners.values():
             dropped += len(runner.inbox.drop_trace(trace_id))
-            dropped += runner.drop_parked(trace_id)
+            dropped += runner.inbox.drop_parked(trace_id)
         buffered = self.rookery.drop_trace(trace_id)
         if observed:
             self.event(
@@ -517,14 +517,12 @@ class PenguiFlow:
         return True
 
     def _trace_ended(self, key: str, state: TraceState) -> None:
-        outcome: BaseException | None = None
-        if state.cancelled:
-            outcome = TraceCancelled(key)
-        elif state.error is not None and not self.rookery.depth(key):
-            outcome = state.error
-        if outcome is not None:
+        outcome = TraceCancelled(key) if state.cancelled else state.error
+        if outcome is None:
+            return
+        self.traces.remember_ending(key, outcome)
+        if not self.rookery.depth(key):  # buffered items come first; fetch raises it after them
             self.rookery.fail_waiters(key, outcome)
-            self.traces.remember_ending(key, outcome)
 
     # ---------------------------------------------------------------- events
     def add_middleware(self, middleware: Middleware) -> None:
@@ -611,7 +609,7 @@ class PenguiFlow:
             rookery_buffered=len(self.rookery),
             rookery_keys=self.rookery.tracked_keys(),
             workers=sum(r.workers for r in self._runners.values()),
-            lanes=sum(len(r.lanes) for r in self._runners.values()),
+            lanes=sum(len(r.inbox.lanes) for r in self._runners.values()),
             streams=len(self.streams),
             events_dropped=self.dispatcher.events_dropped,
             listener_errors=self.dispatcher.listener_errors,

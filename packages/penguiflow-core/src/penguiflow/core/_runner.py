@@ -2,17 +2,15 @@
 
 Messages of different traces run concurrently (up to ``NodePolicy.max_concurrency``); messages of
 one trace run one at a time, in arrival order. A worker that takes a message of a trace another
-worker is already running *parks* it in that trace's lane and waits until the owner picks it up, so
-parked work is bounded by the worker count and backpressure still reaches the producers.
+worker is already running *parks* it in that trace's lane (see ``_floe``) and goes on; the owner
+runs the parked messages after its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +34,6 @@ __all__ = ["NodeRunner"]
 
 logger = logging.getLogger("penguiflow.core")
 
-Lane = deque[tuple[Any, "asyncio.Future[None]"]]
-
 
 class _DeadlineReached(Exception):
     """Internal: an attempt was interrupted at its message's deadline."""
@@ -53,7 +49,6 @@ class NodeRunner:
         "forward",
         "in_adapter",
         "inbox",
-        "lanes",
         "loop_floe",
         "name",
         "node",
@@ -74,8 +69,6 @@ class NodeRunner:
         self.policy = node.policy
         self.inbox = Inbox()
         self.context = Context(self)
-        self.lanes: dict[str | None, Lane | None] = {}
-        """Traces running at this node, with the messages parked behind them (None: none yet)."""
         self.workers = 0
         self.inbox.grow = self.grow
         self.forward: tuple[Floe, ...] = ()
@@ -140,20 +133,13 @@ class NodeRunner:
     async def _serve_lanes(self, scope: CancelScope, lane_key: list[str | None]) -> None:
         """Run lanes until ``scope`` is cancelled; ``lane_key[0]`` is the trace of the last lane."""
         inbox = self.inbox
-        lanes = self.lanes
+        lanes = inbox.lanes
+        live = self.flow.traces.states
         traces = self.flow.traces
-        live = traces.states
-        loop = asyncio.get_running_loop()
         while True:
             _, key, message = inbox.get_nowait() if inbox.items else await inbox.get()
-            if key in lanes:
-                # Same trace is running here: hand the message to its owner, in order.
-                waiter: asyncio.Future[None] = loop.create_future()
-                lane = lanes[key]
-                if lane is None:
-                    lane = lanes[key] = Lane()
-                lane.append((message, waiter))
-                await waiter
+            if key in lanes:  # the trace is running here: queue behind it, in order
+                inbox.park(key, message)
                 continue
             lanes[key] = None
             lane_key[0] = key
@@ -163,12 +149,13 @@ class NodeRunner:
                 if state is not None:
                     state.scopes.add(scope)
                 await self._process(key, message, state)
-                while lane := lanes[key]:
-                    message, waiter = lane.popleft()
-                    waiter.set_result(None)
+                while True:
+                    parked, message = inbox.unpark(key)
+                    if not parked:
+                        break
                     await self._process(key, message, state)
             finally:
-                del lanes[key]
+                inbox.close_lane(key)
                 _current_trace.reset(token)
                 if state is not None:
                     state.scopes.discard(scope)
@@ -176,18 +163,6 @@ class NodeRunner:
                         traces.end(key, state)  # pyright: ignore[reportArgumentType]
             if scope.cancel_called:
                 return
-
-    def drop_parked(self, key: str) -> int:
-        """Release every parked message of ``key`` (its trace is cancelled); returns the count."""
-        lane = self.lanes.get(key)
-        if not lane:
-            return 0
-        count = len(lane)
-        for _, waiter in lane:
-            if not waiter.done():
-                waiter.set_result(None)
-        lane.clear()
-        return count
 
     # ------------------------------------------------------------ processing
     async def _process(self, key: str | None, message: Any, state: TraceState | None) -> None:
@@ -229,6 +204,7 @@ class NodeRunner:
                 and not flow.tapped
                 and out_key == key
                 and single.size < single.limit
+                and key not in single.inbox.lanes  # (else the trace's lane there may be full)
                 and (state is None or not state.cancelled)
             ):
                 single.put_nowait(key, result)
@@ -537,7 +513,7 @@ class NodeRunner:
         for floe in floes:
             if copy and isinstance(item, Message):
                 item = item.model_copy(update={"meta": dict(item.meta)})
-            if floe.full():
+            if floe.full_for(key):
                 await floe.put(key, item)
             else:
                 floe.put_nowait(key, item)

@@ -1,6 +1,52 @@
-"""FlowTestKit: tiny, readable tests for PenguiFlow flows."""
+"""FlowTestKit: tiny, readable tests for PenguiFlow flows.
 
-__all__: list[str] = []
+Run one message through a flow, then check the result and the path it took::
+
+    from penguiflow.core import Headers, Message, Node, create
+    from penguiflow.testkit import FlowTestKit
+
+    async def test_shout() -> None:
+        flow = create(Node(shout).to())
+        msg = Message(payload="hi", headers=Headers(tenant="t"))
+        kit = FlowTestKit(flow)
+        assert (await kit.run_one(msg)).payload == "HI"
+        kit.assert_node_sequence(msg.trace_id, ["shout"])
+
+Every recorder belongs to one flow, so tests that run flows concurrently stay independent. The
+pytest plugin (``penguiflow.testkit.pytest_plugin``, loaded automatically) provides the
+``flow_kit`` and ``event_recorder`` fixtures.
+"""
+
+from ._assertions import assert_node_sequence, get_recorded_events, recorder_of
+from ._envelope import assert_preserves_message_envelope, probe_message
+from ._errors import EnvelopeNotPreserved, FlowTestError, FlowTestTimeout, NodeSequenceMismatch
+from ._kit import FlowKitFactory, FlowTestKit
+from ._recorder import EventRecorder, format_events
+from ._run import run_one
+from ._simulate import ErrorSimulator, simulate_error
+
+__all__ = [
+    # running flows
+    "FlowKitFactory",
+    "FlowTestKit",
+    "run_one",
+    # recording and asserting
+    "EventRecorder",
+    "assert_node_sequence",
+    "assert_preserves_message_envelope",
+    "format_events",
+    "get_recorded_events",
+    "recorder_of",
+    # test doubles
+    "ErrorSimulator",
+    "probe_message",
+    "simulate_error",
+    # failures
+    "EnvelopeNotPreserved",
+    "FlowTestError",
+    "FlowTestTimeout",
+    "NodeSequenceMismatch",
+]
 
 
 def __getattr__(name: str) -> str:

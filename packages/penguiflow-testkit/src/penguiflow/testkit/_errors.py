@@ -1,0 +1,75 @@
+"""What the testkit raises when a flow does not behave as the test expects.
+
+The tree::
+
+    FlowTestError (AssertionError)   a flow did not behave as the test expected
+    ├── FlowTestTimeout              run_one got no result for the trace in time
+    ├── NodeSequenceMismatch         the trace did not go through the expected nodes
+    └── EnvelopeNotPreserved         a node dropped or changed its input's envelope
+
+Every one is an ``AssertionError``, so pytest reports it as a test failure (not an error) and shows
+its message, which always carries what was expected, what happened, and the trace's events.
+Misuse of the testkit itself (bad arguments, a flow that cannot be run again) raises
+``TypeError``/``ValueError``/``RuntimeError`` with a message that says what to do instead.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EnvelopeNotPreserved",
+    "FlowTestError",
+    "FlowTestTimeout",
+    "NodeSequenceMismatch",
+]
+
+
+class FlowTestError(AssertionError):
+    """Root of the testkit's assertion failures.
+
+    Attributes:
+        trace_id: The trace the failure is about, when there is one.
+    """
+
+    def __init__(self, message: str, *, trace_id: str | None = None) -> None:
+        super().__init__(message)
+        self.trace_id = trace_id
+
+
+class FlowTestTimeout(FlowTestError):
+    """``run_one`` waited ``timeout_s`` without a result for the trace.
+
+    Attributes:
+        timeout_s: How long it waited.
+    """
+
+    def __init__(self, message: str, *, trace_id: str | None, timeout_s: float) -> None:
+        super().__init__(message, trace_id=trace_id)
+        self.timeout_s = timeout_s
+
+
+class NodeSequenceMismatch(FlowTestError):
+    """The trace's node sequence differs from the expected one.
+
+    Attributes:
+        expected: The sequence the test expected.
+        actual: The sequence that was recorded.
+    """
+
+    def __init__(
+        self, message: str, *, trace_id: str | None, expected: list[str], actual: list[str]
+    ) -> None:
+        super().__init__(message, trace_id=trace_id)
+        self.expected = expected
+        self.actual = actual
+
+
+class EnvelopeNotPreserved(FlowTestError):
+    """A node returned or emitted a message that lost part of its input's envelope.
+
+    Attributes:
+        problems: One line per field that was not preserved.
+    """
+
+    def __init__(self, message: str, *, trace_id: str | None, problems: list[str]) -> None:
+        super().__init__(message, trace_id=trace_id)
+        self.problems = problems
