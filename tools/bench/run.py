@@ -14,15 +14,19 @@ import asyncio
 import gc
 import json
 import platform
+import re
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
 
+import import_time  # noqa: E402
 from scenarios import SCENARIOS, Scenario  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -104,6 +108,48 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+def installed_size(root: str = "penguiflow-core") -> tuple[int, int]:
+    """(bytes, distributions) of ``root`` and everything it requires, as installed here."""
+    seen: set[str] = set()
+    todo = [root]
+    total = 0
+    while todo:
+        name = canonical(todo.pop())
+        if name in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:  # a requirement whose marker excludes this Python
+            continue
+        seen.add(name)
+        for file in dist.files or ():
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                total += path.stat().st_size
+        for requirement in dist.requires or ():
+            if "extra ==" not in requirement:
+                todo.append(re.split(r"[\s\[<>=!~;(]", requirement, maxsplit=1)[0])
+    return total, len(seen)
+
+
+def canonical(name: str) -> str:
+    """PEP 503 normalised distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def measure_facts(runs: int) -> dict[str, float]:
+    """Figures without a raw-asyncio twin: import cost and install size."""
+    print("measuring import time and install size ...", file=sys.stderr, flush=True)
+    result = import_time.measure(sys.executable, runs)
+    size, dists = installed_size()
+    return {
+        "import_ms": result.cost_ms,
+        "import_base_ms": result.baseline_ms,
+        "install_mib": size / 2**20,
+        "install_dists": float(dists),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions per scenario (median)")
@@ -123,12 +169,24 @@ def main() -> None:
             continue
         print(f"running {scenario.name} ...", file=sys.stderr, flush=True)
         rows.extend(measure(scenario, reps, args.quick))
+    facts = {} if wanted else measure_facts(runs=5 if args.quick else 15)
     print()
     print(
         f"python {platform.python_version()} on {platform.machine()}, "
         f"{reps} repetitions (medians), {time.perf_counter() - started:.0f}s"
     )
     print_table(rows)
+    if facts:
+        print()
+        print(
+            f"import penguiflow.core on top of asyncio, pydantic and anyio: "
+            f"{facts['import_ms']:.1f} ms (target <= 40 ms; they take "
+            f"{facts['import_base_ms']:.1f} ms)"
+        )
+        print(
+            f"installed size of penguiflow-core and its {int(facts['install_dists']) - 1} "
+            f"dependencies: {facts['install_mib']:.1f} MiB"
+        )
     out = args.json or RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -137,6 +195,7 @@ def main() -> None:
                 "python": platform.python_version(),
                 "machine": platform.machine(),
                 "reps": reps,
+                "facts": facts,
                 "rows": [
                     {
                         "scenario": r.scenario,
