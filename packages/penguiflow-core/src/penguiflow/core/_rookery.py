@@ -85,6 +85,15 @@ class Rookery:
     # ------------------------------------------------------------------ put
     async def put(self, source: str, key: str | None, item: Any) -> None:
         """Deliver ``item``; waits while trace ``key``'s buffer is full and nobody is reading."""
+        await self.wait_for_space(key)
+        self.put_nowait(source, key, item)
+
+    def full(self, key: str | None) -> bool:
+        """Whether a put for trace ``key`` would have to wait."""
+        return self._full(key)
+
+    async def wait_for_space(self, key: str | None) -> None:
+        """Return once trace ``key``'s buffer has room."""
         while self._full(key):
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             putters = self._putters.setdefault(key, deque())
@@ -100,7 +109,6 @@ class Rookery:
                     if not putters:
                         self._putters.pop(key, None)
                 raise
-        self.put_nowait(source, key, item)
 
     def put_nowait(self, source: str, key: str | None, item: Any) -> None:
         """Deliver without waiting; raises ``asyncio.QueueFull`` when the trace's buffer is full."""

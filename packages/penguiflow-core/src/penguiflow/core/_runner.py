@@ -141,10 +141,13 @@ class NodeRunner:
             if key in lanes:  # the trace is running here: queue behind it, in order
                 inbox.park(key, message)
                 continue
+            state = None if key is None else live.get(key)
+            if state is not None and state.cancelled:
+                traces.leave(key)  # a straggler of a trace being cancelled: drop it
+                continue
             lanes[key] = None
             lane_key[0] = key
             token = _current_trace.set(key)
-            state = None if key is None else live.get(key)
             try:
                 if state is not None:
                     state.scopes.add(scope)
@@ -153,6 +156,9 @@ class NodeRunner:
                     parked, message = inbox.unpark(key)
                     if not parked:
                         break
+                    if state is not None and state.cancelled:
+                        traces.leave(key)
+                        continue
                     await self._process(key, message, state)
             finally:
                 inbox.close_lane(key)
@@ -514,9 +520,10 @@ class NodeRunner:
             if copy and isinstance(item, Message):
                 item = item.model_copy(update={"meta": dict(item.meta)})
             if floe.full_for(key):
-                await floe.put(key, item)
-            else:
-                floe.put_nowait(key, item)
+                await floe.wait_for_space(key)
+                if state is not None and state.cancelled:
+                    return  # cancelled while we waited: the put must not land after the drop
+            floe.put_nowait(key, item)
             traces.enter(key)
             if flow.tapped:
                 flow.dispatcher.publish(self.name, floe.target, key, item)
@@ -525,9 +532,15 @@ class NodeRunner:
     async def to_rookery(self, key: str | None, item: Any) -> None:
         """Deliver a result (or error, or outcome) of trace ``key`` to Rookery."""
         flow = self.flow
+        rookery = flow.rookery
+        if rookery.full(key):
+            await rookery.wait_for_space(key)
+            state = flow.traces.get(key)
+            if state is not None and state.cancelled:
+                return  # cancelled while we waited: its results were already dropped
         if flow.tapped:
             flow.dispatcher.publish(self.name, ROOKERY.name, key, item)
-        await flow.rookery.put(self.name, key, item)
+        rookery.put_nowait(self.name, key, item)
 
 
 def _outcome(code: FlowErrorCode, message: Message) -> BudgetExhausted:
