@@ -19,8 +19,13 @@ from penguiflow.core import (
     ModelRegistry,
     Node,
     NodePolicy,
-    PenguiFlow,
     create,
+)
+from penguiflow.testkit import (
+    assert_node_sequence,
+    get_recorded_events,
+    run_one,
+    simulate_error,
 )
 
 FAST_BACKOFF = 0.001
@@ -42,13 +47,6 @@ class _Recorder:
         return [(e.event_type.value, e.attempt) for e in self.events if e.node_name == node]
 
 
-async def _run_one(flow: PenguiFlow, payload: Any = 1) -> Any:
-    with anyio.fail_after(5):
-        async with flow.running():
-            await flow.emit(_msg(payload))
-            return await flow.fetch()
-
-
 async def test_timeout_bounds_one_attempt() -> None:
     cancelled: list[bool] = []
 
@@ -61,7 +59,7 @@ async def test_timeout_bounds_one_attempt() -> None:
     events = _Recorder()
     node = Node(stuck, policy=NodePolicy(timeout_s=0.01))
     flow = create(node.to(), emit_errors_to_rookery=True, on_event=events)
-    error = await _run_one(flow)
+    error = await run_one(flow, _msg(1), timeout_s=5)
     assert isinstance(error, FlowError)
     assert error.code is FlowErrorCode.NODE_TIMEOUT
     assert error.node_name == "stuck"
@@ -102,7 +100,7 @@ async def test_timed_out_attempt_is_retried() -> None:
     events = _Recorder()
     policy = NodePolicy(timeout_s=0.02, max_retries=1, backoff_base=FAST_BACKOFF)
     flow = create(Node(slow_then_fast, policy=policy).to(), on_event=events)
-    result = await _run_one(flow)
+    result = await run_one(flow, _msg(1), timeout_s=5)
     assert result.payload == "done"
     assert calls == [0, 1]
     assert events.node_events("slow_then_fast") == [
@@ -115,22 +113,17 @@ async def test_timed_out_attempt_is_retried() -> None:
 
 
 async def test_failures_are_retried_with_backoff_and_report_each_attempt() -> None:
-    calls = 0
-
-    async def flaky(msg: Message, ctx: Context) -> str:
-        nonlocal calls
-        calls += 1
-        if calls < 3:
-            raise ConnectionError(f"attempt {calls}")
-        return "ok"
-
-    events = _Recorder()
+    flaky = simulate_error("flaky", "TRANSIENT", fail_times=2, result="ok")
     policy = NodePolicy(max_retries=3, backoff_base=0.001, backoff_mult=3.0, jitter=0.1)
-    flow = create(Node(flaky, policy=policy).to(), on_event=events)
-    result = await _run_one(flow)
+    flow = create(Node(flaky, policy=policy).to())
+    message = _msg(1)
+    result = await run_one(flow, message, timeout_s=5)
     assert result.payload == "ok"
-    assert calls == 3
-    assert events.node_events("flaky") == [
+    assert (flaky.attempts, flaky.failures) == (3, 2)
+    assert_node_sequence(flow, message.trace_id, ["flaky"])  # retries collapse to one entry
+    events = get_recorded_events(flow, message.trace_id)
+    assert [(e.event_type.value, e.attempt) for e in events] == [
+        ("emit", 0),
         ("node_start", 0),
         ("node_error", 0),
         ("node_retry", 1),
@@ -139,12 +132,13 @@ async def test_failures_are_retried_with_backoff_and_report_each_attempt() -> No
         ("node_retry", 2),
         ("node_start", 2),
         ("node_success", 2),
+        ("fetch", 0),
     ]
-    sleeps = [e.extra["sleep_s"] for e in events.events if e.event_type == "node_retry"]
+    sleeps = [e.extra["sleep_s"] for e in events if e.event_type == "node_retry"]
     assert 0.0009 <= sleeps[0] <= 0.0011
     assert 0.0027 <= sleeps[1] <= 0.0033
-    errors = [e for e in events.events if e.event_type is FlowEventType.NODE_ERROR]
-    assert "attempt 1" in errors[0].extra["exception"]
+    errors = [e for e in events if e.event_type is FlowEventType.NODE_ERROR]
+    assert "TRANSIENT: simulated failure 1 of 2" in errors[0].extra["exception"]
 
 
 async def test_max_backoff_caps_each_retry_delay() -> None:
@@ -158,7 +152,7 @@ async def test_max_backoff_caps_each_retry_delay() -> None:
     flow = create(
         Node(always_fails, policy=policy).to(), on_event=events, emit_errors_to_rookery=True
     )
-    await _run_one(flow)
+    await run_one(flow, _msg(1), timeout_s=5)
     sleeps = [e.extra["sleep_s"] for e in events.events if e.event_type == "node_retry"]
     assert sleeps == [0.001, 0.002, 0.002]
 
@@ -311,7 +305,7 @@ async def test_validation_error_raised_inside_a_node_is_not_retried() -> None:
         Node(parses, policy=NodePolicy(max_retries=3, backoff_base=FAST_BACKOFF)).to(),
         emit_errors_to_rookery=True,
     )
-    error = await _run_one(flow, "not a number")
+    error = await run_one(flow, _msg("not a number"), timeout_s=5)
     assert isinstance(error, FlowError)
     assert error.code is FlowErrorCode.VALIDATION_ERROR
     assert calls == 1
