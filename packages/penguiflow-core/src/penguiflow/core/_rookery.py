@@ -68,10 +68,6 @@ class Rookery:
         buffer = self._buffers.get(key)
         return len(buffer) if buffer else 0
 
-    def has_waiters(self, key: str | None) -> bool:
-        """Whether a caller is waiting on trace ``key`` specifically."""
-        return key in self._trace_getters
-
     def tracked_keys(self) -> int:
         """How many traces currently hold buffers, waiters or blocked producers (leak checks)."""
         return len(self._buffers.keys() | self._trace_getters.keys() | self._putters.keys())

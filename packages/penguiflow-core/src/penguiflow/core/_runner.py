@@ -459,16 +459,6 @@ class NodeRunner:
         )
 
     # -------------------------------------------------------------- delivery
-    async def _deliver(self, key: str | None, message: Any, result: Any) -> None:
-        if isinstance(message, Message) and not isinstance(result, Message):
-            result = message.with_payload(result)
-        if isinstance(result, Message):
-            key = result.trace_id
-            if isinstance(result.payload, WM):
-                await self._loop(key, result)
-                return
-        await self.send(key, result, self.forward)
-
     async def _loop(self, key: str, result: Message) -> None:
         """A controller returned working memory: count the hop, check budgets, loop or stop."""
         if self.loop_floe is None:

@@ -105,12 +105,6 @@ class TraceTable:
         if state.pending <= 0 and not state.scopes:
             self.end(key, state)
 
-    def release_if_idle(self, key: str) -> None:
-        """End ``key`` if nothing of it is in flight (after an aborted emit)."""
-        state = self.states.get(key)
-        if state is not None and state.pending <= 0 and not state.scopes:
-            self.end(key, state)
-
     def end(self, key: str, state: TraceState) -> None:
         """Forget ``key`` and run its cleanups (once)."""
         if self.states.get(key) is not state:
