@@ -72,6 +72,15 @@ class Floe:
         self.size += 1
         self.inbox.push((self, key, item))
 
+    def push_unbounded(self, key: str | None, item: Any) -> None:
+        """Enqueue ignoring the bound (for a controller's self-edge only).
+
+        That edge holds at most one hop per live trace and is drained only by the node that would
+        wait to put on it, so waiting there could deadlock.
+        """
+        self.size += 1
+        self.inbox.push((self, key, item))
+
     def freed(self) -> None:
         """One item of this edge left the inbox."""
         self.size -= 1
@@ -225,6 +234,11 @@ class Inbox:
             finally:
                 self.waiting -= 1
         return self._take()
+
+    def discard_all(self) -> None:
+        """Drop everything queued (the flow stopped)."""
+        while self.items:
+            self.items.popleft()[0].freed()
 
     def take_first(self, match: Callable[[Item], bool]) -> Item | None:
         """Remove and return the oldest item that satisfies ``match``, or None."""

@@ -279,7 +279,11 @@ class PenguiFlow:
 
     def _finish(self) -> None:
         self._phase = "stopped"
+        for runner in self._runners.values():
+            runner.inbox.discard_all()
         for key, state in list(self.traces.states.items()):
+            for scope in state.scopes:
+                scope.cancel()  # wakes callers still blocked in emit(): they get FlowStopped
             state.scopes.clear()
             self.traces.end(key, state)
         self.rookery.fail_all(lambda: FlowStopped("the flow stopped"))
@@ -360,6 +364,8 @@ class PenguiFlow:
                     floe.put_nowait(key, item)
                     traces.enter(key)
             if scope.cancel_called:
+                if self._phase == "stopped":
+                    raise FlowStopped("the flow stopped while emit() waited for room")
                 raise TraceCancelled(key)
 
     def emit_nowait(

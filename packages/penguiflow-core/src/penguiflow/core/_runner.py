@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 from anyio import CancelScope
 from pydantic import TypeAdapter, ValidationError
 
@@ -341,6 +342,10 @@ class NodeRunner:
                         extra={"sleep_s": delay},
                     )
                 await anyio.sleep(delay)
+                if state is not None and state.cancelled:
+                    await (
+                        anyio.lowlevel.checkpoint()
+                    )  # a cancellation during the backoff lands here
                 continue
             if isinstance(failure, ValidationError):
                 code = FlowErrorCode.VALIDATION_ERROR
@@ -442,6 +447,8 @@ class NodeRunner:
                 attempt=int(error.metadata.get("attempt", 0)),
                 extra={"flow_error": error.to_payload()},
             )
+        if state is not None and state.cancelled:
+            return  # the cancellation is the trace's outcome
         logger.error("%s", error)
         if flow.emit_errors_to_rookery:
             await self.to_rookery(key, error)
@@ -482,10 +489,17 @@ class NodeRunner:
             code = FlowErrorCode.TOKEN_BUDGET_EXHAUSTED
         elif looped.deadline_s is not None and time.time() > looped.deadline_s:
             code = FlowErrorCode.DEADLINE_EXCEEDED
-        if code is None:
-            await self.send(key, looped, (self.loop_floe,))
-            return
         flow = self.flow
+        if code is None:
+            state = flow.traces.get(key)
+            if state is not None and state.cancelled:
+                return
+            # Never wait for room on our own self-edge: only this node drains it.
+            self.loop_floe.push_unbounded(key, looped)
+            flow.traces.enter(key)
+            if flow.tapped:
+                flow.dispatcher.publish(self.name, self.name, key, looped)
+            return
         if flow.observed:
             event = (
                 FlowEventType.DEADLINE_SKIP
@@ -523,9 +537,11 @@ class NodeRunner:
         """Deliver a result (or error, or outcome) of trace ``key`` to Rookery."""
         flow = self.flow
         rookery = flow.rookery
+        state = flow.traces.get(key)
+        if state is not None and state.cancelled:
+            return  # finished after its cancellation (e.g. in a shielded section): drop it
         if rookery.full(key):
             await rookery.wait_for_space(key)
-            state = flow.traces.get(key)
             if state is not None and state.cancelled:
                 return  # cancelled while we waited: its results were already dropped
         if flow.tapped:
