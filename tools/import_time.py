@@ -13,6 +13,7 @@ The reported cost is the difference of the two medians.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,11 @@ class Result:
         return self.with_core_ms - self.baseline_ms
 
 
+# Installed code runs from cached bytecode; without it every sample would time the compiler. Let the
+# warm-up runs write the caches even where the environment says not to (PYTHONDONTWRITEBYTECODE).
+_CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def time_import(python: str, modules: str) -> float:
     """Import `modules` in a fresh interpreter and return the seconds it took."""
     completed = subprocess.run(
@@ -54,6 +60,7 @@ def time_import(python: str, modules: str) -> float:
         capture_output=True,
         text=True,
         check=False,
+        env=_CHILD_ENV,
     )
     if completed.returncode != 0:
         raise SystemExit(f"{modules} failed:\n{completed.stderr}")
