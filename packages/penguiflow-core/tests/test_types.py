@@ -161,3 +161,19 @@ def test_budget_exhausted_is_a_typed_final_answer(code: FlowErrorCode, text: str
     outcome = BudgetExhausted.for_code(code, facts=["f"], hops=3)
     assert isinstance(outcome, FinalAnswer)
     assert (outcome.code, outcome.text, outcome.facts, outcome.hops) == (code, text, ["f"], 3)
+
+
+def test_fast_copies_behave_like_model_copy() -> None:
+    class Tagged(Message):
+        tag: str = "x"
+
+    original = Tagged(payload=[1], headers=Headers(tenant="t"), meta={"k": 1}, tag="y")
+    branch = original.branch()
+    assert type(branch) is Tagged
+    assert branch == original
+    assert branch.meta is not original.meta
+    assert branch.payload is original.payload  # shallow, like model_copy
+    rewrapped = original.with_payload("new")
+    assert rewrapped.model_dump(exclude_unset=True)["payload"] == "new"
+    assert rewrapped.tag == "y" and rewrapped.trace_id == original.trace_id
+    assert original.payload == [1] and original.meta == {"k": 1}

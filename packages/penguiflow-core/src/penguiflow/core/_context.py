@@ -106,7 +106,7 @@ class Context:
         for index, floe in enumerate(floes):
             item = msg
             if index and isinstance(msg, Message):
-                item = msg.model_copy(update={"meta": dict(msg.meta)})
+                item = msg.branch()
             floe.put_nowait(key, item)
             flow.traces.enter(key)
             if flow.tapped:

@@ -351,7 +351,7 @@ class PenguiFlow:
         for index, floe in enumerate(floes):
             item = msg
             if index and isinstance(msg, Message):
-                item = msg.model_copy(update={"meta": dict(msg.meta)})
+                item = msg.branch()
             if self.tapped:
                 self.dispatcher.publish(OPEN_SEA.name, floe.target, key, item)
             if not floe.full_for(key):
@@ -390,7 +390,7 @@ class PenguiFlow:
         for index, floe in enumerate(floes):
             item = msg
             if index and isinstance(msg, Message):
-                item = msg.model_copy(update={"meta": dict(msg.meta)})
+                item = msg.branch()
             floe.put_nowait(key, item)
             self.traces.enter(key)
             if self.tapped:

@@ -12,7 +12,7 @@ from ._context import Context
 from ._errors import FlowError, FlowErrorCode
 from ._node import Node, NodePolicy
 from ._trace import current_trace_id
-from ._types import Message, merge_meta
+from ._types import Message, copy_with, merge_meta
 
 if TYPE_CHECKING:
     from ._runner import NodeRunner
@@ -108,7 +108,7 @@ def _merge(bucket: list[Any]) -> Any:
     if isinstance(first, Message):
         payloads = [m.payload if isinstance(m, Message) else m for m in bucket]
         metas = [m.meta for m in bucket if isinstance(m, Message)]
-        return first.model_copy(update={"payload": payloads, "meta": merge_meta(*metas)})
+        return copy_with(first, payload=payloads, meta=merge_meta(*metas))
     return list(bucket)
 
 

@@ -26,7 +26,7 @@ from ._floe import Floe, Inbox
 from ._graph import ROOKERY
 from ._node import Node
 from ._trace import TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
-from ._types import WM, BudgetExhausted, Message
+from ._types import WM, BudgetExhausted, Message, copy_with
 
 if TYPE_CHECKING:
     from ._flow import PenguiFlow
@@ -480,8 +480,8 @@ class NodeRunner:
                 ),
             )
         wm: WM = result.payload
-        wm = wm.model_copy(update={"hops": wm.hops + 1})
-        looped = result.model_copy(update={"payload": wm})
+        wm = copy_with(wm, hops=wm.hops + 1)
+        looped = copy_with(result, payload=wm)
         code: FlowErrorCode | None = None
         if wm.budget_hops is not None and wm.hops >= wm.budget_hops:
             code = FlowErrorCode.HOP_BUDGET_EXHAUSTED
@@ -522,7 +522,7 @@ class NodeRunner:
         copy = False
         for floe in floes:
             if copy and isinstance(item, Message):
-                item = item.model_copy(update={"meta": dict(item.meta)})
+                item = item.branch()
             if floe.full_for(key):
                 await floe.wait_for_space(key)
                 if state is not None and state.cancelled:

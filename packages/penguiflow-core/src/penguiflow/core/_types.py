@@ -18,6 +18,7 @@ __all__ = [
     "Headers",
     "Message",
     "StreamChunk",
+    "copy_with",
     "merge_meta",
 ]
 
@@ -64,15 +65,39 @@ class Message(BaseModel):
 
     def with_payload(self, payload: Any) -> Message:
         """Return a copy carrying ``payload`` in this envelope (``meta`` is copied, not shared)."""
-        return self.model_copy(update={"payload": payload, "meta": dict(self.meta)})
+        return copy_with(self, payload=payload, meta=dict(self.meta))
 
     def with_meta(self, **values: Any) -> Message:
         """Return a copy whose ``meta`` has ``values`` set; this message is left unchanged."""
-        return self.model_copy(update={"meta": {**self.meta, **values}})
+        return copy_with(self, meta={**self.meta, **values})
 
     def merged_meta(self, *metas: Mapping[str, Any]) -> Message:
         """Return a copy whose ``meta`` is this one's merged with ``metas`` (last write wins)."""
-        return self.model_copy(update={"meta": merge_meta(self.meta, *metas)})
+        return copy_with(self, meta=merge_meta(self.meta, *metas))
+
+    def branch(self) -> Message:
+        """Return a copy with its own ``meta`` dict (what each fan-out branch receives)."""
+        return copy_with(self, meta=dict(self.meta))
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def copy_with[M: BaseModel](model: M, **changes: Any) -> M:
+    """``model.model_copy(update=changes)`` without its overhead (no validation either way).
+
+    Messages are copied on every re-wrap and fan-out, where ``model_copy`` costs twice as much.
+    """
+    copy = _new(type(model))
+    fields = model.__dict__.copy()
+    fields.update(changes)
+    _set(copy, "__dict__", fields)
+    _set(copy, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
+    extra, private = model.__pydantic_extra__, model.__pydantic_private__
+    _set(copy, "__pydantic_extra__", None if extra is None else dict(extra))
+    _set(copy, "__pydantic_private__", None if private is None else dict(private))
+    return copy
 
 
 def merge_meta(*metas: Mapping[str, Any]) -> dict[str, Any]:
