@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -63,19 +63,19 @@ class Message(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
     """Free-form debug/cost/context data; a fresh dict per message."""
 
-    def with_payload(self, payload: Any) -> Message:
+    def with_payload(self, payload: Any) -> Self:
         """Return a copy carrying ``payload`` in this envelope (``meta`` is copied, not shared)."""
         return copy_with(self, payload=payload, meta=dict(self.meta))
 
-    def with_meta(self, **values: Any) -> Message:
+    def with_meta(self, **values: Any) -> Self:
         """Return a copy whose ``meta`` has ``values`` set; this message is left unchanged."""
         return copy_with(self, meta={**self.meta, **values})
 
-    def merged_meta(self, *metas: Mapping[str, Any]) -> Message:
+    def merged_meta(self, *metas: Mapping[str, Any]) -> Self:
         """Return a copy whose ``meta`` is this one's merged with ``metas`` (last write wins)."""
         return copy_with(self, meta=merge_meta(self.meta, *metas))
 
-    def branch(self) -> Message:
+    def branch(self) -> Self:
         """Return a copy with its own ``meta`` dict (what each fan-out branch receives)."""
         return copy_with(self, meta=dict(self.meta))
 
