@@ -187,14 +187,20 @@ class NodeRunner:
                 return
             if not self.plain:
                 result = await self._invoke(message, state, None)
-            elif flow.observed:
-                result = await self._invoke_observed(key, message, state)
-            else:
+            else:  # first attempt inline; failures (and retries) go through _invoke
+                observed = flow.observed
+                if observed:
+                    self._attempt_started(key, state)
                 started = time.perf_counter()
                 try:
                     result = await self.node.func(message, self.context)
                 except Exception as exc:
+                    if observed and state is not None:
+                        state.inflight -= 1
                     result = await self._invoke(message, state, (exc, started))
+                else:
+                    if observed:
+                        self._attempt_succeeded(key, state, started)
             if result is None:
                 return
             out_key = key
@@ -226,29 +232,16 @@ class NodeRunner:
             if not handed_over:
                 flow.traces.leave(key)
 
-    async def _invoke_observed(
-        self, key: str | None, message: Any, state: TraceState | None
-    ) -> Any:
-        """The fast path's first attempt, reporting ``node_start``/``node_success`` events."""
-        flow = self.flow
-        flow.event(FlowEventType.NODE_START, self, key)
-        started = time.perf_counter()
+    def _attempt_started(self, key: str | None, state: TraceState | None) -> None:
         if state is not None:
             state.inflight += 1
-        try:
-            result = await self.node.func(message, self.context)
-        except Exception as exc:
-            return await self._invoke(message, state, (exc, started))
-        finally:
-            if state is not None:
-                state.inflight -= 1
-        flow.event(
-            FlowEventType.NODE_SUCCESS,
-            self,
-            key,
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
-        return result
+        self.flow.event(FlowEventType.NODE_START, self, key)
+
+    def _attempt_succeeded(self, key: str | None, state: TraceState | None, started: float) -> None:
+        if state is not None:
+            state.inflight -= 1
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.flow.event(FlowEventType.NODE_SUCCESS, self, key, latency_ms=latency_ms)
 
     async def _invoke(
         self,
