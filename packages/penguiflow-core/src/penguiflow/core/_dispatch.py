@@ -57,11 +57,11 @@ class Dispatcher:
         self.events: deque[FlowEvent] = deque()
         self.envelopes: deque[BusEnvelope] = deque()
         self.ready: asyncio.Event | None = None
-        self.events_dropped = 0
-        self.envelopes_dropped = 0
-        self.listener_errors = 0
-        self.store_errors = 0
-        self.bus_errors = 0
+        self.events_dropped: int = 0
+        self.envelopes_dropped: int = 0
+        self.listener_errors: int = 0
+        self.store_errors: int = 0
+        self.bus_errors: int = 0
         self._prefix = f"f{next(_flow_ids)}:"
         self._event_ids = itertools.count()
 

@@ -68,7 +68,7 @@ class CycleError(GraphError):
     """
 
     def __init__(self, cycle: list[str]) -> None:
-        self.cycle = list(cycle)
+        self.cycle: list[str] = list(cycle)
         path = " -> ".join([*self.cycle, self.cycle[0]]) if self.cycle else "?"
         super().__init__(
             f"cycle detected: {path}. Pass allow_cycles=True to create(), or "

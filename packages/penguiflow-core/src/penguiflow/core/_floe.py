@@ -30,13 +30,13 @@ class Floe:
     __slots__ = ("_putters", "inbox", "limit", "maxsize", "size", "source", "target")
 
     def __init__(self, source: str, target: str, inbox: Inbox, maxsize: int) -> None:
-        self.source = source
-        self.target = target
-        self.inbox = inbox
-        self.maxsize = maxsize
-        self.limit = maxsize if maxsize > 0 else sys.maxsize
+        self.source: str = source
+        self.target: str = target
+        self.inbox: Inbox = inbox
+        self.maxsize: int = maxsize
+        self.limit: int = maxsize if maxsize > 0 else sys.maxsize
         """``maxsize`` as a plain bound (``sys.maxsize`` when unbounded): one compare per put."""
-        self.size = 0
+        self.size: int = 0
         self._putters: deque[asyncio.Future[None]] = deque()
 
     def full(self) -> bool:
@@ -117,9 +117,9 @@ class Inbox:
         self.lanes: dict[str | None, deque[Any] | None] = {}
         """Traces running at this node, with the messages parked behind each (None: none yet)."""
         self._lane_waiters: dict[str | None, deque[asyncio.Future[None]]] = {}
-        self.waiting = 0
+        self.waiting: int = 0
         """Consumers inside ``get()`` (idle workers, including ones woken but not yet resumed)."""
-        self.starting = 0
+        self.starting: int = 0
         """Workers spawned but not yet running."""
         self.grow: Callable[[], None] | None = None
         """Called when an item waits and no consumer is idle: the node may add a worker."""

@@ -100,16 +100,16 @@ class PenguiFlow:
         self.emit_errors_to_rookery = emit_errors_to_rookery
         self.state_store: StateStore | None = state_store
         self.message_bus: MessageBus | None = message_bus
-        self.traces = TraceTable(self._trace_ended)
-        self.rookery = Rookery(queue_maxsize)
-        self.streams = StreamSequencer(self.traces)
+        self.traces: TraceTable = TraceTable(self._trace_ended)
+        self.rookery: Rookery = Rookery(queue_maxsize)
+        self.streams: StreamSequencer = StreamSequencer(self.traces)
         self._runners = {node: NodeRunner(self, node) for node in graph.nodes}
         self._by_name = {node.name: runner for node, runner in self._runners.items()}
         self._ingress: dict[str, Floe] = {}
         self._link()
         self._ingress_all = tuple(self._ingress.values())
 
-        self.dispatcher = Dispatcher(
+        self.dispatcher: Dispatcher = Dispatcher(
             hooks=[on_event] if on_event is not None else [],
             middlewares=middlewares,
             state_store=state_store,
@@ -117,11 +117,11 @@ class PenguiFlow:
             buffer_size=event_buffer_size,
             overflow=event_overflow,
         )
-        self.observed = self.dispatcher.observed
+        self.observed: bool = self.dispatcher.observed
         """Whether anyone listens; when False no ``FlowEvent`` is built."""
-        self.tapped = message_bus is not None
+        self.tapped: bool = message_bus is not None
         """Whether edge crossings are mirrored to a message bus."""
-        self.quiet = not (self.observed or self.tapped)
+        self.quiet: bool = not (self.observed or self.tapped)
         """Neither listened to nor tapped: nodes may take the fast path."""
 
         self._task_group: TaskGroup | None = None

@@ -66,15 +66,15 @@ class FlowEventLogger:
         events: frozenset[FlowEventType] | None,
         fields: Callable[[FlowEvent], Mapping[str, Any]],
     ) -> None:
-        self.logger = logger
+        self.logger: logging.Logger = logger
         """Where records go."""
-        self.level = level
+        self.level: int = level
         """Level of ordinary events."""
-        self.error_level = error_level
+        self.error_level: int = error_level
         """Level of ``node_error``, ``node_timeout`` and ``node_failed``."""
-        self.events = events
+        self.events: frozenset[FlowEventType] | None = events
         """The event types logged (None: all)."""
-        self.fields = fields
+        self.fields: Callable[[FlowEvent], Mapping[str, Any]] = fields
         """Builds the record's ``extra`` (called only for records that will be emitted)."""
 
     def __call__(self, event: FlowEvent) -> None:

@@ -50,7 +50,7 @@ class Rookery:
     )
 
     def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
+        self.maxsize: int = maxsize
         self._buffers: dict[str | None, deque[Entry]] = {}
         self._order: deque[tuple[int, str | None]] = deque()
         self._stale = 0

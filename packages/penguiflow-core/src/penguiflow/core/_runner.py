@@ -22,7 +22,7 @@ from ._errors import FlowError, FlowErrorCode
 from ._events import FlowEventType
 from ._floe import Floe, Inbox
 from ._graph import ROOKERY
-from ._node import Node
+from ._node import Node, NodePolicy
 from ._trace import TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
 from ._types import WM, BudgetExhausted, Message, copy_with
 
@@ -58,13 +58,13 @@ class NodeRunner(Attempts):
     )
 
     def __init__(self, flow: PenguiFlow, node: Node) -> None:
-        self.flow = flow
-        self.node = node
-        self.name = node.name
-        self.policy = node.policy
-        self.inbox = Inbox()
-        self.context = Context(self)
-        self.workers = 0
+        self.flow: PenguiFlow = flow
+        self.node: Node = node
+        self.name: str = node.name
+        self.policy: NodePolicy = node.policy
+        self.inbox: Inbox = Inbox()
+        self.context: Context = Context(self)
+        self.workers: int = 0
         self.inbox.grow = self.grow
         self.forward: tuple[Floe, ...] = ()
         """Floes to non-self successors; empty means results go to Rookery."""
@@ -77,8 +77,8 @@ class NodeRunner(Attempts):
         """Every outgoing floe (self-edge included)."""
         self.in_adapter: TypeAdapter[Any] | None = None
         self.out_adapter: TypeAdapter[Any] | None = None
-        self.out_is_message = False
-        self.plain = True
+        self.out_is_message: bool = False
+        self.plain: bool = True
         """No validation, timeout or deadline interruption: the fast path may run the node."""
         self._warned_rewrap = False
 
@@ -227,6 +227,7 @@ class NodeRunner(Attempts):
                 flow.traces.leave(key)
 
     async def fail(self, key: str | None, error: FlowError, state: TraceState | None) -> None:
+        """Report a message's terminal failure: event, log, then Rookery or the trace's record."""
         flow = self.flow
         if flow.observed:
             flow.event(

@@ -27,11 +27,11 @@ class TraceState:
     __slots__ = ("cancelled", "cleanups", "error", "finished", "inflight", "pending", "scopes")
 
     def __init__(self) -> None:
-        self.pending = 0
+        self.pending: int = 0
         """Messages of the trace in floes, parked in lanes, or being processed."""
-        self.inflight = 0
+        self.inflight: int = 0
         """Node invocations of the trace running now."""
-        self.cancelled = False
+        self.cancelled: bool = False
         self.scopes: set[CancelScope] = set()
         """What to cancel to stop the trace's work: the scopes of workers running its lanes, and of
         callers blocked emitting it."""
@@ -57,7 +57,7 @@ class TraceTable:
         self.states: dict[str, TraceState] = {}
         self._on_end = on_end
         self.endings: OrderedDict[str, BaseException] = OrderedDict()
-        self.keep_endings = keep_endings
+        self.keep_endings: int = keep_endings
 
     def remember_ending(self, key: str, outcome: BaseException) -> None:
         """Keep ``outcome`` as the answer for late fetches of ``key`` (bounded, oldest dropped)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -30,7 +30,7 @@ def _new_trace_id() -> str:
 class Headers(BaseModel):
     """Routing-relevant facts about a message."""
 
-    model_config = ConfigDict(defer_build=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(defer_build=True)
 
     tenant: str
     """The tenant the message belongs to (routing policies often key on it)."""
@@ -48,7 +48,7 @@ class Message(BaseModel):
     re-wrapped in the input's envelope.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
     payload: Any
     """What the nodes work on."""
@@ -116,7 +116,7 @@ def merge_meta(*metas: Mapping[str, Any]) -> dict[str, Any]:
 class StreamChunk(BaseModel):
     """One piece of a streamed answer (for example an LLM token)."""
 
-    model_config = ConfigDict(defer_build=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(defer_build=True)
 
     stream_id: str
     """Which stream the chunk belongs to (defaults to the parent message's trace id)."""
@@ -133,7 +133,7 @@ class StreamChunk(BaseModel):
 class WM(BaseModel):
     """Working memory of a controller loop (a node with a self-edge that returns ``WM``)."""
 
-    model_config = ConfigDict(defer_build=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(defer_build=True)
 
     query: str
     """What the loop is working on."""
@@ -161,7 +161,7 @@ class WM(BaseModel):
 class FinalAnswer(BaseModel):
     """The terminal result of a controller loop."""
 
-    model_config = ConfigDict(defer_build=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(defer_build=True)
 
     text: str
     """The answer."""

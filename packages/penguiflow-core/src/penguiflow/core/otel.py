@@ -45,10 +45,10 @@ try:
         Tracer,
         TracerProvider,
     )
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess
+except ImportError as _missing:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
         'penguiflow.core.otel needs OpenTelemetry: pip install "penguiflow-core[otel]"'
-    ) from exc
+    ) from _missing
 
 from ._events import FlowEvent, FlowEventType
 

@@ -31,11 +31,11 @@ from collections.abc import Sequence
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess
+except ImportError as _missing:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
         "penguiflow.core.prometheus needs prometheus-client: "
         'pip install "penguiflow-core[prometheus]"'
-    ) from exc
+    ) from _missing
 
 from ._events import FlowEvent, FlowEventType
 
@@ -102,34 +102,34 @@ class PrometheusHook:
         registry = REGISTRY if registry is None else registry
         self.registry = registry
         """The registry holding the metrics."""
-        self.node_events = Counter(
+        self.node_events: Counter = Counter(
             "node_events",
             "Node events by node and event type.",
             ["node", "event"],
             namespace=namespace,
             registry=registry,
         )
-        self.flow_events = Counter(
+        self.flow_events: Counter = Counter(
             "flow_events",
             "Flow-level events (emit, fetch, trace cancellation) by event type.",
             ["event"],
             namespace=namespace,
             registry=registry,
         )
-        self.node_failures = Counter(
+        self.node_failures: Counter = Counter(
             "node_failures",
             "Messages that failed for good at a node, by FlowError code.",
             ["node", "code"],
             namespace=namespace,
             registry=registry,
         )
-        self.traces_cancelled = Counter(
+        self.traces_cancelled: Counter = Counter(
             "traces_cancelled",
             "Live traces cancelled with flow.cancel().",
             namespace=namespace,
             registry=registry,
         )
-        self.node_latency = Histogram(
+        self.node_latency: Histogram = Histogram(
             "node_latency_seconds",
             "Duration of node attempts (successful, failed and timed out).",
             ["node"],
@@ -137,7 +137,7 @@ class PrometheusHook:
             registry=registry,
             buckets=tuple(buckets),
         )
-        self.node_queue_depth = Gauge(
+        self.node_queue_depth: Gauge = Gauge(
             "node_queue_depth",
             "Messages waiting for the node when it last started one.",
             ["node"],
