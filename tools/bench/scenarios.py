@@ -60,6 +60,26 @@ async def identity(msg: Message, ctx: Context) -> Message:
     return msg
 
 
+async def pump(
+    put: Callable[[Message], Awaitable[None]],
+    get: Callable[[], Awaitable[Any]],
+    batch: list[Message],
+) -> float:
+    """Feed ``batch`` from one task while taking as many results; returns the seconds taken."""
+    started = time.perf_counter()
+
+    async def feed() -> None:
+        for msg in batch:
+            await put(msg)
+
+    feeder = asyncio.create_task(feed())
+    for _ in batch:
+        await get()
+    elapsed = time.perf_counter() - started
+    await feeder
+    return elapsed
+
+
 async def raw_pipeline(
     bodies: list[Callable[[Any], Awaitable[Any]]],
     workers_per_stage: int = 1,
@@ -104,33 +124,13 @@ def chain(quick: bool) -> tuple[Variant, Variant]:
         flow = create(*(a.to(b) for a, b in zip(nodes, nodes[1:], strict=False)), nodes[-1].to())
         batch = messages(n)
         async with flow.running():
-            started = time.perf_counter()
-
-            async def feed() -> None:
-                for msg in batch:
-                    await flow.emit(msg)
-
-            feeder = asyncio.create_task(feed())
-            for _ in range(n):
-                await flow.fetch()
-            elapsed = time.perf_counter() - started
-            await feeder
+            elapsed = await pump(flow.emit, flow.fetch, batch)
         return {"msgs_per_s": n / elapsed, "us_per_hop": elapsed / (n * hops) * 1e6}
 
     async def base() -> dict[str, float]:
         inq, outq, tasks = await raw_pipeline([raw_identity] * hops)
         batch = messages(n)
-        started = time.perf_counter()
-
-        async def feed() -> None:
-            for msg in batch:
-                await inq.put(msg)
-
-        feeder = asyncio.create_task(feed())
-        for _ in range(n):
-            await outq.get()
-        elapsed = time.perf_counter() - started
-        await feeder
+        elapsed = await pump(inq.put, outq.get, batch)
         await stop(tasks)
         return {"msgs_per_s": n / elapsed, "us_per_hop": elapsed / (n * hops) * 1e6}
 
@@ -239,17 +239,7 @@ def events(quick: bool) -> tuple[Variant, Variant]:
         )
         batch = messages(n)
         async with flow.running():
-            started = time.perf_counter()
-
-            async def feed() -> None:
-                for msg in batch:
-                    await flow.emit(msg)
-
-            feeder = asyncio.create_task(feed())
-            for _ in range(n):
-                await flow.fetch()
-            elapsed = time.perf_counter() - started
-            await feeder
+            elapsed = await pump(flow.emit, flow.fetch, batch)
         assert not listen or seen[0] >= n * hops * 2
         return {"us_per_hop": elapsed / (n * hops) * 1e6}
 
@@ -274,17 +264,7 @@ def fanout(quick: bool) -> tuple[Variant, Variant]:
         flow = create(split.to(*branches), *(b.to(join) for b in branches), join.to())
         batch = messages(n)
         async with flow.running():
-            started = time.perf_counter()
-
-            async def feed() -> None:
-                for msg in batch:
-                    await flow.emit(msg)
-
-            feeder = asyncio.create_task(feed())
-            for _ in range(n):
-                await flow.fetch()
-            elapsed = time.perf_counter() - started
-            await feeder
+            elapsed = await pump(flow.emit, flow.fetch, batch)
         return {"us_per_msg": elapsed / n * 1e6}
 
     async def base() -> dict[str, float]:
@@ -319,17 +299,7 @@ def fanout(quick: bool) -> tuple[Variant, Variant]:
             *(asyncio.create_task(branch(q)) for q in branch_qs),
         ]
         batch = messages(n)
-        started = time.perf_counter()
-
-        async def feed() -> None:
-            for msg in batch:
-                await inq.put(msg)
-
-        feeder = asyncio.create_task(feed())
-        for _ in range(n):
-            await outq.get()
-        elapsed = time.perf_counter() - started
-        await feeder
+        elapsed = await pump(inq.put, outq.get, batch)
         await stop(tasks)
         return {"us_per_msg": elapsed / n * 1e6}
 
