@@ -138,15 +138,12 @@ class Inbox:
             lane = self.lanes[key] = deque()
         lane.append(message)
 
-    def unpark(self, key: str | None) -> tuple[bool, Any]:
-        """Take the next parked message of ``key``: ``(True, message)``, or ``(False, None)``."""
-        lane = self.lanes[key]
-        if not lane:
-            return False, None
-        message = lane.popleft()
+    def unpark(self, key: str | None) -> Any:
+        """Take the next parked message of ``key`` (the caller checked that there is one)."""
+        message = self.lanes[key].popleft()  # pyright: ignore[reportOptionalMemberAccess]
         if key in self._lane_waiters:
             self._wake_lane(key, everyone=False)
-        return True, message
+        return message
 
     def close_lane(self, key: str | None) -> None:
         """The trace no longer runs here; producers waiting on its lane may go on."""

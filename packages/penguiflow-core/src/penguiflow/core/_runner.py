@@ -147,10 +147,8 @@ class NodeRunner(Attempts):
                 if state is not None:
                     state.scopes.add(scope)
                 await self._process(key, message, state)
-                while True:
-                    parked, message = inbox.unpark(key)
-                    if not parked:
-                        break
+                while lanes[key]:  # messages of this trace parked behind the one just run
+                    message = inbox.unpark(key)
                     if state is not None and state.cancelled:
                         traces.leave(key)
                         continue
