@@ -34,6 +34,7 @@ EXPECTED = {
     "GraphError",
     "PenguiFlowError",
     "TraceCancelled",
+    "TraceEnded",
     # observability
     "EventHook",
     "FlowEvent",

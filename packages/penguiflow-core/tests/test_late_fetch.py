@@ -5,7 +5,17 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from penguiflow.core import Context, FlowError, Headers, Message, Node, TraceCancelled, create
+from penguiflow.core import (
+    Context,
+    FlowError,
+    Headers,
+    Message,
+    Node,
+    TraceCancelled,
+    TraceEnded,
+    create,
+    predicate_router,
+)
 
 
 def msg(trace_id: str, payload: object = "x") -> Message:
@@ -81,3 +91,40 @@ async def test_remembered_endings_are_bounded() -> None:
             assert flow.statistics().live_traces == 0
     assert len(flow.traces.endings) == 10
     assert list(flow.traces.endings) == [f"t{i}" for i in range(40, 50)]
+
+
+async def test_a_waiting_fetch_is_answered_when_its_trace_ends_without_a_result() -> None:
+    async def swallow(message: Message, ctx: Context) -> None:
+        return None  # drops the message: the trace ends with nothing in Rookery
+
+    flow = create(Node(swallow).to())
+    with anyio.fail_after(5):
+        async with flow.running():
+            await flow.emit(msg("dropped"))
+            with pytest.raises(TraceEnded) as caught:
+                await flow.fetch(trace_id="dropped")
+    assert caught.value.trace_id == "dropped"
+
+
+async def test_a_router_that_drops_answers_the_waiting_fetch_after_earlier_results() -> None:
+    second_half = anyio.Event()
+
+    async def split(message: Message, ctx: Context) -> None:
+        await ctx.emit(message.with_payload("kept"))
+        await second_half.wait()  # the test is waiting on the trace again by then
+        await ctx.emit(message.with_payload("dropped"))
+
+    keep_some = predicate_router("keep", lambda m: "out" if m.payload == "kept" else None)
+
+    async def out(message: Message, ctx: Context) -> Message:
+        return message
+
+    split_node, out_node = Node(split), Node(out)
+    flow = create(split_node.to(keep_some), keep_some.to(out_node), out_node.to())
+    with anyio.fail_after(5):
+        async with flow.running():
+            await flow.emit(msg("mixed"))
+            assert (await flow.fetch(trace_id="mixed")).payload == "kept"
+            second_half.set()
+            with pytest.raises(TraceEnded):
+                await flow.fetch(trace_id="mixed")

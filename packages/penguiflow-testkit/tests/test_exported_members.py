@@ -24,6 +24,7 @@ EXPECTED = {
     "EnvelopeNotPreserved",
     "FlowTestError",
     "FlowTestTimeout",
+    "NoResult",
     "NodeSequenceMismatch",
 }
 

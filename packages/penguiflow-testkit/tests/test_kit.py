@@ -87,10 +87,10 @@ async def test_run_one_outside_a_block_runs_the_flow_once_and_says_so_the_second
 
 
 async def test_the_kit_timeout_default_applies_to_run_one() -> None:
-    async def swallow(msg: Message, ctx: Context) -> None:
-        return None
+    async def hang(msg: Message, ctx: Context) -> None:
+        await anyio.sleep_forever()
 
-    kit = FlowTestKit(create(Node(swallow).to()), timeout_s=0.05)
+    kit = FlowTestKit(create(Node(hang).to()), timeout_s=0.05)
     with anyio.fail_after(5):
         with pytest.raises(FlowTestTimeout) as info:
             await kit.run_one(make(1))

@@ -15,7 +15,7 @@ from penguiflow.core import (
     NodePolicy,
     create,
 )
-from penguiflow.testkit import EventRecorder, FlowTestTimeout, run_one
+from penguiflow.testkit import EventRecorder, FlowTestTimeout, NoResult, run_one
 
 
 def make(payload: object = "hi") -> Message:
@@ -126,16 +126,15 @@ async def test_run_one_rejects_a_timeout_that_is_not_a_positive_number(timeout_s
         await run_one(create(Node(double).to()), make(1), timeout_s=timeout_s)
 
 
-async def test_timeout_message_names_the_trace_the_sequence_and_the_dropping_node() -> None:
+async def test_a_dropped_message_ends_with_no_result_naming_the_trace_and_the_sequence() -> None:
     double_node, swallow_node = Node(double), Node(swallow)
     flow = create(double_node.to(swallow_node), swallow_node.to())
     msg = make(1)
-    with pytest.raises(FlowTestTimeout) as info:
-        # Generous: every event must be recorded before the timeout, even on a loaded machine.
-        await run_one(flow, msg, timeout_s=0.3)
+    with anyio.fail_after(5), pytest.raises(NoResult) as info:
+        await run_one(flow, msg, timeout_s=3)  # answered when the trace ends, not at the timeout
     text = str(info.value)
-    assert f"no result for trace {msg.trace_id!r} within 0.3s" in text
-    assert "node sequence so far: ['double', 'swallow']" in text
+    assert f"trace {msg.trace_id!r} ended without a result" in text
+    assert "node sequence: ['double', 'swallow']" in text
     assert "a node returned None (which drops the message)" in text
     assert f"events of trace {msg.trace_id!r} (5):" in text
     assert [line.split()[2] for line in text.splitlines()[-5:]] == [
@@ -145,7 +144,7 @@ async def test_timeout_message_names_the_trace_the_sequence_and_the_dropping_nod
         "node_start",
         "node_success",
     ]
-    assert (info.value.trace_id, info.value.timeout_s) == (msg.trace_id, 0.3)
+    assert info.value.trace_id == msg.trace_id
     assert isinstance(info.value, AssertionError)
 
 

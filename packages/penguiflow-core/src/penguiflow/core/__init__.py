@@ -36,6 +36,7 @@ from ._errors import (
     GraphError,
     PenguiFlowError,
     TraceCancelled,
+    TraceEnded,
 )
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware
 from ._flow import FlowStatistics, PenguiFlow, create
@@ -122,6 +123,7 @@ __all__ = [
     "GraphError",
     "PenguiFlowError",
     "TraceCancelled",
+    "TraceEnded",
     # observability
     "EventHook",
     "FlowEvent",

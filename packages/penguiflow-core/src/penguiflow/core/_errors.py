@@ -5,6 +5,7 @@ The tree::
     PenguiFlowError                 root of everything the runtime raises
     ├── FlowError                   a message failed at run time (has trace_id, node_name, code)
     ├── TraceCancelled              the runtime cancelled the trace you were waiting on
+    ├── TraceEnded                  the trace you were waiting on ended without delivering more
     ├── FlowStopped                 the flow stopped while you were waiting on it
     └── GraphError (ValueError)     the graph you built cannot run; fix it before run()
         └── CycleError              the graph has a cycle that was not allowed
@@ -29,6 +30,7 @@ __all__ = [
     "GraphError",
     "PenguiFlowError",
     "TraceCancelled",
+    "TraceEnded",
 ]
 
 
@@ -86,6 +88,21 @@ class TraceCancelled(PenguiFlowError):
     def __init__(self, trace_id: str | None, message: str | None = None) -> None:
         self.trace_id = trace_id
         super().__init__(message or f"trace {trace_id!r} was cancelled")
+
+
+class TraceEnded(PenguiFlowError):
+    """The trace ended while you waited on it, without delivering anything more to Rookery.
+
+    For example every message of it was dropped: a node returned ``None`` or a router chose no
+    successor. Raised by a waiting ``fetch(trace_id=...)`` so that it never waits forever.
+
+    Attributes:
+        trace_id: The trace that ended.
+    """
+
+    def __init__(self, trace_id: str | None) -> None:
+        self.trace_id = trace_id
+        super().__init__(f"trace {trace_id!r} ended without delivering a (further) result")
 
 
 class FlowStopped(PenguiFlowError):

@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ._dispatch import Dispatcher, OverflowPolicy
 from ._distribution import MessageBus, StateStore, StoredEvent
-from ._errors import FlowError, FlowErrorCode, FlowStopped, TraceCancelled
+from ._errors import FlowError, FlowErrorCode, FlowStopped, TraceCancelled, TraceEnded
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware
 from ._floe import Floe
 from ._graph import OPEN_SEA, Adjacency, Graph, build_graph
@@ -257,6 +257,7 @@ class PenguiFlow:
                     runner.grow()
                 task_status.started()
                 await self._stop_requested.wait()
+                self._phase = "stopped"  # no new work while the workers unwind
                 tg.cancel_scope.cancel()
         finally:
             self._task_group = None
@@ -431,8 +432,10 @@ class PenguiFlow:
     async def fetch(self, from_: Node | str | None = None, *, trace_id: str | None = None) -> Any:
         """Take the next Rookery item (of ``trace_id`` only, when given), waiting for one.
 
-        A trace-scoped fetch raises ``TraceCancelled`` when the trace is cancelled, and the trace's
-        ``FlowError`` when it ended in failure without delivering anything to Rookery.
+        A trace-scoped fetch raises ``TraceCancelled`` when the trace is cancelled, the trace's
+        ``FlowError`` when it ended in failure without delivering it to Rookery, and
+        ``TraceEnded`` when the trace ends while it waits without delivering anything more (say a
+        router dropped its message): a caller waiting on a trace is always answered.
         """
         if from_ is not None and trace_id is not None:
             raise ValueError("pass either from_ or trace_id to fetch(), not both")
@@ -523,12 +526,13 @@ class PenguiFlow:
         return True
 
     def _trace_ended(self, key: str, state: TraceState) -> None:
+        if self._phase == "stopped":
+            return  # the flow stopping ends every trace; its waiters get FlowStopped
         outcome = TraceCancelled(key) if state.cancelled else state.error
-        if outcome is None:
-            return
-        self.traces.remember_ending(key, outcome)
+        if outcome is not None:
+            self.traces.remember_ending(key, outcome)
         if not self.rookery.depth(key):  # buffered items come first; fetch raises it after them
-            self.rookery.fail_waiters(key, outcome)
+            self.rookery.fail_waiters(key, outcome or TraceEnded(key))
 
     # ---------------------------------------------------------------- events
     def add_middleware(self, middleware: Middleware) -> None:

@@ -19,7 +19,13 @@ pytest plugin (``penguiflow.testkit.pytest_plugin``, loaded automatically) provi
 
 from ._assertions import assert_node_sequence, get_recorded_events, recorder_of
 from ._envelope import assert_preserves_message_envelope, probe_message
-from ._errors import EnvelopeNotPreserved, FlowTestError, FlowTestTimeout, NodeSequenceMismatch
+from ._errors import (
+    EnvelopeNotPreserved,
+    FlowTestError,
+    FlowTestTimeout,
+    NodeSequenceMismatch,
+    NoResult,
+)
 from ._kit import FlowKitFactory, FlowTestKit
 from ._recorder import EventRecorder, format_events
 from ._run import run_one
@@ -45,6 +51,7 @@ __all__ = [
     "EnvelopeNotPreserved",
     "FlowTestError",
     "FlowTestTimeout",
+    "NoResult",
     "NodeSequenceMismatch",
 ]
 

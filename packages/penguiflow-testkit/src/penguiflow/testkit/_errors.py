@@ -4,6 +4,7 @@ The tree::
 
     FlowTestError (AssertionError)   a flow did not behave as the test expected
     ├── FlowTestTimeout              run_one got no result for the trace in time
+    ├── NoResult                     the trace ended without delivering a result
     ├── NodeSequenceMismatch         the trace did not go through the expected nodes
     └── EnvelopeNotPreserved         a node dropped or changed its input's envelope
 
@@ -19,6 +20,7 @@ __all__ = [
     "EnvelopeNotPreserved",
     "FlowTestError",
     "FlowTestTimeout",
+    "NoResult",
     "NodeSequenceMismatch",
 ]
 
@@ -45,6 +47,10 @@ class FlowTestTimeout(FlowTestError):
     def __init__(self, message: str, *, trace_id: str | None, timeout_s: float) -> None:
         super().__init__(message, trace_id=trace_id)
         self.timeout_s = timeout_s
+
+
+class NoResult(FlowTestError):
+    """The trace ended without delivering anything to Rookery (say a node returned ``None``)."""
 
 
 class NodeSequenceMismatch(FlowTestError):

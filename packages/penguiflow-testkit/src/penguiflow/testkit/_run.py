@@ -8,9 +8,16 @@ from typing import Any
 
 import anyio
 
-from penguiflow.core import FlowEvent, FlowEventType, Message, ModelRegistry, PenguiFlow
+from penguiflow.core import (
+    FlowEvent,
+    FlowEventType,
+    Message,
+    ModelRegistry,
+    PenguiFlow,
+    TraceEnded,
+)
 
-from ._errors import FlowTestTimeout
+from ._errors import FlowTestTimeout, NoResult
 from ._recorder import EventRecorder
 
 __all__ = ["emit_and_fetch", "run_one"]
@@ -37,6 +44,8 @@ async def run_one(
           the Rookery item, so it is returned, not raised: assert on its ``code``;
         * otherwise a failed trace raises its ``FlowError``, and a cancelled one
           ``TraceCancelled``;
+        * the trace ends without a result (a node returned ``None``, a router chose no
+          successor): ``NoResult``, listing the trace's events;
         * no result within ``timeout_s``: ``FlowTestTimeout``, listing the trace's events.
 
     Args:
@@ -77,13 +86,29 @@ async def emit_and_fetch(
         emit_trace_id = None
     else:
         key = emit_trace_id = trace_id if trace_id is not None else uuid.uuid4().hex
-    with anyio.move_on_after(timeout_s):
-        # No await separates a non-blocking emit from the fetch registering its waiter, so a
-        # failure of this trace always finds the fetch waiting and is raised from it.
-        await flow.emit(message, trace_id=emit_trace_id)
-        return await flow.fetch(trace_id=key)
+    try:
+        with anyio.move_on_after(timeout_s):
+            # No await separates a non-blocking emit from the fetch registering its waiter, so
+            # however this trace ends, the fetch is waiting and answered.
+            await flow.emit(message, trace_id=emit_trace_id)
+            return await flow.fetch(trace_id=key)
+    except TraceEnded:
+        raise NoResult(no_result_message(recorder, key), trace_id=key) from None
     raise FlowTestTimeout(
         timeout_message(recorder, key, timeout_s), trace_id=key, timeout_s=timeout_s
+    )
+
+
+def no_result_message(recorder: EventRecorder, trace_id: str) -> str:
+    """Explain a trace that ended without a result."""
+    return "\n".join(
+        [
+            f"trace {trace_id!r} ended without a result",
+            f"  node sequence: {recorder.node_sequence(trace_id)}",
+            "  hint: a node returned None (which drops the message), a router chose no "
+            "successor, or a join never got all its branches",
+            recorder.describe(trace_id),
+        ]
     )
 
 
