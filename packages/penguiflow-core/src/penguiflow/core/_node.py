@@ -24,7 +24,7 @@ _VALIDATE_MODES: tuple[str, ...] = get_args(ValidateMode)
 _node_ids = itertools.count(1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class NodePolicy:
     """How the runtime runs one node: validation, timeouts, retries and concurrency."""
 
@@ -40,13 +40,13 @@ class NodePolicy:
     """Each later retry waits this many times longer."""
     max_backoff: float | None = None
     """Ceiling on one retry delay, in seconds (None = no ceiling)."""
-    jitter: float = 0.1
-    """Spread of each delay: it is multiplied by a random factor in ``[1 - jitter, 1 + jitter]``."""
-    retry_on: RetryOn | None = None
-    """What to retry. None: every exception except validation errors (cancellation never is)."""
     max_concurrency: int = 32
     """How many messages of *different* traces the node processes at once. Messages of one trace
     are always processed one at a time, in arrival order."""
+    retry_on: RetryOn | None = None
+    """What to retry. None: every exception except validation errors (cancellation never is)."""
+    jitter: float = 0.1
+    """Spread of each delay: it is multiplied by a random factor in ``[1 - jitter, 1 + jitter]``."""
     interrupt_on_deadline: bool = False
     """Cancel a running attempt when its message's ``deadline_s`` passes (else checked before
     start)."""
@@ -109,7 +109,6 @@ class Node:
         self,
         func: NodeFunc,
         name: str | None = None,
-        *,
         policy: NodePolicy | None = None,
         allow_cycle: bool = False,
     ) -> None:
