@@ -100,17 +100,7 @@ class Context:
                 flow.dispatcher.publish(runner.name, ROOKERY.name, key, msg)
             flow.rookery.put_nowait(runner.name, key, msg)
             return
-        if any(floe.full_for(key) for floe in floes):
-            full = next(floe for floe in floes if floe.full_for(key))
-            raise asyncio.QueueFull(f"edge {full.source} -> {full.target} is full")
-        for index, floe in enumerate(floes):
-            item = msg
-            if index and isinstance(msg, Message):
-                item = msg.branch()
-            floe.put_nowait(key, item)
-            flow.traces.enter(key)
-            if flow.tapped:
-                flow.dispatcher.publish(runner.name, floe.target, key, item)
+        flow.put_all_nowait(runner.name, key, msg, floes)
 
     def _check_live(self, key: str | None) -> None:
         state = self._runner.flow.traces.get(key)

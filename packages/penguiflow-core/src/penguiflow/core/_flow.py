@@ -383,19 +383,24 @@ class PenguiFlow:
         state = self.traces.get(key)
         if state is not None and state.cancelled:
             raise TraceCancelled(key)
+        if self.observed and not any(floe.full_for(key) for floe in floes):
+            self.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
+        self.put_all_nowait(OPEN_SEA.name, key, msg, floes)
+
+    def put_all_nowait(self, source: str, key: str | None, msg: Any, floes: Sequence[Floe]) -> None:
+        """Put ``msg`` on every floe at once (each extra branch gets its own copy), or on none.
+
+        Raises ``asyncio.QueueFull`` naming the first full floe; nothing is enqueued then.
+        """
         for floe in floes:
             if floe.full_for(key):
-                raise asyncio.QueueFull(f"edge OpenSea -> {floe.target} is full")
-        if self.observed:
-            self.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
+                raise asyncio.QueueFull(f"edge {source} -> {floe.target} is full")
         for index, floe in enumerate(floes):
-            item = msg
-            if index and isinstance(msg, Message):
-                item = msg.branch()
+            item = msg.branch() if index and isinstance(msg, Message) else msg
             floe.put_nowait(key, item)
             self.traces.enter(key)
             if self.tapped:
-                self.dispatcher.publish(OPEN_SEA.name, floe.target, key, item)
+                self.dispatcher.publish(source, floe.target, key, item)
 
     async def emit_chunk(
         self,
