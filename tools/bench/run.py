@@ -18,7 +18,6 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 import import_time  # noqa: E402
-from scenarios import SCENARIOS, Scenario  # noqa: E402
+from scenarios import SCENARIOS, Scenario, Variant  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -43,6 +42,7 @@ class Row:
     baseline: list[float] = field(default_factory=list[float])
     target: float | None = None
     higher_is_better: bool = False
+    label: str = ""
 
     @property
     def ratio(self) -> float:
@@ -53,8 +53,8 @@ class Row:
 
 
 def run_pair(
-    pf: Callable[[], Awaitable[dict[str, float]]],
-    base: Callable[[], Awaitable[dict[str, float]]],
+    pf: Variant,
+    base: Variant,
     first_pf: bool,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Run both variants once each (fresh event loop each), in the given order."""
@@ -82,6 +82,7 @@ def measure(scenario: Scenario, reps: int, quick: bool) -> list[Row]:
                     spec.unit,
                     target=spec.target,
                     higher_is_better=spec.higher_is_better,
+                    label=scenario.label,
                 ),
             )
             row.penguiflow.append(pf_result[metric])
@@ -106,6 +107,11 @@ def print_table(rows: list[Row]) -> None:
             f"{row.scenario:<22} {row.metric + ' (' + row.unit + ')':<22} {pf:>12.2f} "
             f"{base:>12.2f} {row.ratio:>6.2f}x {target:>7}  {ok}"
         )
+    labels = {row.scenario: row.label for row in rows if row.label}
+    if labels:
+        print()
+        for name, label in labels.items():
+            print(f"{name:<22} {label}")
 
 
 def installed_size(root: str = "penguiflow-core") -> tuple[int, int]:
@@ -151,7 +157,7 @@ def measure_facts(runs: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="repetitions per scenario (median)")
     parser.add_argument("--quick", action="store_true", help="small sizes, 2 repetitions")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
@@ -201,6 +207,7 @@ def main() -> None:
                         "scenario": r.scenario,
                         "metric": r.metric,
                         "unit": r.unit,
+                        "label": r.label,
                         "penguiflow_median": statistics.median(r.penguiflow),
                         "baseline_median": statistics.median(r.baseline),
                         "ratio": r.ratio,
