@@ -101,7 +101,7 @@ def print_table(rows: list[Row]) -> None:
     for row in rows:
         pf = statistics.median(row.penguiflow)
         base = statistics.median(row.baseline)
-        target = f"{row.target:.1f}x" if row.target is not None else "-"
+        target = f"{row.target:g}x" if row.target is not None else "-"
         ok = "" if row.target is None else ("yes" if row.ratio <= row.target else "NO")
         print(
             f"{row.scenario:<22} {row.metric + ' (' + row.unit + ')':<22} {pf:>12.2f} "
