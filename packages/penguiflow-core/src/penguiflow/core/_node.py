@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import math
@@ -130,8 +131,10 @@ class Node:
 
     Args:
         func: ``async def f(message, ctx)``; a callable object whose ``__call__`` is such a
-            coroutine function works too.
-        name: Unique name in the flow; defaults to the function's ``__name__``.
+            coroutine function works too, and so does a ``functools.partial`` of a coroutine
+            function that leaves the two parameters ``(message, ctx)`` open.
+        name: Unique name in the flow; defaults to the function's ``__name__`` (for a partial,
+            the wrapped function's).
         policy: Validation, timeout, retry and concurrency settings.
         allow_cycle: Let this node have a self-edge (a controller loop).
     """
@@ -182,6 +185,8 @@ def calls_playbooks(*names: str) -> Callable[[Any], Any]:
 
 
 def _default_name(func: Any) -> str:
+    while isinstance(func, functools.partial):
+        func = cast(functools.partial[Any], func).func
     name = getattr(func, "__name__", None) or type(func).__name__
     return str(name)
 
@@ -190,8 +195,14 @@ def _check_signature(func: Any, name: str) -> None:
     if not callable(func):
         raise TypeError(f"Node {name!r}: func must be an async function, got {func!r}")
     target = func
-    if not (inspect.isfunction(func) or inspect.ismethod(func) or isinstance(func, type)):
-        target = func.__call__  # a callable object: inspect its bound __call__
+    # inspect sees through functools.partial; a callable object is judged by its bound __call__.
+    if not (
+        inspect.iscoroutinefunction(func)
+        or inspect.isfunction(func)
+        or inspect.ismethod(func)
+        or isinstance(func, type)
+    ):
+        target = func.__call__
     if not inspect.iscoroutinefunction(target):
         raise TypeError(
             f"Node {name!r}: {func!r} is not a coroutine function. Write "
