@@ -10,10 +10,27 @@ The tree::
     └── GraphError (ValueError)     the graph you built cannot run; fix it before run()
         └── CycleError              the graph has a cycle that was not allowed
 
-Developer mistakes (bad signatures, bad arguments, unknown routing targets) are raised at
-construction time as ``TypeError``/``ValueError``/``KeyError`` with a message that says what to
-write instead. Run-time failures of a message always become one :class:`FlowError` carrying a stable
-:class:`FlowErrorCode`.
+Run-time failures of a message always become one :class:`FlowError` carrying a stable
+:class:`FlowErrorCode`; ``call_playbook`` raises a ``FlowError`` with code ``NODE_TIMEOUT`` when
+its ``timeout`` passes. :class:`FlowStopped` is raised to callers still waiting on the flow (an
+``emit`` blocked on a full floe, a waiting ``fetch``) when it stops or crashes; after a crash the
+crash is its ``__cause__``.
+
+Besides the tree, the runtime raises these builtin errors:
+
+* ``TypeError``, ``ValueError``, ``KeyError``: developer mistakes, at construction time or for a
+  bad argument, with a message that says what to write instead. For example a sync node function
+  or a ``retry_on`` that is neither exception types nor a predicate (``TypeError``), an invalid
+  ``NodePolicy`` value or ``fetch(from_=..., trace_id=...)`` (``ValueError``), an unknown ingress
+  node in ``emit(msg, to=...)`` or an unknown successor in ``ctx.emit`` (``KeyError``, listing
+  the valid names).
+* ``RuntimeError``: lifecycle misuse, such as ``emit`` on a flow that is not running (not started
+  yet or already stopped) or starting a flow that was already started (a flow runs once).
+* ``asyncio.QueueFull``: ``flow.emit_nowait`` / ``ctx.emit_nowait`` when a target floe is full
+  (nothing is enqueued then).
+* ``asyncio.QueueEmpty``: ``flow.fetch_nowait`` / ``ctx.fetch_nowait`` when nothing is waiting.
+
+Outer cancellation is never turned into one of these errors: it propagates as is.
 """
 
 from __future__ import annotations
