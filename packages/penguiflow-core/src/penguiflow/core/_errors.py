@@ -35,7 +35,7 @@ Outer cancellation is never turned into one of these errors: it propagates as is
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, cast
 
@@ -48,7 +48,40 @@ __all__ = [
     "PenguiFlowError",
     "TraceCancelled",
     "TraceEnded",
+    "safe_repr",
+    "safe_str",
 ]
+
+_MAX_TEXT = 2000  # enough to read an error; an embedded 1 MB payload is not copied whole
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)`` that never raises and is at most 2000 characters long.
+
+    An exception whose ``__str__`` raises reads ``<unprintable KeyError>``; a longer text (say
+    one that embeds a large payload) is cut, ending with a note of how much was left out.
+    """
+    return _text_of(str, exc)
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)`` that never raises and is at most 2000 characters long.
+
+    An object whose ``__repr__`` raises reads ``<unprintable Payload>``; a longer text is cut,
+    ending with a note of how much was left out.
+    """
+    return _text_of(repr, value)
+
+
+def _text_of(render: Callable[[Any], str], value: object) -> str:
+    try:
+        text = render(value)
+    except Exception:  # noqa: BLE001 - a broken __str__/__repr__ must not hide the real error
+        return f"<unprintable {type(value).__name__}>"
+    if len(text) <= _MAX_TEXT:
+        return text
+    note = f"... [cut: {len(text)} characters in all]"
+    return text[: _MAX_TEXT - len(note)] + note
 
 
 class FlowErrorCode(StrEnum):
@@ -191,14 +224,14 @@ class FlowError(PenguiFlowError):
         """Wrap ``exc`` (returned as is when it already is a ``FlowError``)."""
         if isinstance(exc, FlowError):
             return exc
-        meta = {"exception_type": type(exc).__name__, "exception_repr": repr(exc)}
+        meta = {"exception_type": type(exc).__name__, "exception_repr": safe_repr(exc)}
         meta.update(metadata or {})
         error = cls(
             trace_id=trace_id,
             node_name=node_name,
             node_id=node_id,
             code=code,
-            message=message or f"{type(exc).__name__}: {exc}",
+            message=message or f"{type(exc).__name__}: {safe_str(exc)}",
             original_exc=exc,
             metadata=meta,
         )
@@ -221,7 +254,7 @@ class FlowError(PenguiFlowError):
         if self.original_exc is not None:
             payload["original_exc"] = type(self.original_exc).__name__
         if self.metadata:
-            payload["metadata"] = {k: _json_safe(v) for k, v in self.metadata.items()}
+            payload["metadata"] = {_as_str(k): _json_safe(v) for k, v in self.metadata.items()}
         return payload
 
 
@@ -230,7 +263,11 @@ def _json_safe(value: Any) -> Any:
         return value
     if isinstance(value, Mapping):
         mapping = cast(Mapping[object, object], value)
-        return {str(k): _json_safe(v) for k, v in mapping.items()}
+        return {_as_str(k): _json_safe(v) for k, v in mapping.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in cast(Sequence[object], value)]
-    return repr(value)
+    return safe_repr(value)
+
+
+def _as_str(key: object) -> str:
+    return key if isinstance(key, str) else _text_of(str, key)

@@ -1,0 +1,77 @@
+"""Building, detaching, serialising and pickling a FlowError never fails and never holds on to
+more than it should."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from penguiflow.core import FlowError
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ is broken")
+
+
+class UnreprableValue:
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ is broken")
+
+
+def wrap(exc: BaseException, **kwargs: Any) -> FlowError:
+    return FlowError.from_exception(exc, trace_id="t1", node_name="n", node_id="n#1", **kwargs)
+
+
+# ------------------------------------------------------------------ unprintable and huge texts
+
+
+def test_exception_with_raising_str_and_repr_still_becomes_a_flow_error() -> None:
+    error = wrap(UnprintableError())
+    assert error.message == "UnprintableError: <unprintable UnprintableError>"
+    assert error.metadata["exception_type"] == "UnprintableError"
+    assert error.metadata["exception_repr"] == "<unprintable UnprintableError>"
+    assert "UnprintableError" in str(error)
+    json.dumps(error.to_payload(), allow_nan=False)
+
+
+def test_metadata_value_with_raising_repr_is_serialised_as_a_placeholder() -> None:
+    error = wrap(KeyError("k"), metadata={"value": UnreprableValue()})
+    assert error.to_payload()["metadata"]["value"] == "<unprintable UnreprableValue>"
+
+
+def test_huge_exception_text_is_capped_in_message_and_metadata() -> None:
+    huge = "x" * 1_000_000
+    error = wrap(ValueError(huge))
+    assert len(error.message) <= 2100
+    assert error.message.startswith("ValueError: xxx")
+    assert "cut" in error.message
+    assert len(error.metadata["exception_repr"]) <= 2000
+    assert len(json.dumps(error.to_payload())) < 10_000
+
+
+def test_safe_str_and_safe_repr_fall_back_and_cap() -> None:
+    from penguiflow.core._errors import safe_repr, safe_str
+
+    assert safe_str(KeyError("k")) == "'k'"
+    assert safe_repr([1, 2]) == "[1, 2]"
+    assert safe_str(UnprintableError()) == "<unprintable UnprintableError>"
+    assert safe_repr(UnreprableValue()) == "<unprintable UnreprableValue>"
+    long_text = safe_str(ValueError("y" * 5000))
+    assert len(long_text) == 2000
+    assert long_text.startswith("yyy")
+    assert long_text.endswith("[cut: 5000 characters in all]")
+    assert len(safe_repr("z" * 5000)) == 2000
+
+
+def test_safe_helpers_are_not_part_of_the_public_face() -> None:
+    import penguiflow.core as core
+    import penguiflow.core._errors as errors
+
+    assert {"safe_str", "safe_repr"} <= set(errors.__all__)
+    assert "safe_str" not in core.__all__
+    assert "safe_repr" not in core.__all__
+    assert not hasattr(core, "safe_str")
