@@ -4,7 +4,10 @@ more than it should."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
+
+import pytest
 
 from penguiflow.core import FlowError
 
@@ -75,3 +78,42 @@ def test_safe_helpers_are_not_part_of_the_public_face() -> None:
     assert "safe_str" not in core.__all__
     assert "safe_repr" not in core.__all__
     assert not hasattr(core, "safe_str")
+
+
+# ------------------------------------------------------------------ to_payload() and JSON
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(math.nan, "NaN", id="nan"),
+        pytest.param(math.inf, "Infinity", id="inf"),
+        pytest.param(-math.inf, "-Infinity", id="-inf"),
+        pytest.param(1.5, 1.5, id="finite"),
+    ],
+)
+def test_non_finite_floats_become_strings_in_the_payload(value: float, expected: object) -> None:
+    error = wrap(KeyError("k"), metadata={"x": value})
+    payload = error.to_payload()
+    assert payload["metadata"]["x"] == expected
+    json.dumps(payload, allow_nan=False)
+
+
+def test_non_finite_floats_nested_in_dicts_lists_and_tuples_become_strings() -> None:
+    error = wrap(
+        KeyError("k"),
+        metadata={
+            "scores": [1.0, math.nan, (math.inf, {"low": -math.inf})],
+            "stats": {"mean": math.nan, "inner": {"max": math.inf}},
+            "pair": (math.nan, 2),
+        },
+    )
+    payload = error.to_payload()
+    text = json.dumps(payload, allow_nan=False)
+    assert json.loads(text)["metadata"] == {
+        "scores": [1.0, "NaN", ["Infinity", {"low": "-Infinity"}]],
+        "stats": {"mean": "NaN", "inner": {"max": "Infinity"}},
+        "pair": ["NaN", 2],
+        "exception_type": "KeyError",
+        "exception_repr": "KeyError('k')",
+    }

@@ -35,6 +35,7 @@ Outer cancellation is never turned into one of these errors: it propagates as is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, cast
@@ -243,7 +244,12 @@ class FlowError(PenguiFlowError):
         return self.original_exc
 
     def to_payload(self) -> dict[str, Any]:
-        """Return a JSON-safe dict describing the error."""
+        """Return a JSON-safe dict describing the error.
+
+        ``json.dumps(payload, allow_nan=False)`` always succeeds: mappings become dicts with
+        string keys, lists and tuples become lists, non-finite floats become the strings
+        ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, and any other object its (capped) repr.
+        """
         payload: dict[str, Any] = {
             "code": self.code.value,
             "message": self.message,
@@ -259,14 +265,19 @@ class FlowError(PenguiFlowError):
 
 
 def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, str | int | bool):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE[str(value)]
     if isinstance(value, Mapping):
         mapping = cast(Mapping[object, object], value)
         return {_as_str(k): _json_safe(v) for k, v in mapping.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in cast(Sequence[object], value)]
     return safe_repr(value)
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 def _as_str(key: object) -> str:
