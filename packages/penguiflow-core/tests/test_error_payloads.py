@@ -3,13 +3,15 @@ more than it should."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import weakref
 from typing import Any
 
 import pytest
 
-from penguiflow.core import FlowError
+from penguiflow.core import FlowError, FlowErrorCode
 
 
 class UnprintableError(Exception):
@@ -23,6 +25,14 @@ class UnprintableError(Exception):
 class UnreprableValue:
     def __repr__(self) -> str:
         raise RuntimeError("__repr__ is broken")
+
+
+class Payload:
+    """Stands for a large object a failing node had in a local variable."""
+
+
+class LookupFailed(KeyError):
+    """A KeyError that can be weakly referenced (builtin exception instances cannot)."""
 
 
 def wrap(exc: BaseException, **kwargs: Any) -> FlowError:
@@ -78,6 +88,81 @@ def test_safe_helpers_are_not_part_of_the_public_face() -> None:
     assert "safe_str" not in core.__all__
     assert "safe_repr" not in core.__all__
     assert not hasattr(core, "safe_str")
+
+
+# ------------------------------------------------------------------ detached()
+
+
+def _fail_holding(payloads: list[weakref.ref[Payload]]) -> None:
+    big = Payload()
+    payloads.append(weakref.ref(big))
+    raise LookupFailed("missing")
+
+
+def _caught_error(payloads: list[weakref.ref[Payload]]) -> FlowError:
+    try:
+        _fail_holding(payloads)
+    except LookupFailed as exc:  # metadata referencing the exception must not keep it either
+        return wrap(exc, metadata={"attempt": 2, "opaque": exc})
+    raise AssertionError("unreachable")
+
+
+def test_a_kept_flow_error_keeps_the_failed_frame_alive() -> None:
+    # The control for the detached test below: without detaching, the payload survives.
+    payloads: list[weakref.ref[Payload]] = []
+    error = _caught_error(payloads)
+    gc.collect()
+    assert payloads[0]() is not None
+    del error
+
+
+def test_detached_copy_holds_no_reference_to_the_exception_or_its_frames() -> None:
+    payloads: list[weakref.ref[Payload]] = []
+    error = _caught_error(payloads)
+    original = weakref.ref(error.original_exc) if error.original_exc is not None else None
+    kept = error.detached()
+    del error
+    gc.collect()
+    assert original is not None and original() is None
+    assert payloads[0]() is None
+    assert kept.original_exc is None
+    assert kept.__cause__ is None
+    assert kept.__context__ is None
+    assert kept.__traceback__ is None
+
+
+def test_detached_copy_keeps_the_identity_and_the_cause_as_text() -> None:
+    error = wrap(
+        KeyError("missing"),
+        code=FlowErrorCode.NODE_TIMEOUT,
+        metadata={"attempt": 2, "ratio": math.inf, "opaque": object(), "nested": {"k": (1, 2)}},
+    )
+    error.add_note("while looking up the user")
+    kept = error.detached()
+    assert kept is not error
+    assert (kept.code, kept.message, kept.trace_id, kept.node_name, kept.node_id) == (
+        FlowErrorCode.NODE_TIMEOUT,
+        error.message,
+        "t1",
+        "n",
+        "n#1",
+    )
+    assert str(kept) == str(error)
+    assert kept.metadata["exception_type"] == "KeyError"
+    assert kept.metadata["exception_repr"] == "KeyError('missing')"
+    assert kept.metadata["attempt"] == 2
+    assert kept.metadata["ratio"] == "Infinity"
+    assert kept.metadata["nested"] == {"k": [1, 2]}
+    assert kept.metadata["opaque"].startswith("<object object at")
+    assert kept.__notes__ == ["while looking up the user"]
+    json.dumps(kept.to_payload(), allow_nan=False)
+
+
+def test_detached_error_without_original_exception() -> None:
+    error = FlowError(trace_id="t", node_name="n", code="NODE_EXCEPTION", message="m")
+    kept = error.detached()
+    assert kept.metadata == {}
+    assert kept.to_payload() == error.to_payload()
 
 
 # ------------------------------------------------------------------ to_payload() and JSON

@@ -243,6 +243,33 @@ class FlowError(PenguiFlowError):
         """Return the original exception, if there was one."""
         return self.original_exc
 
+    def detached(self) -> FlowError:
+        """Return a copy that is safe to keep for a long time (in a history, a cache, a log).
+
+        A ``FlowError`` holds its original exception, and through its traceback every frame of
+        the failed call with all their local variables, which may be large payloads. The copy
+        keeps ``code``, ``message``, ``trace_id``, ``node_name``, ``node_id`` and the notes, has
+        ``original_exc=None`` and no ``__cause__``, ``__context__`` or ``__traceback__``, and
+        its ``metadata`` is made JSON-safe as in :meth:`to_payload`. The cause's type and text
+        survive as ``metadata["exception_type"]`` and ``metadata["exception_repr"]``.
+        """
+        metadata = {_as_str(key): _json_safe(value) for key, value in self.metadata.items()}
+        if self.original_exc is not None:
+            metadata.setdefault("exception_type", type(self.original_exc).__name__)
+            metadata.setdefault("exception_repr", safe_repr(self.original_exc))
+        copy = FlowError(
+            trace_id=self.trace_id,
+            node_name=self.node_name,
+            node_id=self.node_id,
+            code=self.code,
+            message=self.message,
+            metadata=metadata,
+        )
+        notes: object = getattr(self, "__notes__", None)
+        if isinstance(notes, list):
+            copy.__notes__ = [_as_str(note) for note in cast(list[object], notes)]
+        return copy
+
     def to_payload(self) -> dict[str, Any]:
         """Return a JSON-safe dict describing the error.
 
