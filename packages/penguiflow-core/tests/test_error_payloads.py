@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import pickle
 import weakref
 from typing import Any
 
@@ -202,3 +203,23 @@ def test_non_finite_floats_nested_in_dicts_lists_and_tuples_become_strings() -> 
         "exception_type": "KeyError",
         "exception_repr": "KeyError('k')",
     }
+
+
+# ------------------------------------------------------------------ pickling
+
+
+def test_flow_error_pickle_round_trips() -> None:
+    error = wrap(KeyError("missing"), metadata={"attempt": 1})
+    restored = pickle.loads(pickle.dumps(error))
+    assert type(restored) is FlowError
+    assert restored.code is FlowErrorCode.NODE_EXCEPTION
+    assert (restored.message, restored.trace_id, restored.node_name, restored.node_id) == (
+        error.message,
+        "t1",
+        "n",
+        "n#1",
+    )
+    assert restored.metadata == error.metadata
+    assert isinstance(restored.original_exc, KeyError)
+    assert str(restored) == str(error)
+    assert restored.args == error.args

@@ -290,6 +290,16 @@ class FlowError(PenguiFlowError):
             payload["metadata"] = {_as_str(k): _json_safe(v) for k, v in self.metadata.items()}
         return payload
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions unpickle as cls(*args), but FlowError's arguments are keyword-only.
+        return (_restore_error, (type(self), self.args), self.__dict__)
+
+
+def _restore_error(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
 
 def _json_safe(value: Any) -> Any:
     if value is None or isinstance(value, str | int | bool):
