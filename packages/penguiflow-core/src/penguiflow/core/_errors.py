@@ -291,14 +291,10 @@ class FlowError(PenguiFlowError):
         return payload
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Exceptions unpickle as cls(*args), but FlowError's arguments are keyword-only.
-        return (_restore_error, (type(self), self.args), self.__dict__)
-
-
-def _restore_error(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
-    error = cls.__new__(cls)
-    error.args = args
-    return error
+        # Exceptions unpickle as cls(*args), but FlowError's arguments are keyword-only: build it
+        # with cls.__new__(cls, *args) instead (a builtin, so a pickle names only builtins and
+        # this class) and restore the attributes from __dict__.
+        return (FlowError.__new__, (type(self), *self.args), self.__dict__)
 
 
 def _json_safe(value: Any) -> Any:
