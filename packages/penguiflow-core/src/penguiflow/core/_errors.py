@@ -301,16 +301,15 @@ def _json_safe(value: Any) -> Any:
     if value is None or isinstance(value, str | int | bool):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else _NON_FINITE[str(value)]
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, Mapping):
         mapping = cast(Mapping[object, object], value)
         return {_as_str(k): _json_safe(v) for k, v in mapping.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in cast(Sequence[object], value)]
     return safe_repr(value)
-
-
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 def _as_str(key: object) -> str:
