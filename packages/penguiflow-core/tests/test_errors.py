@@ -347,3 +347,49 @@ def test_every_code_has_a_producer() -> None:
 async def test_every_flow_error_code_is_produced(code: FlowErrorCode) -> None:
     """**fix**: the reference produced only two of the codes."""
     assert code_of(await PRODUCERS[code]()) is code
+
+
+# ------------------------------------------------------------------ the documented error list
+
+
+def test_module_docstring_lists_the_builtin_errors_and_where_they_appear() -> None:
+    import penguiflow.core._errors as errors_module
+
+    doc = errors_module.__doc__ or ""
+    for phrase in (
+        "TypeError",
+        "ValueError",
+        "KeyError",
+        "RuntimeError",
+        "asyncio.QueueFull",
+        "emit_nowait",
+        "asyncio.QueueEmpty",
+        "fetch_nowait",
+        "FlowStopped",
+        "__cause__",
+        "call_playbook",
+        "NODE_TIMEOUT",
+    ):
+        assert phrase in doc, phrase
+
+
+async def test_the_documented_builtin_errors_are_the_ones_raised() -> None:
+    async def hold(msg: Any, ctx: Context) -> Any:
+        await anyio.sleep_forever()
+
+    node = Node(hold)
+    flow = create(node.to(), queue_maxsize=1)
+    with pytest.raises(RuntimeError, match="not running"):
+        await flow.emit(message())
+    async with flow.running():
+        with pytest.raises(KeyError, match="not an ingress node"):
+            await flow.emit(message(), to="nowhere")
+        with pytest.raises(ValueError, match="either from_ or trace_id"):
+            await flow.fetch(from_=node, trace_id="t")
+        with pytest.raises(asyncio.QueueEmpty):
+            flow.fetch_nowait()
+        with pytest.raises(asyncio.QueueFull):
+            for _ in range(10):  # the worker takes at most one; the floe holds one
+                flow.emit_nowait(message())
+    with pytest.raises(RuntimeError, match="already started"):
+        flow.run()

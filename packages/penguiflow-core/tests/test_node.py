@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, cast
 
 import anyio
@@ -152,6 +153,48 @@ def test_to_rejects_non_node_successor_naming_the_node() -> None:
     a = Node(echo, name="a")
     with pytest.raises(TypeError, match=r"a\.to\(\) takes Node objects, got str"):
         a.to(cast(Any, "b"))
+
+
+# ------------------------------------------------------------------ functools.partial nodes
+
+
+async def _scaled(factor: int, message: Message, ctx: Context) -> int:
+    return message.payload * factor
+
+
+def _sync_scaled(factor: int, message: Message, ctx: Context) -> int:
+    return message.payload * factor
+
+
+def test_partial_of_a_coroutine_function_is_accepted_and_named_after_it() -> None:
+    node = Node(functools.partial(_scaled, 3))
+    assert node.name == "_scaled"
+    assert Node(functools.partial(functools.partial(_scaled), 3)).name == "_scaled"
+    assert Node(functools.partial(_scaled, 3), name="triple").name == "triple"
+
+
+async def test_partial_node_runs_with_its_bound_argument() -> None:
+    flow = create(Node(functools.partial(_scaled, 3)).to())
+    async with flow.running():
+        with anyio.fail_after(5):
+            await flow.emit(Message(payload=7, headers=Headers(tenant="t")))
+            result = await flow.fetch()
+    assert isinstance(result, Message)
+    assert result.payload == 21
+
+
+def test_partial_of_a_sync_function_is_rejected() -> None:
+    with pytest.raises(TypeError, match="async def node"):
+        Node(cast(Any, functools.partial(_sync_scaled, 3)))
+
+
+def test_partial_signature_is_checked_on_its_remaining_parameters() -> None:
+    three_open = functools.partial(_scaled)
+    only_ctx_open = functools.partial(_scaled, 3, Message(payload=1, headers=Headers(tenant="t")))
+    with pytest.raises(ValueError, match="two positional parameters"):
+        Node(cast(Any, three_open))
+    with pytest.raises(ValueError, match="two positional parameters"):
+        Node(cast(Any, only_ctx_open))
 
 
 # ------------------------------------------------------------------ NodePolicy

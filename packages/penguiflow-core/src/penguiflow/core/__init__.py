@@ -17,6 +17,8 @@ messages in with ``flow.emit`` and take results out with ``flow.fetch``::
 
 import importlib as _importlib
 import typing as _typing
+from dataclasses import is_dataclass as _is_dataclass
+from types import FunctionType as _FunctionType
 
 from ._context import Context
 from ._dispatch import OverflowPolicy
@@ -170,11 +172,50 @@ __all__ = [
 ]
 
 
+def _publish(value: object) -> None:
+    # Reprs, docs, tracebacks and pickles show the public path (as httpx does); pickle still
+    # finds every object, under its own name here. Only classes and functions: type aliases and
+    # instances (OPEN_SEA) have no __module__ of their own.
+    #
+    # Stdlib dataclasses and NamedTuples (NodePolicy, FlowEvent, StoredEvent, ...) keep their
+    # real module: pydantic (a TypeAdapter or a model field of that type) resolves their string
+    # annotations in sys.modules[cls.__module__], where names such as Any or Mapping are
+    # missing, so it could no longer build their schema. Pydantic models are safe to move: their
+    # fields are resolved when the class is created (validation, model_rebuild, subclassing and
+    # pickle are tested). Only a bare typing.get_type_hints() on a moved class cannot resolve
+    # its annotations; use model_fields for models.
+    if isinstance(value, type):
+        target: type[object] | _FunctionType = _typing.cast(type[object], value)
+        if _is_dataclass(target) or _is_named_tuple(target):
+            return
+    elif isinstance(value, _FunctionType):
+        target = value
+    else:
+        return
+    if target.__module__.startswith(f"{__name__}._"):
+        target.__module__ = __name__
+
+
+def _is_named_tuple(cls: type[object]) -> bool:
+    return tuple in cls.__mro__ and hasattr(cls, "_fields")
+
+
+def _publish_imported() -> None:
+    namespace = globals()
+    for name in __all__:
+        if name not in _LAZY:  # lazy names are published when first loaded
+            _publish(namespace[name])
+
+
+_publish_imported()
+
+
 def __getattr__(name: str) -> object:
     # Rarely needed parts load on first use, keeping `import penguiflow.core` cheap.
     module = _LAZY.get(name)
     if module is not None:
         value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
+        _publish(value)
         globals()[name] = value
         return value
     if name == "__version__":  # importlib.metadata alone costs ~20 ms

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -25,8 +26,6 @@ logger = logging.getLogger("penguiflow.core")
 
 OverflowPolicy = Literal["drop_oldest", "drop_newest"]
 """What a full listener buffer does with one more item (either way it is counted)."""
-
-_flow_ids = itertools.count(1)
 
 
 class Dispatcher:
@@ -62,7 +61,9 @@ class Dispatcher:
         self.listener_errors: int = 0
         self.store_errors: int = 0
         self.bus_errors: int = 0
-        self._prefix = f"f{next(_flow_ids)}:"
+        # Random per dispatcher: processes sharing a state store must never produce the same id
+        # (a store that deduplicates by id would drop real events).
+        self._prefix = f"{uuid.uuid4().hex}:"
         self._event_ids = itertools.count()
 
     @property

@@ -10,15 +10,33 @@ The tree::
     └── GraphError (ValueError)     the graph you built cannot run; fix it before run()
         └── CycleError              the graph has a cycle that was not allowed
 
-Developer mistakes (bad signatures, bad arguments, unknown routing targets) are raised at
-construction time as ``TypeError``/``ValueError``/``KeyError`` with a message that says what to
-write instead. Run-time failures of a message always become one :class:`FlowError` carrying a stable
-:class:`FlowErrorCode`.
+Run-time failures of a message always become one :class:`FlowError` carrying a stable
+:class:`FlowErrorCode`; ``call_playbook`` raises a ``FlowError`` with code ``NODE_TIMEOUT`` when
+its ``timeout`` passes. :class:`FlowStopped` is raised to callers still waiting on the flow (an
+``emit`` blocked on a full floe, a waiting ``fetch``) when it stops or crashes; after a crash the
+crash is its ``__cause__``.
+
+Besides the tree, the runtime raises these builtin errors:
+
+* ``TypeError``, ``ValueError``, ``KeyError``: developer mistakes, at construction time or for a
+  bad argument, with a message that says what to write instead. For example a sync node function
+  or a ``retry_on`` that is neither exception types nor a predicate (``TypeError``), an invalid
+  ``NodePolicy`` value or ``fetch(from_=..., trace_id=...)`` (``ValueError``), an unknown ingress
+  node in ``emit(msg, to=...)`` or an unknown successor in ``ctx.emit`` (``KeyError``, listing
+  the valid names).
+* ``RuntimeError``: lifecycle misuse, such as ``emit`` on a flow that is not running (not started
+  yet or already stopped) or starting a flow that was already started (a flow runs once).
+* ``asyncio.QueueFull``: ``flow.emit_nowait`` / ``ctx.emit_nowait`` when a target floe is full
+  (nothing is enqueued then).
+* ``asyncio.QueueEmpty``: ``flow.fetch_nowait`` / ``ctx.fetch_nowait`` when nothing is waiting.
+
+Outer cancellation is never turned into one of these errors: it propagates as is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, cast
 
@@ -31,7 +49,40 @@ __all__ = [
     "PenguiFlowError",
     "TraceCancelled",
     "TraceEnded",
+    "safe_repr",
+    "safe_str",
 ]
+
+_MAX_TEXT = 2000  # enough to read an error; an embedded 1 MB payload is not copied whole
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)`` that never raises and is at most 2000 characters long.
+
+    An exception whose ``__str__`` raises reads ``<unprintable KeyError>``; a longer text (say
+    one that embeds a large payload) is cut, ending with a note of how much was left out.
+    """
+    return _text_of(str, exc)
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)`` that never raises and is at most 2000 characters long.
+
+    An object whose ``__repr__`` raises reads ``<unprintable Payload>``; a longer text is cut,
+    ending with a note of how much was left out.
+    """
+    return _text_of(repr, value)
+
+
+def _text_of(render: Callable[[Any], str], value: object) -> str:
+    try:
+        text = render(value)
+    except Exception:  # noqa: BLE001 - a broken __str__/__repr__ must not hide the real error
+        return f"<unprintable {type(value).__name__}>"
+    if len(text) <= _MAX_TEXT:
+        return text
+    note = f"... [cut: {len(text)} characters in all]"
+    return text[: _MAX_TEXT - len(note)] + note
 
 
 class FlowErrorCode(StrEnum):
@@ -174,14 +225,14 @@ class FlowError(PenguiFlowError):
         """Wrap ``exc`` (returned as is when it already is a ``FlowError``)."""
         if isinstance(exc, FlowError):
             return exc
-        meta = {"exception_type": type(exc).__name__, "exception_repr": repr(exc)}
+        meta = {"exception_type": type(exc).__name__, "exception_repr": safe_repr(exc)}
         meta.update(metadata or {})
         error = cls(
             trace_id=trace_id,
             node_name=node_name,
             node_id=node_id,
             code=code,
-            message=message or f"{type(exc).__name__}: {exc}",
+            message=message or f"{type(exc).__name__}: {safe_str(exc)}",
             original_exc=exc,
             metadata=meta,
         )
@@ -192,8 +243,40 @@ class FlowError(PenguiFlowError):
         """Return the original exception, if there was one."""
         return self.original_exc
 
+    def detached(self) -> FlowError:
+        """Return a copy that is safe to keep for a long time (in a history, a cache, a log).
+
+        A ``FlowError`` holds its original exception, and through its traceback every frame of
+        the failed call with all their local variables, which may be large payloads. The copy
+        keeps ``code``, ``message``, ``trace_id``, ``node_name``, ``node_id`` and the notes, has
+        ``original_exc=None`` and no ``__cause__``, ``__context__`` or ``__traceback__``, and
+        its ``metadata`` is made JSON-safe as in :meth:`to_payload`. The cause's type and text
+        survive as ``metadata["exception_type"]`` and ``metadata["exception_repr"]``.
+        """
+        metadata = {_as_str(key): _json_safe(value) for key, value in self.metadata.items()}
+        if self.original_exc is not None:
+            metadata.setdefault("exception_type", type(self.original_exc).__name__)
+            metadata.setdefault("exception_repr", safe_repr(self.original_exc))
+        copy = FlowError(
+            trace_id=self.trace_id,
+            node_name=self.node_name,
+            node_id=self.node_id,
+            code=self.code,
+            message=self.message,
+            metadata=metadata,
+        )
+        notes: object = getattr(self, "__notes__", None)
+        if isinstance(notes, list):
+            copy.__notes__ = [_as_str(note) for note in cast(list[object], notes)]
+        return copy
+
     def to_payload(self) -> dict[str, Any]:
-        """Return a JSON-safe dict describing the error."""
+        """Return a JSON-safe dict describing the error.
+
+        ``json.dumps(payload, allow_nan=False)`` always succeeds: mappings become dicts with
+        string keys, lists and tuples become lists, non-finite floats become the strings
+        ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, and any other object its (capped) repr.
+        """
         payload: dict[str, Any] = {
             "code": self.code.value,
             "message": self.message,
@@ -204,16 +287,30 @@ class FlowError(PenguiFlowError):
         if self.original_exc is not None:
             payload["original_exc"] = type(self.original_exc).__name__
         if self.metadata:
-            payload["metadata"] = {k: _json_safe(v) for k, v in self.metadata.items()}
+            payload["metadata"] = {_as_str(k): _json_safe(v) for k, v in self.metadata.items()}
         return payload
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions unpickle as cls(*args), but FlowError's arguments are keyword-only: build it
+        # with cls.__new__(cls, *args) instead (a builtin, so a pickle names only builtins and
+        # this class) and restore the attributes from __dict__.
+        return (FlowError.__new__, (type(self), *self.args), self.__dict__)
 
 
 def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, str | int | bool):
         return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, Mapping):
         mapping = cast(Mapping[object, object], value)
-        return {str(k): _json_safe(v) for k, v in mapping.items()}
+        return {_as_str(k): _json_safe(v) for k, v in mapping.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in cast(Sequence[object], value)]
-    return repr(value)
+    return safe_repr(value)
+
+
+def _as_str(key: object) -> str:
+    return key if isinstance(key, str) else _text_of(str, key)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -44,7 +45,9 @@ class NodePolicy:
     """How many messages of *different* traces the node processes at once. Messages of one trace
     are always processed one at a time, in arrival order."""
     retry_on: RetryOn | None = None
-    """What to retry. None: every exception except validation errors (cancellation never is)."""
+    """What to retry: a tuple of exception types (a bare exception class is taken as a one-element
+    tuple) or a predicate ``exc -> bool``. None: every exception except validation errors
+    (cancellation never is)."""
     jitter: float = 0.1
     """Spread of each delay: it is multiplied by a random factor in ``[1 - jitter, 1 + jitter]``."""
     interrupt_on_deadline: bool = False
@@ -67,17 +70,48 @@ class NodePolicy:
             raise ValueError(f"NodePolicy.jitter must be between 0 and 1, got {self.jitter}")
         if self.max_concurrency < 1:
             raise ValueError(f"NodePolicy.max_concurrency must be >= 1, got {self.max_concurrency}")
-        if self.retry_on is not None and not callable(self.retry_on):
-            kinds: tuple[object, ...] = self.retry_on
-            if not all(_is_exception_type(t) for t in kinds):
-                raise TypeError(
-                    "NodePolicy.retry_on must be a tuple of exception types or a predicate"
-                )
+        # A bare class is callable, so it would pass for a predicate and retry everything.
+        object.__setattr__(self, "retry_on", _normalise_retry_on(self.retry_on))
 
     def backoff(self, retry: int) -> float:
-        """Delay before retry number ``retry`` (1-based), before jitter."""
-        delay = self.backoff_base * self.backoff_mult ** (retry - 1)
-        return delay if self.max_backoff is None else min(delay, self.max_backoff)
+        """Delay before retry number ``retry`` (1-based), before jitter.
+
+        Grows without bound (to ``inf``) for huge retry numbers unless ``max_backoff`` caps it.
+        """
+        if self.backoff_base == 0:
+            return 0.0
+        try:
+            delay = self.backoff_base * float(self.backoff_mult) ** (retry - 1)
+        except OverflowError:
+            delay = math.inf
+        return delay if self.max_backoff is None else float(min(delay, self.max_backoff))
+
+
+_RETRY_ON_HINT = (
+    "Write retry_on=(KeyError,) for exception types, or retry_on=lambda exc: ... for a predicate"
+)
+
+
+def _normalise_retry_on(value: object) -> RetryOn | None:
+    if value is None:
+        return None
+    if _is_exception_type(value):
+        return (cast(type[BaseException], value),)
+    if isinstance(value, tuple):
+        kinds = cast(tuple[object, ...], value)
+        wrong = [k for k in kinds if not _is_exception_type(k)]
+        if wrong:
+            raise TypeError(
+                "NodePolicy.retry_on must be a tuple of exception types or a predicate; "
+                f"{kinds!r} holds {wrong[0]!r}, which is not an exception type. " + _RETRY_ON_HINT
+            )
+        return cast(tuple[type[BaseException], ...], kinds)
+    if callable(value) and not isinstance(value, type):
+        return cast(Callable[[BaseException], bool], value)
+    raise TypeError(
+        "NodePolicy.retry_on must be a tuple of exception types or a predicate, "
+        f"got {value!r}. " + _RETRY_ON_HINT
+    )
 
 
 def _is_exception_type(value: object) -> bool:
@@ -97,8 +131,10 @@ class Node:
 
     Args:
         func: ``async def f(message, ctx)``; a callable object whose ``__call__`` is such a
-            coroutine function works too.
-        name: Unique name in the flow; defaults to the function's ``__name__``.
+            coroutine function works too, and so does a ``functools.partial`` of a coroutine
+            function that leaves the two parameters ``(message, ctx)`` open.
+        name: Unique name in the flow; defaults to the function's ``__name__`` (for a partial,
+            the wrapped function's).
         policy: Validation, timeout, retry and concurrency settings.
         allow_cycle: Let this node have a self-edge (a controller loop).
     """
@@ -149,6 +185,8 @@ def calls_playbooks(*names: str) -> Callable[[Any], Any]:
 
 
 def _default_name(func: Any) -> str:
+    while isinstance(func, functools.partial):
+        func = cast(functools.partial[Any], func).func
     name = getattr(func, "__name__", None) or type(func).__name__
     return str(name)
 
@@ -157,8 +195,14 @@ def _check_signature(func: Any, name: str) -> None:
     if not callable(func):
         raise TypeError(f"Node {name!r}: func must be an async function, got {func!r}")
     target = func
-    if not (inspect.isfunction(func) or inspect.ismethod(func) or isinstance(func, type)):
-        target = func.__call__  # a callable object: inspect its bound __call__
+    # inspect sees through functools.partial; a callable object is judged by its bound __call__.
+    if not (
+        inspect.iscoroutinefunction(func)
+        or inspect.isfunction(func)
+        or inspect.ismethod(func)
+        or isinstance(func, type)
+    ):
+        target = func.__call__
     if not inspect.iscoroutinefunction(target):
         raise TypeError(
             f"Node {name!r}: {func!r} is not a coroutine function. Write "
