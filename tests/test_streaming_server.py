@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import connect
 
 from penguiflow.core import PenguiFlow
+from penguiflow.core._flow import runtime_of
 
 
 def _load_example_app() -> ModuleType:
@@ -209,7 +210,8 @@ async def test_a_stalled_sse_client_does_not_delay_another_and_is_cleaned_up_on_
             # Stop reading. The server fills the socket buffers, then trace A's Rookery buffer;
             # then A's generation waits for a reader that does not come.
             await _wait_until(
-                lambda: flow.rookery.depth(trace_a) == QUEUE_MAXSIZE, "trace A is stalled"
+                lambda: runtime_of(flow).rookery.depth(trace_a) == QUEUE_MAXSIZE,
+                "trace A is stalled",
             )
 
             other: list[str] = []
@@ -220,8 +222,8 @@ async def test_a_stalled_sse_client_does_not_delay_another_and_is_cleaned_up_on_
             _assert_own_stream(chunks, response.headers["x-trace-id"], ["Echo:", " still", " fast"])
 
             # A is still alive and still stuck where it was: nobody read it.
-            assert flow.traces.get(trace_a) is not None
-            assert flow.rookery.depth(trace_a) == QUEUE_MAXSIZE
+            assert runtime_of(flow).traces.get(trace_a) is not None
+            assert runtime_of(flow).rookery.depth(trace_a) == QUEUE_MAXSIZE
             stats = (await client.get("/stats")).json()
             assert stats["live_traces"] == 1
         # The stalled client hung up: its stream is closed and its trace cancelled and freed.

@@ -16,6 +16,7 @@ from penguiflow.core import (
     create,
     predicate_router,
 )
+from penguiflow.core._flow import runtime_of
 
 
 def msg(trace_id: str, payload: object = "x") -> Message:
@@ -53,7 +54,10 @@ async def test_fetch_after_failure_raises_the_flow_error() -> None:
             with pytest.raises(FlowError) as caught:
                 await flow.fetch(trace_id="failed")
     assert caught.value.node_name == "boom"
-    assert isinstance(caught.value.unwrap(), ValueError)
+    # Remembered endings are detached: the cause's type and text, not the exception and its frames.
+    assert caught.value.unwrap() is None
+    assert caught.value.metadata["exception_type"] == "ValueError"
+    assert "bad input" in caught.value.metadata["exception_repr"]
 
 
 async def test_a_reused_trace_id_forgets_its_old_ending() -> None:
@@ -82,15 +86,15 @@ async def test_remembered_endings_are_bounded() -> None:
         raise ValueError("no")
 
     flow = create(Node(boom).to())
-    flow.traces.keep_endings = 10
+    runtime_of(flow).traces.keep_endings = 10
     with anyio.fail_after(5):
         async with flow.running():
             for i in range(50):
                 await flow.emit(msg(f"t{i}"))
             await anyio.wait_all_tasks_blocked()
             assert flow.statistics().live_traces == 0
-    assert len(flow.traces.endings) == 10
-    assert list(flow.traces.endings) == [f"t{i}" for i in range(40, 50)]
+    assert len(runtime_of(flow).traces.endings) == 10
+    assert list(runtime_of(flow).traces.endings) == [f"t{i}" for i in range(40, 50)]
 
 
 async def test_a_waiting_fetch_is_answered_when_its_trace_ends_without_a_result() -> None:

@@ -28,7 +28,7 @@ from penguiflow.core import (
     TraceCancelled,
     create,
 )
-from penguiflow.core import _flow as flow_module  # pyright: ignore[reportPrivateUsage]
+from penguiflow.core import _runtime as flow_module
 
 FAST_RETRY = NodePolicy(max_retries=1, backoff_base=0.001, jitter=0.0)
 
@@ -110,7 +110,7 @@ async def test_node_events_carry_trace_node_time_latency_and_queue_depths() -> N
 
 
 def test_flow_events_are_built_in_one_place_only() -> None:
-    # The "no listener, no event" tests count the calls of _flow._new_event; an event built
+    # The "no listener, no event" tests count the calls of _runtime._new_event; an event built
     # anywhere else would escape them.
     package = Path(core.__file__).parent
     sites: list[tuple[str, str]] = []
@@ -122,7 +122,7 @@ def test_flow_events_are_built_in_one_place_only() -> None:
                 and node.func.id in ("FlowEvent", "_new_event")
             ):
                 sites.append((path.name, node.func.id))
-    assert sites == [("_flow.py", "_new_event")]
+    assert sites == [("_runtime.py", "_new_event")]
 
 
 def _count_built_events(monkeypatch: pytest.MonkeyPatch) -> list[FlowEvent]:

@@ -115,7 +115,9 @@ async def test_call_playbook_timeout_stops_the_child() -> None:
     assert isinstance(error, FlowError)
     assert error.node_name == "parent"
     assert error.code is FlowErrorCode.NODE_TIMEOUT
-    assert isinstance(error.original_exc, TimeoutError)
+    timeout = error.original_exc  # call_playbook's own FlowError: never a bare TimeoutError
+    assert isinstance(timeout, FlowError) and timeout.code is FlowErrorCode.NODE_TIMEOUT
+    assert isinstance(timeout.original_exc, TimeoutError)
     assert child_cancelled == [True]
     assert not factory.built[0].statistics().running
 

@@ -1,31 +1,33 @@
 """One node invocation: validation, timeout, retries with backoff, and the one final FlowError.
 
-``NodeRunner`` inherits this; it is kept apart so that the rules for an attempt read on their own.
+``Attempts`` belongs to one node in one flow (the runner holds one). Whatever an attempt raises —
+an ``Exception``, a ``CancelledError`` that nobody issued, a predicate or validator that itself
+fails — ends as exactly one ``FlowError`` for that message; only a real cancellation of the
+worker, or a ``BaseException`` that is not an ``Exception``, propagates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 from pydantic import TypeAdapter, ValidationError
 
 from ._context import Context
-from ._errors import FlowError, FlowErrorCode, TraceCancelled
+from ._errors import FlowError, FlowErrorCode, TraceCancelled, safe_repr, safe_str
 from ._events import FlowEventType
-from ._node import Node, NodePolicy
-from ._trace import TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
+from ._node import NodePolicy
+from ._runtime import Runtime
+from ._station import Station
+from ._trace import TraceState
 from ._types import Message
 
-if TYPE_CHECKING:
-    from ._flow import PenguiFlow
-    from ._runner import NodeRunner
-
-__all__ = ["Attempts", "DeadlineReached"]
+__all__ = ["Attempts", "DeadlineReached", "is_failure"]
 
 logger = logging.getLogger("penguiflow.core")
 
@@ -34,82 +36,109 @@ class DeadlineReached(Exception):
     """Internal: an attempt was interrupted at its message's deadline."""
 
 
+def is_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` raised by node code is a failure of that message (not a cancellation).
+
+    Every ``Exception`` is, and so is a ``CancelledError`` that no one issued (node code that
+    awaited a future someone else cancelled): the task itself is not being cancelled then.
+    """
+    if isinstance(exc, Exception):
+        return True
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return task is not None and not task.cancelling()
+    return False
+
+
 class Attempts:
-    """How a node runs one message: the attempt loop of ``NodeRunner``."""
+    """How one node runs one message (see the module docstring)."""
 
-    __slots__ = ()
+    __slots__ = (
+        "_warned_rewrap",
+        "context",
+        "in_adapter",
+        "out_adapter",
+        "out_is_message",
+        "policy",
+        "rt",
+        "station",
+    )
 
-    flow: PenguiFlow
-    node: Node
-    name: str
-    policy: NodePolicy
-    context: Context
-    in_adapter: TypeAdapter[Any] | None
-    out_adapter: TypeAdapter[Any] | None
-    out_is_message: bool
-    _warned_rewrap: bool
+    def __init__(self, rt: Runtime, station: Station, context: Context) -> None:
+        self.rt: Runtime = rt
+        self.station: Station = station
+        self.context: Context = context
+        self.policy: NodePolicy = station.node.policy
+        self.in_adapter: TypeAdapter[Any] | None = None
+        self.out_adapter: TypeAdapter[Any] | None = None
+        self.out_is_message: bool = False
+        self._warned_rewrap = False
 
-    def _report(
-        self,
-        event_type: FlowEventType,
-        trace_id: str | None,
-        *,
-        attempt: int = 0,
-        latency_ms: float | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        """Report an event about this node (callers check ``flow.observed`` first)."""
-        runner = cast("NodeRunner", self)
-        self.flow.event(
-            event_type, runner, trace_id, attempt=attempt, latency_ms=latency_ms, extra=extra
-        )
-
-    def _attempt_started(self, key: str | None, state: TraceState | None) -> None:
+    # ------------------------------------------------------------ bookkeeping
+    def started(self, key: str | None, state: TraceState | None, attempt: int) -> None:
+        """An attempt starts (callers check ``rt.observed`` first)."""
         if state is not None:
             state.inflight += 1
-        self._report(FlowEventType.NODE_START, key)
+        self.rt.event(FlowEventType.NODE_START, self.station, key, attempt=attempt)
 
-    def _attempt_succeeded(self, key: str | None, state: TraceState | None, started: float) -> None:
+    def ended(
+        self,
+        key: str | None,
+        state: TraceState | None,
+        attempt: int,
+        started: float,
+        failure: BaseException | None = None,
+        timed_out: bool = False,
+    ) -> float:
+        """An attempt ended (callers check ``rt.observed`` first); returns its latency in ms."""
         if state is not None:
             state.inflight -= 1
         latency_ms = (time.perf_counter() - started) * 1000
-        self._report(FlowEventType.NODE_SUCCESS, key, latency_ms=latency_ms)
+        if failure is None:
+            kind = FlowEventType.NODE_SUCCESS
+            extra = None
+        else:
+            kind = FlowEventType.NODE_TIMEOUT if timed_out else FlowEventType.NODE_ERROR
+            extra = {"exception": safe_repr(failure)}
+        self.rt.event(kind, self.station, key, attempt=attempt, latency_ms=latency_ms, extra=extra)
+        return latency_ms
 
-    async def _invoke(
+    # ------------------------------------------------------------ the loop
+    async def run(
         self,
         message: Any,
+        key: str | None,
         state: TraceState | None,
-        first_failure: tuple[Exception, float] | None,
+        first: tuple[BaseException, float] | None = None,
     ) -> Any:
         """Run the node with validation, timeout and retries; raise one FlowError on failure.
 
-        ``first_failure`` is ``(exception, perf_counter at start)`` of an attempt the fast path
-        already made.
+        ``first`` is ``(exception, perf_counter at start)`` of a first attempt the runner already
+        made inline (its events were reported there).
         """
-        node = self.node
+        node = self.station.node
         policy = self.policy
-        flow = self.flow
-        trace_id = message.trace_id if isinstance(message, Message) else _current_trace.get()
+        rt = self.rt
         if self.in_adapter is not None:
             try:
                 message = self.in_adapter.validate_python(message)
-            except ValidationError as exc:
+            except Exception as exc:  # a validator may raise TypeError etc., not ValidationError
                 raise self._error(
-                    exc, trace_id, FlowErrorCode.VALIDATION_ERROR, "input failed validation", 0
+                    exc, key, FlowErrorCode.VALIDATION_ERROR, "input failed validation", 0
                 ) from exc
         attempt = 0
         while True:
-            result: Any = None
-            if first_failure is not None:
-                failure, started = first_failure
-                first_failure = None
+            timed_out = False
+            if first is not None:
+                failure, started = first
+                first = None
+                latency = (time.perf_counter() - started) * 1000
             else:
-                failure = None
-                if flow.observed:
-                    self._report(FlowEventType.NODE_START, trace_id, attempt=attempt)
+                observed = rt.observed
+                if observed:
+                    self.started(key, state, attempt)
                 started = time.perf_counter()
-                if state is not None:
-                    state.inflight += 1
+                failure = result = None
                 try:
                     limit = self._attempt_limit(message)
                     if limit is None:
@@ -120,64 +149,45 @@ class Attempts:
                         if scope.cancelled_caught:
                             if limit[1]:
                                 raise DeadlineReached
+                            timed_out = True
                             failure = TimeoutError(
                                 f"node {node.name!r} timed out after {limit[0]:.3g}s"
                             )
                 except DeadlineReached:
-                    raise
-                except Exception as exc:
-                    failure = exc
-                finally:
-                    if state is not None:
+                    if observed and state is not None:
                         state.inflight -= 1
-            if failure is None:
-                if flow.observed:
-                    self._report(
-                        FlowEventType.NODE_SUCCESS,
-                        trace_id,
-                        attempt=attempt,
-                        latency_ms=(time.perf_counter() - started) * 1000,
-                    )
-                if result is not None and self.out_adapter is not None:
-                    result = self._validate_out(message, result, trace_id, attempt)
-                return result
-            latency = (time.perf_counter() - started) * 1000
-            timed_out = isinstance(failure, TimeoutError)
-            if flow.observed:
-                self._report(
-                    FlowEventType.NODE_TIMEOUT if timed_out else FlowEventType.NODE_ERROR,
-                    trace_id,
-                    attempt=attempt,
-                    latency_ms=latency,
-                    extra={"exception": repr(failure)},
-                )
-            if attempt < policy.max_retries and self._retryable(failure):
+                    raise
+                except BaseException as exc:
+                    if not is_failure(exc):
+                        raise
+                    failure = exc
+                if observed:
+                    latency = self.ended(key, state, attempt, started, failure, timed_out)
+                else:
+                    latency = (time.perf_counter() - started) * 1000
+                if failure is None:
+                    if result is not None and self.out_adapter is not None:
+                        result = self._validate_out(message, result, key, attempt)
+                    return result
+            if attempt < policy.max_retries and self._retryable(failure, key, attempt):
                 attempt += 1
                 delay = policy.backoff(attempt)
                 if policy.jitter:
                     delay *= random.uniform(1 - policy.jitter, 1 + policy.jitter)
-                if flow.observed:
-                    self._report(
+                if rt.observed:
+                    rt.event(
                         FlowEventType.NODE_RETRY,
-                        trace_id,
+                        self.station,
+                        key,
                         attempt=attempt,
                         extra={"sleep_s": delay},
                     )
                 await anyio.sleep(delay)
                 if state is not None and state.cancelled:
-                    await (
-                        anyio.lowlevel.checkpoint()
-                    )  # a cancellation during the backoff lands here
+                    # A cancellation during the backoff lands here.
+                    await anyio.lowlevel.checkpoint()
                 continue
-            if isinstance(failure, ValidationError):
-                code = FlowErrorCode.VALIDATION_ERROR
-            elif isinstance(failure, TraceCancelled):  # e.g. a subflow's trace was cancelled
-                code = FlowErrorCode.TRACE_CANCELLED
-            elif timed_out:
-                code = FlowErrorCode.NODE_TIMEOUT
-            else:
-                code = FlowErrorCode.NODE_EXCEPTION
-            raise self._error(failure, trace_id, code, None, attempt, latency) from failure
+            raise self._error(failure, key, _code_of(failure, timed_out), None, attempt, latency)
 
     def _attempt_limit(self, message: Any) -> tuple[float, bool] | None:
         """``(seconds, is_deadline)`` bounding one attempt, or None when unbounded."""
@@ -192,17 +202,28 @@ class Attempts:
                 return (remaining, True)
         return None if timeout is None else (timeout, False)
 
-    def _retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, ValidationError | TraceCancelled):
+    def _retryable(self, exc: BaseException, key: str | None, attempt: int) -> bool:
+        if isinstance(exc, ValidationError | TraceCancelled | asyncio.CancelledError):
             return False
         retry_on = self.policy.retry_on
         if retry_on is None:
             return True
         if isinstance(retry_on, tuple):
             return isinstance(exc, retry_on)
-        return bool(retry_on(exc))
+        try:
+            return bool(retry_on(exc))
+        except Exception as broken:
+            error = self._error(
+                exc,
+                key,
+                _code_of(exc, False),
+                f"NodePolicy.retry_on raised {safe_repr(broken)} deciding whether to retry",
+                attempt,
+            )
+            error.metadata["retry_on_error"] = safe_repr(broken)
+            raise error from exc
 
-    def _validate_out(self, message: Any, result: Any, trace_id: str | None, attempt: int) -> Any:
+    def _validate_out(self, message: Any, result: Any, key: str | None, attempt: int) -> Any:
         assert self.out_adapter is not None
         if self.out_is_message and isinstance(message, Message) and not isinstance(result, Message):
             if not self._warned_rewrap:
@@ -211,21 +232,25 @@ class Attempts:
                     "node %r is registered to return a Message but returned a bare %s; "
                     "re-wrapping it in the input's envelope (return message.with_payload(...) "
                     "to silence this)",
-                    self.name,
+                    self.station.name,
                     type(result).__name__,
                 )
             result = message.with_payload(result)
         try:
             return self.out_adapter.validate_python(result)
-        except ValidationError as exc:
+        except Exception as exc:
             raise self._error(
-                exc, trace_id, FlowErrorCode.VALIDATION_ERROR, "output failed validation", attempt
+                exc, key, FlowErrorCode.VALIDATION_ERROR, "output failed validation", attempt
             ) from exc
+
+    def unexpected(self, exc: Exception, key: str | None) -> FlowError:
+        """The ``FlowError`` for an exception that escaped the attempt machinery itself."""
+        return self._error(exc, key, FlowErrorCode.NODE_EXCEPTION, None, 0)
 
     def _error(
         self,
         exc: BaseException,
-        trace_id: str | None,
+        key: str | None,
         code: FlowErrorCode,
         message: str | None,
         attempt: int,
@@ -236,12 +261,12 @@ class Attempts:
             metadata["latency_ms"] = latency_ms
         if self.policy.timeout_s is not None:
             metadata["timeout_s"] = self.policy.timeout_s
-        text = f"{message}: {exc}" if message else None
+        station = self.station
         if isinstance(exc, FlowError):  # e.g. a failed subflow: keep its code, name this node
             error = FlowError(
-                trace_id=trace_id,
-                node_name=self.name,
-                node_id=self.node.node_id,
+                trace_id=key,
+                node_name=station.name,
+                node_id=station.node_id,
                 code=exc.code,
                 message=exc.message,
                 original_exc=exc,
@@ -249,12 +274,23 @@ class Attempts:
             )
             error.__cause__ = exc
             return error
+        text = None if message is None else f"{message}: {safe_str(exc)}"
         return FlowError.from_exception(
             exc,
-            trace_id=trace_id,
-            node_name=self.name,
-            node_id=self.node.node_id,
+            trace_id=key,
+            node_name=station.name,
+            node_id=station.node_id,
             code=code,
             message=text,
             metadata=metadata,
         )
+
+
+def _code_of(failure: BaseException, timed_out: bool) -> FlowErrorCode:
+    if isinstance(failure, ValidationError):
+        return FlowErrorCode.VALIDATION_ERROR
+    if isinstance(failure, TraceCancelled):  # e.g. a subflow's trace was cancelled
+        return FlowErrorCode.TRACE_CANCELLED
+    if timed_out:  # only the runtime's own timeout; a TimeoutError raised by node code is not one
+        return FlowErrorCode.NODE_TIMEOUT
+    return FlowErrorCode.NODE_EXCEPTION

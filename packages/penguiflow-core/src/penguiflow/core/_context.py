@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-from ._errors import TraceCancelled
+from anyio import CancelScope
+
+from ._distribution import RemoteBinding
+from ._errors import FlowError
 from ._events import FlowEventType
 from ._graph import ROOKERY, Endpoint
 from ._node import Node
+from ._runtime import Runtime
+from ._station import Station
 from ._trace import current_trace_id
-from ._types import Message, StreamChunk
+from ._types import Message, StreamChunk, merge_meta
 
 if TYPE_CHECKING:
     from ._floe import Floe, Item
     from ._flow import PenguiFlow
     from ._playbook import PlaybookFactory
-    from ._runner import NodeRunner
 
 __all__ = ["Context", "Target"]
+
+logger = logging.getLogger("penguiflow.core")
 
 Target = Node | str | Endpoint
 """A successor: the node itself, its name, or ``ROOKERY``."""
@@ -32,28 +39,34 @@ class Context:
     is reached only with ``to=node``), or to Rookery when the node has no other successor.
     """
 
-    __slots__ = ("_runner",)
+    __slots__ = ("_rt", "_station")
 
-    def __init__(self, runner: NodeRunner) -> None:
-        self._runner = runner
+    def __init__(self, rt: Runtime, station: Station) -> None:
+        self._rt = rt
+        self._station = station
 
     @property
     def owner(self) -> Node:
         """The node this context belongs to."""
-        return self._runner.node
+        return self._station.node
 
     @property
     def runtime(self) -> PenguiFlow:
         """The flow the node runs in."""
-        return self._runner.flow
+        return cast("PenguiFlow", self._rt.face)
 
     # ------------------------------------------------------------------ emit
     def _targets(self, to: Target | Sequence[Target] | None) -> tuple[Floe, ...]:
         """Floes for ``to``; an empty tuple means Rookery."""
-        runner = self._runner
+        station = self._station
         if to is None:
-            return runner.forward
+            return station.forward
         items: Sequence[Target] = [to] if isinstance(to, Node | str | Endpoint) else to
+        if not items:
+            raise ValueError(
+                "to=[] names no successor; pass to=None for every successor, a node or its "
+                "name, or to=ROOKERY"
+            )
         if any(target is ROOKERY for target in items):
             if len(items) > 1:
                 raise ValueError("to=ROOKERY cannot be combined with successor nodes")
@@ -61,7 +74,7 @@ class Context:
         floes: list[Floe] = []
         for target in items:
             name = target.name if isinstance(target, Node | Endpoint) else target
-            floe = runner.out_by_name.get(name)
+            floe = station.out_by_name.get(name)
             if floe is None:
                 self.successor(name)  # raises the KeyError that lists the valid successors
             else:
@@ -70,42 +83,27 @@ class Context:
 
     def successor(self, name: str) -> Node:
         """The successor called ``name`` (``KeyError`` listing the valid successors)."""
-        runner = self._runner
-        if name not in runner.out_by_name:
+        station = self._station
+        if name not in station.out_nodes:
             raise KeyError(
-                f"node {runner.name!r} has no successor {name!r}; valid successors: "
-                f"{sorted(runner.out_by_name) or '(none: results go to ROOKERY)'}"
+                f"node {station.name!r} has no successor {name!r}; valid successors: "
+                f"{sorted(station.out_by_name) or '(none: results go to ROOKERY)'}"
             )
-        return runner.flow.node(name)
+        return station.out_nodes[name]
 
     def _key(self, msg: Any) -> str | None:
         return msg.trace_id if isinstance(msg, Message) else current_trace_id()
 
     async def emit(self, msg: Any, to: Target | Sequence[Target] | None = None) -> None:
-        """Send ``msg`` to successors (all non-self ones by default); waits while a floe is full."""
-        floes = self._targets(to)
-        key = self._key(msg)
-        self._check_live(key)
-        await self._runner.send(key, msg, floes)
+        """Send ``msg`` to successors (all non-self ones by default); waits while a floe is full.
+
+        Raises ``TraceCancelled`` when the message's trace is cancelled.
+        """
+        await self._rt.deliver(self._station.name, self._key(msg), msg, self._targets(to))
 
     def emit_nowait(self, msg: Any, to: Target | Sequence[Target] | None = None) -> None:
         """Like :meth:`emit` but never waits; raises ``asyncio.QueueFull`` when a floe is full."""
-        floes = self._targets(to)
-        key = self._key(msg)
-        self._check_live(key)
-        runner = self._runner
-        flow = runner.flow
-        if not floes:
-            if flow.tapped:
-                flow.dispatcher.publish(runner.name, ROOKERY.name, key, msg)
-            flow.rookery.put_nowait(runner.name, key, msg)
-            return
-        flow.put_all_nowait(runner.name, key, msg, floes)
-
-    def _check_live(self, key: str | None) -> None:
-        state = self._runner.flow.traces.get(key)
-        if state is not None and state.cancelled:
-            raise TraceCancelled(key)
+        self._rt.deliver_nowait(self._station.name, self._key(msg), msg, self._targets(to))
 
     async def emit_chunk(
         self,
@@ -123,18 +121,20 @@ class Context:
         ``stream_id`` defaults to the parent's trace id; ``seq`` counts from 0 per stream and resets
         after a chunk with ``done=True``. Chunks obey backpressure like any message.
         """
-        flow = self._runner.flow
-        chunk = flow.streams.next_chunk(
-            parent, text=text, stream_id=stream_id, seq=seq, done=done, meta=meta
-        )
-        if flow.observed:
-            flow.event(
+        rt = self._rt
+        chunk = rt.streams.next_chunk(parent, text, stream_id, seq, done, meta)
+        if rt.observed:
+            rt.event(
                 FlowEventType.STREAM_CHUNK,
-                self._runner,
+                self._station,
                 parent.trace_id,
                 extra={"stream_id": chunk.stream_id, "seq": chunk.seq, "done": chunk.done},
             )
-        await self.emit(parent.with_payload(chunk), to=to)
+        station = self._station
+        floes = station.forward if to is None else self._targets(to)
+        item = parent.with_payload(chunk)
+        if not rt.try_deliver(station.name, parent.trace_id, item, floes):
+            await rt.deliver(station.name, parent.trace_id, item, floes)
         return chunk
 
     # ----------------------------------------------------------------- fetch
@@ -144,7 +144,7 @@ class Context:
         The node's workers normally do this; use it only in nodes that pull extra input themselves.
         ``from_`` restricts it to the floe from that predecessor.
         """
-        inbox = self._runner.inbox
+        inbox = self._station.inbox
         if from_ is None:
             item = await inbox.get()
         else:
@@ -157,12 +157,12 @@ class Context:
         if from_ is None:
             return await self.fetch()
         names = {n.name if isinstance(n, Node) else n for n in from_}
-        item = await self._runner.inbox.get_matching(lambda item: item[0].source in names)
+        item = await self._station.inbox.get_matching(lambda item: item[0].source in names)
         return self._consumed(item)
 
     def fetch_nowait(self, from_: Node | str | None = None) -> Any:
         """Take the next queued message now; raises ``asyncio.QueueEmpty`` when there is none."""
-        inbox = self._runner.inbox
+        inbox = self._station.inbox
         if from_ is None:
             item = inbox.get_nowait()
         else:
@@ -175,7 +175,7 @@ class Context:
 
     def _consumed(self, item: Item) -> Any:
         _, key, msg = item
-        self._runner.flow.traces.leave(key)
+        self._rt.traces.leave(key)
         return msg
 
     # --------------------------------------------------------------- helpers
@@ -187,16 +187,29 @@ class Context:
         timeout: float | None = None,
         inherit_observability: bool = True,
     ) -> Any:
-        """Run a subflow for ``parent_msg``; returns its result payload (see ``call_playbook``)."""
-        from ._playbook import call_playbook
+        """Run a subflow for ``parent_msg``; returns its result payload (see ``call_playbook``).
 
-        return await call_playbook(
+        The child's final ``meta`` travels with what this invocation returns: a bare result is
+        wrapped in ``parent_msg``'s envelope with that meta merged in (last write wins).
+        ``parent_msg`` itself is never changed.
+        """
+        from ._playbook import run_playbook
+
+        rt = self._rt
+        rt.check_open(parent_msg.trace_id)
+        dispatcher = rt.dispatcher
+        payload, meta = await run_playbook(
             factory,
             parent_msg,
             timeout=timeout,
-            runtime=self._runner.flow,
-            inherit_observability=inherit_observability,
+            hooks=dispatcher.hooks if inherit_observability else (),
+            middlewares=dispatcher.middlewares if inherit_observability else (),
         )
+        key = parent_msg.trace_id
+        if meta and key == current_trace_id():
+            patches = self._station.envelope_meta
+            patches[key] = merge_meta(patches.get(key, {}), meta)
+        return payload
 
     def on_trace_end(self, trace_id: str, callback: Callable[[], None]) -> bool:
         """Call ``callback`` when ``trace_id`` ends (finishes, fails or is cancelled).
@@ -204,24 +217,67 @@ class Context:
         Use it to free node-local per-trace state. Returns False (and does not register) when the
         trace is not live.
         """
-        state = self._runner.flow.traces.get(trace_id)
+        state = self._rt.traces.get(trace_id)
         if state is None:
             return False
         state.cleanups.append(callback)
         return True
 
+    def start_soon(self, trace_id: str | None, func: Callable[[], Awaitable[None]]) -> CancelScope:
+        """Run ``func()`` in the flow's task group, on behalf of ``trace_id``.
+
+        The task is cancelled when the trace ends (finishes, fails or is cancelled) and when the
+        flow stops; it does not keep the trace alive. An exception it raises is logged and
+        dropped. Returns the task's cancel scope (cancel it to stop the task early). For work a
+        node starts that must outlive one invocation, such as a timer.
+        """
+        rt = self._rt
+        if rt.task_group is None:
+            raise RuntimeError("ctx.start_soon needs a running flow")
+        scope = CancelScope()
+        state = rt.traces.get(trace_id)
+        if state is not None:
+            state.cleanups.append(scope.cancel)
+        name = self._station.name
+
+        async def guarded() -> None:
+            with scope:
+                try:
+                    await func()
+                except Exception:
+                    logger.exception("task started by node %r for trace %r failed", name, trace_id)
+
+        rt.task_group.start_soon(guarded, name=f"penguiflow:{name}:task")
+        return scope
+
+    async def fail(self, error: FlowError) -> None:
+        """Report ``error`` as a terminal failure of its trace, as if an invocation had raised it.
+
+        For failures a node detects outside an invocation (a join whose bucket timed out): the
+        ``node_failed`` event, the log line, then Rookery (``emit_errors_to_rookery``) or the
+        trace's waiting fetchers. Ignored for a cancelled trace.
+        """
+        await self._rt.fail(self._station, error.trace_id, error)
+
+    async def save_remote_binding(self, binding: RemoteBinding) -> bool:
+        """Record ``binding`` in the flow's state store; returns False when there is none.
+
+        A store that fails is logged and counted in ``statistics().store_errors``, never raised.
+        """
+        return await self._rt.dispatcher.save_remote_binding(binding)
+
     # ---------------------------------------------------------- introspection
     def queue_depth_in(self) -> int:
         """Messages waiting in this node's incoming floes."""
-        return len(self._runner.inbox)
+        return len(self._station.inbox)
 
     def queue_depth_out(self) -> int:
         """Messages waiting in this node's outgoing floes."""
-        return sum(floe.size for floe in self._runner.out_by_name.values())
+        return sum(floe.size for floe in self._station.out_by_name.values())
 
     def outgoing_count(self) -> int:
         """How many successors this node has."""
-        return len(self._runner.out_by_name)
+        return len(self._station.out_by_name)
 
     def __repr__(self) -> str:
-        return f"Context({self._runner.name!r})"
+        return f"Context({self._station.name!r})"

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from ._distribution import BusEnvelope, MessageBus, StateStore, StoredEvent
+from ._distribution import BusEnvelope, MessageBus, RemoteBinding, StateStore, StoredEvent
 from ._events import EventHook, FlowEvent, Middleware
 from ._types import Message
 
@@ -171,3 +171,14 @@ class Dispatcher:
         except Exception:
             self.bus_errors += 1
             logger.exception("message bus failed to publish %s", envelope.edge)
+
+    async def save_remote_binding(self, binding: RemoteBinding) -> bool:
+        """Record ``binding`` in the state store (failures logged, counted); False without one."""
+        if self.state_store is None:
+            return False
+        try:
+            await self.state_store.save_remote_binding(binding)
+        except Exception:
+            self.store_errors += 1
+            logger.exception("state store failed to save remote binding for %s", binding.task_id)
+        return True

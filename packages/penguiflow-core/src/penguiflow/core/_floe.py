@@ -72,6 +72,17 @@ class Floe:
         self.size += 1
         self.inbox.push((self, key, item))
 
+    def offer(self, key: str | None, item: Any) -> bool:
+        """Enqueue when a put would not wait; False (nothing enqueued) otherwise."""
+        if self.size >= self.limit:
+            return False
+        lane = self.inbox.lanes.get(key)
+        if lane is not None and len(lane) >= self.limit:
+            return False
+        self.size += 1
+        self.inbox.push((self, key, item))
+        return True
+
     def push_unbounded(self, key: str | None, item: Any) -> None:
         """Enqueue ignoring the bound (for a controller's self-edge only).
 

@@ -41,7 +41,7 @@ class NodePolicy:
     """Each later retry waits this many times longer."""
     max_backoff: float | None = None
     """Ceiling on one retry delay, in seconds (None = no ceiling)."""
-    max_concurrency: int = 32
+    max_concurrency: int = 1024
     """How many messages of *different* traces the node processes at once. Messages of one trace
     are always processed one at a time, in arrival order."""
     retry_on: RetryOn | None = None

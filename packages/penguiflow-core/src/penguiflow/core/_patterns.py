@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
+from anyio import CancelScope
 
 from ._context import Context
 from ._errors import FlowError, FlowErrorCode
 from ._node import Node, NodePolicy
 from ._trace import current_trace_id
 from ._types import Message, copy_with, merge_meta
-
-if TYPE_CHECKING:
-    from ._runner import NodeRunner
 
 __all__ = ["join_k", "map_concurrent"]
 
@@ -28,25 +25,31 @@ async def map_concurrent[T, R](
 ) -> list[R]:
     """Apply ``worker`` to every item, ``max_concurrency`` at a time; results keep input order.
 
-    The first exception cancels the remaining work and is raised as is.
+    The first exception cancels the remaining work and is raised as is (also when several
+    workers fail at once: the first to fail wins, the others are dropped).
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
     pending = list(enumerate(items))
     results: list[Any] = [None] * len(pending)
     feed = iter(pending)
+    first: list[Exception] = []
 
     async def run() -> None:
         for index, item in feed:
-            results[index] = await worker(item)
+            try:
+                results[index] = await worker(item)
+            except Exception as exc:
+                first.append(exc)
+                raise
 
     try:
         async with anyio.create_task_group() as tg:
             for _ in range(min(max_concurrency, len(pending))):
                 tg.start_soon(run)
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
+        if first and all(isinstance(e, Exception) for e in group.exceptions):
+            raise first[0] from None
         raise
     return results
 
@@ -59,7 +62,7 @@ class _Join:
         self.k = k
         self.timeout_s = timeout_s
         self.buckets: dict[str | None, list[Any]] = {}
-        self._timers: dict[str | None, asyncio.TimerHandle] = {}
+        self._timers: dict[str | None, CancelScope] = {}
 
     async def __call__(self, message: Any, ctx: Context) -> Any:
         key = message.trace_id if isinstance(message, Message) else current_trace_id()
@@ -69,8 +72,7 @@ class _Join:
             if key is not None:
                 ctx.on_trace_end(key, lambda: self._free(key))
             if self.timeout_s is not None:
-                loop = asyncio.get_running_loop()
-                self._timers[key] = loop.call_later(self.timeout_s, self._expire, key, ctx)
+                self._timers[key] = ctx.start_soon(key, lambda: self._expire(key, ctx))
         bucket.append(message)
         if len(bucket) < self.k:
             return None
@@ -83,11 +85,14 @@ class _Join:
         if timer is not None:
             timer.cancel()
 
-    def _expire(self, key: str | None, ctx: Context) -> None:
+    async def _expire(self, key: str | None, ctx: Context) -> None:
+        assert self.timeout_s is not None
+        await anyio.sleep(self.timeout_s)
         bucket = self.buckets.get(key)
         if bucket is None:
             return
-        self._free(key)
+        self._timers.pop(key, None)  # this task: it must not cancel itself while reporting
+        self.buckets.pop(key, None)
         error = FlowError(
             trace_id=key,
             node_name=self.name,
@@ -99,8 +104,7 @@ class _Join:
             ),
             metadata={"received": len(bucket), "expected": self.k, "timeout_s": self.timeout_s},
         )
-        runner: NodeRunner = ctx._runner  # pyright: ignore[reportPrivateUsage]
-        runner.flow.task_group.start_soon(runner.fail, key, error, runner.flow.traces.get(key))
+        await ctx.fail(error)
 
 
 def _merge(bucket: list[Any]) -> Any:

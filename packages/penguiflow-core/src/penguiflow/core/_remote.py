@@ -18,7 +18,7 @@ from anyio import CancelScope, get_cancelled_exc_class
 from ._context import Context
 from ._distribution import RemoteBinding
 from ._node import Node, NodePolicy
-from ._types import Message
+from ._types import Message, copy_with, merge_meta
 
 __all__ = [
     "RemoteCallRequest",
@@ -120,7 +120,10 @@ class _RemoteCall:
             reply = await self.transport.send(request)
             if reply.task_id is not None:
                 await self._bind(ctx, message, reply.context_id, reply.task_id, reply.agent_url)
-            message.meta.update(reply.meta)
+            if reply.meta:  # a new envelope: the input message is never changed
+                return copy_with(
+                    message, payload=reply.result, meta=merge_meta(message.meta, reply.meta)
+                )
             return reply.result
         task_id: str | None = None
         result: Any = None
@@ -163,8 +166,7 @@ class _RemoteCall:
         task_id: str,
         agent_url: str | None,
     ) -> None:
-        store = ctx.runtime.state_store
-        if not self.record_binding or store is None:
+        if not self.record_binding:
             return
         binding = RemoteBinding(
             trace_id=message.trace_id,
@@ -172,11 +174,7 @@ class _RemoteCall:
             task_id=task_id,
             agent_url=agent_url or self.agent_url,
         )
-        try:
-            await store.save_remote_binding(binding)
-        except Exception:
-            ctx.runtime.dispatcher.store_errors += 1
-            logger.exception("state store failed to save remote binding for %s", task_id)
+        await ctx.save_remote_binding(binding)
 
 
 def RemoteNode(  # noqa: N802 - reads like the class it stands for

@@ -68,6 +68,10 @@ class Rookery:
         buffer = self._buffers.get(key)
         return len(buffer) if buffer else 0
 
+    def waiting(self, key: str | None) -> bool:
+        """Whether a caller waits for an item of trace ``key``."""
+        return key in self._trace_getters
+
     def tracked_keys(self) -> int:
         """How many traces currently hold buffers, waiters or blocked producers (leak checks)."""
         return len(self._buffers.keys() | self._trace_getters.keys() | self._putters.keys())
@@ -108,6 +112,11 @@ class Rookery:
 
     def put_nowait(self, source: str, key: str | None, item: Any) -> None:
         """Deliver without waiting; raises ``asyncio.QueueFull`` when the trace's buffer is full."""
+        if not self.offer(source, key, item):
+            raise asyncio.QueueFull(f"Rookery buffer of trace {key!r} is full")
+
+    def offer(self, source: str, key: str | None, item: Any) -> bool:
+        """Deliver without waiting when there is room (or a waiting caller); False otherwise."""
         getters = self._trace_getters.get(key)
         while getters:
             future = getters.popleft()
@@ -115,30 +124,43 @@ class Rookery:
                 del self._trace_getters[key]
             if not future.done():
                 future.set_result((source, key, item))
-                return
-        for getter in self._any_getters:
-            if not getter.future.done() and (getter.sources is None or source in getter.sources):
-                self._any_getters.remove(getter)
-                getter.future.set_result((source, key, item))
-                return
-        if self._full(key):
-            raise asyncio.QueueFull(f"Rookery buffer of trace {key!r} is full")
-        self._seq += 1
+                return True
+        if self._any_getters:
+            for getter in self._any_getters:
+                if not getter.future.done() and (
+                    getter.sources is None or source in getter.sources
+                ):
+                    self._any_getters.remove(getter)
+                    getter.future.set_result((source, key, item))
+                    return True
         buffer = self._buffers.get(key)
         if buffer is None:
             buffer = self._buffers[key] = deque()
-        buffer.append((self._seq, source, item))
-        self._order.append((self._seq, key))
+        elif 0 < self.maxsize <= len(buffer):
+            return False
+        seq = self._seq = self._seq + 1
+        buffer.append((seq, source, item))
+        self._order.append((seq, key))
+        return True
 
     # ------------------------------------------------------------------ get
     def get_nowait(
         self, key: str | None = ANY_TRACE, sources: Collection[str] | None = None
     ) -> Delivery:
         """Take the oldest matching item; raises ``asyncio.QueueEmpty`` when there is none."""
+        delivery = self.poll(key, sources)
+        if delivery is None:
+            raise asyncio.QueueEmpty
+        return delivery
+
+    def poll(
+        self, key: str | None = ANY_TRACE, sources: Collection[str] | None = None
+    ) -> Delivery | None:
+        """Take the oldest matching item, or None when there is none."""
         if key is not ANY_TRACE:
             buffer = self._buffers.get(key)
             if not buffer:
-                raise asyncio.QueueEmpty
+                return None
             _, source, item = buffer.popleft()
             self._taken_out_of_order(key, buffer)
             return source, key, item
@@ -153,16 +175,15 @@ class Rookery:
                 self._after_take(key, buffer)
                 return source, key, item
             self._stale -= 1
-        raise asyncio.QueueEmpty
+        return None
 
     async def get(
         self, key: str | None = ANY_TRACE, sources: Collection[str] | None = None
     ) -> Delivery:
         """Take the oldest matching item, waiting for one."""
-        try:
-            return self.get_nowait(key, sources)
-        except asyncio.QueueEmpty:
-            pass
+        delivery = self.poll(key, sources)
+        if delivery is not None:
+            return delivery
         future: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
         if key is ANY_TRACE:
             getter = _AnyGetter(future, sources)
@@ -191,7 +212,7 @@ class Rookery:
                 forget()
             raise
 
-    def _take_from_sources(self, sources: Collection[str]) -> Delivery:
+    def _take_from_sources(self, sources: Collection[str]) -> Delivery | None:
         best: tuple[int, str | None, int] | None = None
         for key, buffer in self._buffers.items():
             for index, (seq, source, _) in enumerate(buffer):
@@ -200,7 +221,7 @@ class Rookery:
                         best = (seq, key, index)
                     break
         if best is None:
-            raise asyncio.QueueEmpty
+            return None
         _, key, index = best
         buffer = self._buffers[key]
         _, source, item = buffer[index]

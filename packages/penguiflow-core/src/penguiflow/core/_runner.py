@@ -1,95 +1,76 @@
-"""How one node runs: a lazily grown pool of workers, per-trace lanes, attempts and delivery.
+"""How one node runs: a lazily grown pool of workers, per-trace lanes, and what a result becomes.
 
 Messages of different traces run concurrently (up to ``NodePolicy.max_concurrency``); messages of
 one trace run one at a time, in arrival order. A worker that takes a message of a trace another
 worker is already running *parks* it in that trace's lane (see ``_floe``) and goes on; the owner
-runs the parked messages after its own.
+runs the parked messages after its own. Workers beyond the first few leave when they find nothing
+to do, so a burst grows the pool and an idle node costs a couple of tasks.
+
+The path of one message: ``_serve_lanes`` takes it from the inbox, ``_process`` runs the node
+(inline when nothing needs the attempt loop, else through ``Attempts``) and hands the result to
+the runtime's one delivery path; failures become one ``FlowError`` reported by ``Runtime.fail``.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from anyio import CancelScope
-from pydantic import TypeAdapter
+from anyio import CancelScope, get_cancelled_exc_class
 
-from ._attempts import Attempts, DeadlineReached
+from ._attempts import Attempts, DeadlineReached, is_failure
 from ._context import Context
-from ._errors import FlowError, FlowErrorCode
+from ._errors import FlowError, FlowErrorCode, FlowStopped, TraceCancelled
 from ._events import FlowEventType
-from ._floe import Floe, Inbox
-from ._graph import ROOKERY
-from ._node import Node, NodePolicy
+from ._node import NodeFunc, NodePolicy
+from ._runtime import Runtime
+from ._station import Station
 from ._trace import TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
-from ._types import WM, BudgetExhausted, Message, copy_with
-
-if TYPE_CHECKING:
-    from ._flow import PenguiFlow
+from ._types import WM, BudgetExhausted, Message, copy_with, merge_meta
 
 __all__ = ["NodeRunner"]
 
-logger = logging.getLogger("penguiflow.core")
+IDLE_WORKERS = 2
+"""Idle workers a node keeps; more leave when they find the inbox empty."""
 
 
-class NodeRunner(Attempts):
+class NodeRunner:
     """The runtime side of one node in one flow."""
 
     __slots__ = (
-        "_warned_rewrap",
+        "attempts",
         "context",
-        "flow",
-        "forward",
-        "in_adapter",
+        "func",
         "inbox",
-        "loop_floe",
         "name",
-        "node",
-        "out_adapter",
-        "out_by_name",
-        "out_floes",
-        "out_is_message",
         "plain",
         "policy",
-        "single",
+        "rt",
+        "station",
         "workers",
     )
 
-    def __init__(self, flow: PenguiFlow, node: Node) -> None:
-        self.flow: PenguiFlow = flow
-        self.node: Node = node
-        self.name: str = node.name
-        self.policy: NodePolicy = node.policy
-        self.inbox: Inbox = Inbox()
-        self.context: Context = Context(self)
+    def __init__(self, rt: Runtime, station: Station) -> None:
+        self.rt: Runtime = rt
+        self.station: Station = station
+        self.name: str = station.name
+        self.func: NodeFunc = station.node.func
+        self.policy: NodePolicy = station.node.policy
+        self.inbox = station.inbox
+        self.context: Context = Context(rt, station)
+        self.attempts: Attempts = Attempts(rt, station, self.context)
         self.workers: int = 0
         self.inbox.grow = self.grow
-        self.forward: tuple[Floe, ...] = ()
-        """Floes to non-self successors; empty means results go to Rookery."""
-        self.single: Floe | None = None
-        """The only forward floe, when there is exactly one (the fast path's target)."""
-        self.loop_floe: Floe | None = None
-        """The self-edge of a controller loop."""
-        self.out_by_name: dict[str, Floe] = {}
-        self.out_floes: tuple[Floe, ...] = ()
-        """Every outgoing floe (self-edge included)."""
-        self.in_adapter: TypeAdapter[Any] | None = None
-        self.out_adapter: TypeAdapter[Any] | None = None
-        self.out_is_message: bool = False
         self.plain: bool = True
-        """No validation, timeout or deadline interruption: the fast path may run the node."""
-        self._warned_rewrap = False
+        """No validation, timeout or deadline interruption: the first attempt may run inline."""
 
     def configure(self) -> None:
         """Recompute derived settings once the registry is attached (called by ``run``)."""
         policy = self.policy
-        self.single = self.forward[0] if len(self.forward) == 1 else None
-        self.out_floes = tuple(self.out_by_name.values())
+        attempts = self.attempts
         self.plain = (
-            self.in_adapter is None
-            and self.out_adapter is None
+            attempts.in_adapter is None
+            and attempts.out_adapter is None
             and policy.timeout_s is None
             and not policy.interrupt_on_deadline
         )
@@ -99,7 +80,7 @@ class NodeRunner(Attempts):
         """Start one more worker if the node is below its concurrency (called on backlog)."""
         if self.workers >= self.policy.max_concurrency:
             return
-        task_group = self.flow.task_group_or_none
+        task_group = self.rt.task_group
         if task_group is None:
             return
         self.workers += 1
@@ -110,6 +91,10 @@ class NodeRunner(Attempts):
         self.inbox.starting -= 1
         try:
             await self._serve_inbox()
+        except BaseException as exc:
+            if not isinstance(exc, get_cancelled_exc_class()):
+                self.rt.crashed(exc)  # other callers learn it now, before the workers unwind
+            raise
         finally:
             self.workers -= 1
 
@@ -120,19 +105,27 @@ class NodeRunner(Attempts):
         # cancelled scope is spent: the worker leaves it and opens a fresh one before more work.
         lane_key: list[str | None] = [None]
         while True:
+            retired = False
             with CancelScope() as scope:
-                await self._serve_lanes(scope, lane_key)
-            if scope.cancelled_caught and self.flow.observed:
-                self.flow.event(FlowEventType.NODE_TRACE_CANCELLED, self, lane_key[0])
+                retired = await self._serve_lanes(scope, lane_key)
+            if scope.cancelled_caught and self.rt.observed:
+                self.rt.event(FlowEventType.NODE_TRACE_CANCELLED, self.station, lane_key[0])
+            if retired:
+                return
 
-    async def _serve_lanes(self, scope: CancelScope, lane_key: list[str | None]) -> None:
-        """Run lanes until ``scope`` is cancelled; ``lane_key[0]`` is the trace of the last lane."""
+    async def _serve_lanes(self, scope: CancelScope, lane_key: list[str | None]) -> bool:
+        """Run lanes until ``scope`` is cancelled (False) or the worker is not needed (True)."""
         inbox = self.inbox
         lanes = inbox.lanes
-        live = self.flow.traces.states
-        traces = self.flow.traces
+        traces = self.rt.traces
+        live = traces.states
         while True:
-            _, key, message = inbox.get_nowait() if inbox.items else await inbox.get()
+            if inbox.items:
+                _, key, message = inbox.get_nowait()
+            elif inbox.waiting >= IDLE_WORKERS:
+                return True  # enough idle workers already: this one leaves
+            else:
+                _, key, message = await inbox.get()
             if key in lanes:  # the trace is running here: queue behind it, in order
                 inbox.park(key, message)
                 continue
@@ -158,19 +151,21 @@ class NodeRunner(Attempts):
                 _current_trace.reset(token)
                 if state is not None:
                     state.scopes.discard(scope)
-                    if state.pending <= 0 and not state.scopes:
-                        traces.end(key, state)  # pyright: ignore[reportArgumentType]
+                    traces.release(key, state)  # pyright: ignore[reportArgumentType]
+            # An idle worker must not keep the last trace's state (its error, its frames) or its
+            # message alive while it waits for more work.
+            state = message = None
             if scope.cancel_called:
-                return
+                return False
 
     # ------------------------------------------------------------ processing
     async def _process(self, key: str | None, message: Any, state: TraceState | None) -> None:
         """Run one message through the node and deliver what it returns.
 
-        The common case (no validation, timeout or listener; one successor; same trace out as in)
-        runs inline: the message's pending count is handed straight to its output.
+        Whatever goes wrong with one message ends as one ``FlowError`` for it; only a real
+        cancellation, or a ``BaseException`` that ends the flow, leaves this method.
         """
-        flow = self.flow
+        rt = self.rt
         handed_over = False
         try:
             is_message = isinstance(message, Message)
@@ -178,89 +173,93 @@ class NodeRunner(Attempts):
                 await self._deadline_outcome(key, message)
                 return
             if not self.plain:
-                result = await self._invoke(message, state, None)
-            else:  # first attempt inline; failures (and retries) go through _invoke
-                observed = flow.observed
+                result = await self.attempts.run(message, key, state)
+            else:  # first attempt inline; a failure (and its retries) goes through Attempts
+                observed = rt.observed
                 if observed:
-                    self._attempt_started(key, state)
+                    self.attempts.started(key, state, 0)
                 started = time.perf_counter()
                 try:
-                    result = await self.node.func(message, self.context)
-                except Exception as exc:
-                    if observed and state is not None:
-                        state.inflight -= 1
-                    result = await self._invoke(message, state, (exc, started))
+                    result = await self.func(message, self.context)
+                except BaseException as exc:
+                    if not is_failure(exc):
+                        raise
+                    if observed:
+                        self.attempts.ended(key, state, 0, started, exc)
+                    result = await self.attempts.run(message, key, state, (exc, started))
                 else:
                     if observed:
-                        self._attempt_succeeded(key, state, started)
+                        self.attempts.ended(key, state, 0, started)
             if result is None:
                 return
             out_key = key
             if is_message and not isinstance(result, Message):
-                result = message.with_payload(result)
+                result = self._envelope(key, message, result)
             if isinstance(result, Message):
                 out_key = result.trace_id
+                if self.station.envelope_meta and out_key == key:
+                    result = self._with_subflow_meta(key, result)
                 if isinstance(result.payload, WM):
                     await self._loop(out_key, result)
                     return
-            single = self.single
-            if (
-                single is not None
-                and not flow.tapped
-                and out_key == key
-                and single.size < single.limit
-                and key not in single.inbox.lanes  # (else the trace's lane there may be full)
-                and (state is None or not state.cancelled)
-            ):
-                single.put_nowait(key, result)
+            single = self.station.single
+            if single is not None and out_key == key and rt.hand_off(single, key, result, state):
                 handed_over = True
                 return
-            await self.send(out_key, result, self.forward)
+            await rt.deliver(self.name, out_key, result, self.station.forward)
         except DeadlineReached:
             await self._deadline_outcome(key, message)
         except FlowError as error:
-            await self.fail(key, error, state)
+            await rt.fail(self.station, key, error)
+        except (TraceCancelled, FlowStopped):
+            pass  # the result came after its trace's cancellation (or the flow's stop): dropped
+        except Exception as exc:  # odd input the attempt machinery could not absorb
+            await rt.fail(self.station, key, self.attempts.unexpected(exc, key))
+        except BaseException as exc:
+            if not isinstance(exc, get_cancelled_exc_class()):
+                rt.crashed(exc)  # a node raised e.g. KeyboardInterrupt: the flow ends
+            raise
         finally:
+            if self.station.envelope_meta:
+                self.station.envelope_meta.pop(key, None)
             if not handed_over:
-                flow.traces.leave(key)
+                rt.traces.leave(key)
 
-    async def fail(self, key: str | None, error: FlowError, state: TraceState | None) -> None:
-        """Report a message's terminal failure: event, log, then Rookery or the trace's record."""
-        flow = self.flow
-        if flow.observed:
-            flow.event(
-                FlowEventType.NODE_FAILED,
-                self,
-                key,
-                attempt=int(error.metadata.get("attempt", 0)),
-                extra={"flow_error": error.to_payload()},
-            )
-        if state is not None and state.cancelled:
-            return  # the cancellation is the trace's outcome
-        logger.error("%s", error)
-        if flow.emit_errors_to_rookery:
-            await self.to_rookery(key, error)
-        elif state is not None:
-            state.error = error
+    def _envelope(self, key: str | None, message: Message, result: Any) -> Message:
+        """A bare result in the input's envelope."""
+        envelope = message.with_payload(result)
+        return self._with_subflow_meta(key, envelope) if self.station.envelope_meta else envelope
+
+    def _with_subflow_meta(self, key: str | None, result: Message) -> Message:
+        """``result`` with the final meta of the subflows this invocation ran merged in (a copy).
+
+        The subflows wrote last, so their keys win (the merge rule of a subflow's return).
+        """
+        patch = self.station.envelope_meta.pop(key, None)
+        if patch is None:
+            return result
+        return copy_with(result, meta=merge_meta(result.meta, patch))
 
     async def _deadline_outcome(self, key: str | None, message: Message) -> None:
-        flow = self.flow
-        if flow.observed:
-            flow.event(
-                FlowEventType.DEADLINE_SKIP, self, key, extra={"deadline_s": message.deadline_s}
+        rt = self.rt
+        if rt.observed:
+            rt.event(
+                FlowEventType.DEADLINE_SKIP,
+                self.station,
+                key,
+                extra={"deadline_s": message.deadline_s},
             )
-        await self.to_rookery(
-            key, message.with_payload(_outcome(FlowErrorCode.DEADLINE_EXCEEDED, message))
-        )
+        outcome = message.with_payload(_outcome(FlowErrorCode.DEADLINE_EXCEEDED, message))
+        await rt.deliver(self.name, key, outcome, ())
 
-    # -------------------------------------------------------------- delivery
     async def _loop(self, key: str, result: Message) -> None:
         """A controller returned working memory: count the hop, check budgets, loop or stop."""
-        if self.loop_floe is None:
+        station = self.station
+        if station.loop_floe is None:
             raise FlowError(
                 trace_id=key,
                 node_name=self.name,
-                node_id=self.node.node_id,
+                node_id=station.node_id,
                 code=FlowErrorCode.NODE_EXCEPTION,
                 message=(
                     f"node {self.name!r} returned WM but has no self-edge; add "
@@ -277,64 +276,18 @@ class NodeRunner(Attempts):
             code = FlowErrorCode.TOKEN_BUDGET_EXHAUSTED
         elif looped.deadline_s is not None and time.time() > looped.deadline_s:
             code = FlowErrorCode.DEADLINE_EXCEEDED
-        flow = self.flow
+        rt = self.rt
         if code is None:
-            state = flow.traces.get(key)
-            if state is not None and state.cancelled:
-                return
-            # Never wait for room on our own self-edge: only this node drains it.
-            self.loop_floe.push_unbounded(key, looped)
-            flow.traces.enter(key)
-            if flow.tapped:
-                flow.dispatcher.publish(self.name, self.name, key, looped)
+            rt.loop_back(station, key, looped)
             return
-        if flow.observed:
+        if rt.observed:
             event = (
                 FlowEventType.DEADLINE_SKIP
                 if code is FlowErrorCode.DEADLINE_EXCEEDED
                 else FlowEventType.BUDGET_EXHAUSTED
             )
-            flow.event(event, self, key, extra={"code": code.value, "hops": wm.hops})
-        await self.to_rookery(key, looped.with_payload(_outcome(code, looped)))
-
-    async def send(self, key: str | None, item: Any, floes: Sequence[Floe]) -> None:
-        """Put ``item`` on ``floes`` (Rookery when empty), counting it for its trace."""
-        flow = self.flow
-        if not floes:
-            await self.to_rookery(key, item)
-            return
-        traces = flow.traces
-        state = traces.get(key)
-        if state is not None and state.cancelled:
-            return
-        copy = False
-        for floe in floes:
-            if copy and isinstance(item, Message):
-                item = item.branch()
-            if floe.full_for(key):
-                await floe.wait_for_space(key)
-                if state is not None and state.cancelled:
-                    return  # cancelled while we waited: the put must not land after the drop
-            floe.put_nowait(key, item)
-            traces.enter(key)
-            if flow.tapped:
-                flow.dispatcher.publish(self.name, floe.target, key, item)
-            copy = True
-
-    async def to_rookery(self, key: str | None, item: Any) -> None:
-        """Deliver a result (or error, or outcome) of trace ``key`` to Rookery."""
-        flow = self.flow
-        rookery = flow.rookery
-        state = flow.traces.get(key)
-        if state is not None and state.cancelled:
-            return  # finished after its cancellation (e.g. in a shielded section): drop it
-        if rookery.full(key):
-            await rookery.wait_for_space(key)
-            if state is not None and state.cancelled:
-                return  # cancelled while we waited: its results were already dropped
-        if flow.tapped:
-            flow.dispatcher.publish(self.name, ROOKERY.name, key, item)
-        rookery.put_nowait(self.name, key, item)
+            rt.event(event, station, key, extra={"code": code.value, "hops": wm.hops})
+        await rt.deliver(self.name, key, looped.with_payload(_outcome(code, looped)), ())
 
 
 def _outcome(code: FlowErrorCode, message: Message) -> BudgetExhausted:

@@ -18,20 +18,18 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import TYPE_CHECKING, Any, Literal, cast, overload
+from typing import Any, Literal, cast, overload
 
 import anyio
 from anyio import CancelScope
 from pydantic_core import to_json
 
+from ._context import Context, Target
 from ._errors import FlowError, TraceCancelled
+from ._flow import PenguiFlow, runtime_of
 from ._node import Node
+from ._trace import TraceState
 from ._types import Message, StreamChunk
-
-if TYPE_CHECKING:
-    from ._context import Context, Target
-    from ._flow import PenguiFlow
-    from ._trace import TraceState
 
 __all__ = ["chunk_to_ws_json", "emit_stream_events", "format_sse_event", "stream_flow"]
 
@@ -69,7 +67,7 @@ class _TraceWatch:
         """Watch the trace if it is live (once; a no-op when already watching)."""
         if self.state is not None:
             return
-        state = self._flow.traces.get(self._key)
+        state = runtime_of(self._flow).traces.get(self._key)
         if state is not None:
             self.state = state
             state.cleanups.append(self._callback)

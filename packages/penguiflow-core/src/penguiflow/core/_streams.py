@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._trace import TraceTable
-from ._types import Message, StreamChunk
+from ._types import Message, StreamChunk, trusted
 
 __all__ = ["StreamSequencer"]
 
@@ -28,7 +28,6 @@ class StreamSequencer:
     def next_chunk(
         self,
         parent: Message,
-        *,
         text: str,
         stream_id: str | None,
         seq: int | None,
@@ -38,14 +37,27 @@ class StreamSequencer:
         """Build the next chunk of ``stream_id`` (default: the parent's trace id)."""
         sid = stream_id if stream_id is not None else parent.trace_id
         counters = self._next
+        following = counters.get(sid)
         if seq is None:
-            seq = counters.get(sid, 0)
+            seq = 0 if following is None else following
         if done:
-            counters.pop(sid, None)
+            if following is not None:
+                del counters[sid]
         else:
-            if sid not in counters:
+            if following is None:
                 state = self._traces.get(parent.trace_id)
                 if state is not None:
                     state.cleanups.append(lambda: self._forget(sid))
             counters[sid] = seq + 1
+        if (
+            type(text) is str
+            and type(seq) is int
+            and type(done) is bool
+            and type(sid) is str
+            and (meta is None or type(meta) is dict)
+        ):
+            # Every field is already of its declared type: skip validation (the hot path).
+            chunk_meta = {} if not meta else dict(meta)
+            fields = {"stream_id": sid, "seq": seq, "text": text, "done": done, "meta": chunk_meta}
+            return trusted(StreamChunk, fields)
         return StreamChunk(stream_id=sid, seq=seq, text=text, done=done, meta=meta or {})

@@ -1,4 +1,10 @@
-"""Per-trace bookkeeping: what is in flight for a trace, and what to free when it ends."""
+"""Per-trace bookkeeping: what is in flight for a trace, and the one rule for when it ends.
+
+A trace lives while any of its messages is in the flow (queued, parked or being processed) or a
+scope of it is open (a worker running its lane, a caller blocked emitting it).
+``TraceTable.release`` is the one rule that decides that a trace has ended (``leave`` inlines it
+on the hot path).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from contextvars import ContextVar
 
 from anyio import CancelScope
 
-from ._errors import FlowError
+from ._errors import FlowError, TraceCancelled, TraceEnded
 
 __all__ = ["TraceState", "TraceTable", "current_trace_id"]
 
@@ -24,7 +30,16 @@ def current_trace_id() -> str | None:
 class TraceState:
     """Everything the runtime holds for one live trace; dropped as soon as the trace ends."""
 
-    __slots__ = ("cancelled", "cleanups", "error", "finished", "inflight", "pending", "scopes")
+    __slots__ = (
+        "cancelled",
+        "cleanups",
+        "delivered",
+        "error",
+        "finished",
+        "inflight",
+        "pending",
+        "scopes",
+    )
 
     def __init__(self) -> None:
         self.pending: int = 0
@@ -32,6 +47,8 @@ class TraceState:
         self.inflight: int = 0
         """Node invocations of the trace running now."""
         self.cancelled: bool = False
+        self.delivered: bool = False
+        """Whether anything of the trace reached Rookery."""
         self.scopes: set[CancelScope] = set()
         """What to cancel to stop the trace's work: the scopes of workers running its lanes, and of
         callers blocked emitting it."""
@@ -43,12 +60,17 @@ class TraceState:
         """Set when the trace ends; created only by someone who waits for it."""
 
 
-class TraceTable:
-    """Live traces by id. A trace lives while any of its messages is in the flow.
+Ending = FlowError | type[TraceCancelled] | type[TraceEnded]
+"""How a trace ended, as remembered: a detached ``FlowError`` or the exception class to raise."""
 
-    The table also remembers how the last ``keep_endings`` unsuccessful traces ended (cancelled,
-    or failed without delivering their error), so that a ``fetch(trace_id=...)`` arriving after the
-    fact is still answered; the memory is bounded and a reused trace id forgets its old ending.
+
+class TraceTable:
+    """Live traces by id, and how recent traces that delivered nothing ended.
+
+    The table remembers the last ``keep_endings`` traces that ended without delivering to Rookery
+    (cancelled, failed, or every message dropped), so that a ``fetch(trace_id=...)`` arriving after
+    the fact is still answered. Failures are kept detached (no traceback, no original exception, so
+    no payload stays alive); a reused trace id forgets its old ending.
     """
 
     __slots__ = ("_on_end", "endings", "keep_endings", "states")
@@ -56,16 +78,8 @@ class TraceTable:
     def __init__(self, on_end: Callable[[str, TraceState], None], keep_endings: int = 1024) -> None:
         self.states: dict[str, TraceState] = {}
         self._on_end = on_end
-        self.endings: OrderedDict[str, BaseException] = OrderedDict()
+        self.endings: OrderedDict[str, Ending] = OrderedDict()
         self.keep_endings: int = keep_endings
-
-    def remember_ending(self, key: str, outcome: BaseException) -> None:
-        """Keep ``outcome`` as the answer for late fetches of ``key`` (bounded, oldest dropped)."""
-        endings = self.endings
-        endings[key] = outcome
-        endings.move_to_end(key)
-        while len(endings) > self.keep_endings:
-            endings.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self.states)
@@ -83,8 +97,8 @@ class TraceTable:
                 self.endings.pop(key, None)
         return state
 
-    def enter(self, key: str | None, count: int = 1) -> None:
-        """``count`` messages of ``key`` entered the flow."""
+    def enter(self, key: str | None) -> None:
+        """One message of ``key`` entered the flow."""
         if key is None:
             return
         state = self.states.get(key)
@@ -92,21 +106,25 @@ class TraceTable:
             state = self.states[key] = TraceState()
             if self.endings:
                 self.endings.pop(key, None)
-        state.pending += count
+        state.pending += 1
 
     def leave(self, key: str | None, count: int = 1) -> None:
-        """``count`` messages of ``key`` are done; the trace ends when none is left."""
+        """``count`` messages of ``key`` are done."""
         if key is None:
             return
         state = self.states.get(key)
-        if state is None:
-            return
-        state.pending -= count
-        if state.pending <= 0 and not state.scopes:
+        if state is not None:
+            state.pending -= count
+            if state.pending <= 0 and not state.scopes:  # release(), inlined: once per hop
+                self.end(key, state)
+
+    def release(self, key: str, state: TraceState) -> None:
+        """End the trace if nothing of it is left: the one place where a trace ends."""
+        if state.pending <= 0 and not state.scopes and self.states.get(key) is state:
             self.end(key, state)
 
     def end(self, key: str, state: TraceState) -> None:
-        """Forget ``key`` and run its cleanups (once)."""
+        """Forget ``key`` now and run its cleanups (once), whatever is left of it."""
         if self.states.get(key) is not state:
             return
         del self.states[key]
@@ -117,34 +135,20 @@ class TraceTable:
         if state.finished is not None:
             state.finished.set()
 
-    def scoped(self, key: str | None) -> _TraceScope:
-        """Context manager: a cancel scope that ``flow.cancel(key)`` cancels."""
-        return _TraceScope(self, key)
+    # --------------------------------------------------------------- endings
+    def remember(self, key: str, ending: Ending) -> None:
+        """Keep ``ending`` as the answer for late fetches of ``key`` (bounded, oldest dropped)."""
+        endings = self.endings
+        endings[key] = ending
+        endings.move_to_end(key)
+        while len(endings) > self.keep_endings:
+            endings.popitem(last=False)
 
-
-class _TraceScope:
-    """Registers a cancel scope with a trace for the duration of a block."""
-
-    __slots__ = ("_key", "_scope", "_state", "_table")
-
-    def __init__(self, table: TraceTable, key: str | None) -> None:
-        self._table = table
-        self._key = key
-        self._scope = CancelScope()
-        self._state: TraceState | None = None
-
-    def __enter__(self) -> CancelScope:
-        if self._key is not None:
-            self._state = self._table.open(self._key)
-            self._state.scopes.add(self._scope)
-        return self._scope.__enter__()
-
-    def __exit__(self, *exc_info: object) -> bool:
-        try:
-            return bool(self._scope.__exit__(*exc_info))  # pyright: ignore[reportArgumentType]
-        finally:
-            state = self._state
-            if state is not None and self._key is not None:
-                state.scopes.discard(self._scope)
-                if state.pending <= 0 and not state.scopes:
-                    self._table.end(self._key, state)
+    def ending(self, key: str) -> BaseException | None:
+        """A fresh exception telling how ``key`` ended, when it is remembered."""
+        ending = self.endings.get(key)
+        if ending is None:
+            return None
+        if isinstance(ending, FlowError):
+            return ending.detached()
+        return ending(key)

@@ -20,6 +20,7 @@ __all__ = [
     "StreamChunk",
     "copy_with",
     "merge_meta",
+    "trusted",
 ]
 
 
@@ -65,7 +66,17 @@ class Message(BaseModel):
 
     def with_payload(self, payload: Any) -> Self:
         """Return a copy carrying ``payload`` in this envelope (``meta`` is copied, not shared)."""
-        return copy_with(self, payload=payload, meta=dict(self.meta))
+        # copy_with, unrolled: this runs on every re-wrap and every stream chunk.
+        copy = _new(type(self))
+        fields = self.__dict__.copy()
+        fields["payload"] = payload
+        fields["meta"] = fields["meta"].copy()
+        _set(copy, "__dict__", fields)
+        _set(copy, "__pydantic_fields_set__", self.__pydantic_fields_set__ | _PAYLOAD_META)
+        extra, private = self.__pydantic_extra__, self.__pydantic_private__
+        _set(copy, "__pydantic_extra__", None if extra is None else dict(extra))
+        _set(copy, "__pydantic_private__", None if private is None else dict(private))
+        return copy
 
     def with_meta(self, **values: Any) -> Self:
         """Return a copy whose ``meta`` has ``values`` set; this message is left unchanged."""
@@ -82,6 +93,7 @@ class Message(BaseModel):
 
 _new = object.__new__
 _set = object.__setattr__
+_PAYLOAD_META = frozenset(("payload", "meta"))
 
 
 def copy_with[M: BaseModel](model: M, **changes: Any) -> M:
@@ -98,6 +110,16 @@ def copy_with[M: BaseModel](model: M, **changes: Any) -> M:
     _set(copy, "__pydantic_extra__", None if extra is None else dict(extra))
     _set(copy, "__pydantic_private__", None if private is None else dict(private))
     return copy
+
+
+def trusted[M: BaseModel](cls: type[M], fields: dict[str, Any]) -> M:
+    """Build ``cls`` from ``fields`` that are known to be valid and complete (no validation)."""
+    model = _new(cls)
+    _set(model, "__dict__", fields)
+    _set(model, "__pydantic_fields_set__", set(fields))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
 
 
 def merge_meta(*metas: Mapping[str, Any]) -> dict[str, Any]:
