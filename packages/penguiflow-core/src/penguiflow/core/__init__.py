@@ -45,9 +45,10 @@ from ._flow import FlowStatistics, PenguiFlow, create
 from ._graph import OPEN_SEA, ROOKERY, Endpoint
 from ._logging import FlowEventLogger, JsonFormatter, configure_json_logging, log_flow_events
 from ._node import Node, NodePolicy, calls_playbooks
-from ._playbook import PlaybookFactory, call_playbook
+from ._playbook import call_playbook
 from ._registry import ModelRegistry
 from ._streaming import chunk_to_ws_json, emit_stream_events, format_sse_event, stream_flow
+from ._subflow import PlaybookFactory
 from ._trace import current_trace_id
 from ._types import WM, BudgetExhausted, FinalAnswer, Headers, Message, StreamChunk, merge_meta
 

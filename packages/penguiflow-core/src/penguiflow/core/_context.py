@@ -16,13 +16,13 @@ from ._graph import ROOKERY, Endpoint
 from ._node import Node
 from ._runtime import Runtime
 from ._station import Station
+from ._subflow import PlaybookFactory, run_playbook
 from ._trace import current_trace_id
 from ._types import Message, StreamChunk, merge_meta
 
 if TYPE_CHECKING:
     from ._floe import Floe, Item
     from ._flow import PenguiFlow
-    from ._playbook import PlaybookFactory
 
 __all__ = ["Context", "Target"]
 
@@ -193,8 +193,6 @@ class Context:
         wrapped in ``parent_msg``'s envelope with that meta merged in (last write wins).
         ``parent_msg`` itself is never changed.
         """
-        from ._playbook import run_playbook
-
         rt = self._rt
         rt.check_open(parent_msg.trace_id)
         dispatcher = rt.dispatcher

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-import anyio
-
-from ._errors import FlowError, FlowErrorCode
 from ._events import EventHook, Middleware
-from ._registry import ModelRegistry
+from ._flow import PenguiFlow, runtime_of
+from ._subflow import PlaybookFactory, run_playbook
 from ._types import Message
 
-if TYPE_CHECKING:
-    from ._flow import PenguiFlow
-
-__all__ = ["PlaybookFactory", "call_playbook", "run_playbook"]
-
-PlaybookFactory = Callable[[], "PenguiFlow | tuple[PenguiFlow, ModelRegistry | None]"]
-"""Builds a fresh child flow (optionally with its registry) for each call."""
+__all__ = ["call_playbook"]
 
 
 async def call_playbook(
@@ -49,8 +41,6 @@ async def call_playbook(
     hooks: Sequence[EventHook] = ()
     middlewares: Sequence[Middleware] = ()
     if runtime is not None:
-        from ._flow import runtime_of
-
         runtime_of(runtime).check_open(parent_msg.trace_id)
         if inherit_observability:
             hooks, middlewares = runtime.event_hooks, runtime.middlewares
@@ -58,41 +48,3 @@ async def call_playbook(
         factory, parent_msg, timeout=timeout, hooks=hooks, middlewares=middlewares
     )
     return payload
-
-
-async def run_playbook(
-    factory: PlaybookFactory,
-    parent_msg: Message,
-    *,
-    timeout: float | None,
-    hooks: Sequence[EventHook],
-    middlewares: Sequence[Middleware],
-) -> tuple[Any, dict[str, Any]]:
-    """Run the child flow; returns its result payload and final ``meta``."""
-    built = factory()
-    flow, registry = built if isinstance(built, tuple) else (built, None)
-    for hook in hooks:
-        flow.add_event_hook(hook)
-    for middleware in middlewares:
-        flow.add_middleware(middleware)
-    result: Any = None
-    async with flow.running(registry=registry):
-        with anyio.move_on_after(timeout) as scope:
-            await flow.emit(parent_msg)
-            result = await flow.fetch(trace_id=parent_msg.trace_id)
-    if scope.cancelled_caught:
-        cause = TimeoutError(f"the playbook did not finish within {timeout}s")
-        error = FlowError(
-            trace_id=parent_msg.trace_id,
-            node_name=None,
-            code=FlowErrorCode.NODE_TIMEOUT,
-            message=f"the playbook did not finish within {timeout}s; the child flow was stopped",
-            original_exc=cause,
-            metadata={"timeout_s": timeout},
-        )
-        raise error from cause
-    if isinstance(result, FlowError):
-        raise result
-    if isinstance(result, Message):
-        return result.payload, result.meta
-    return result, {}

@@ -157,12 +157,18 @@ class Rookery:
         self, key: str | None = ANY_TRACE, sources: Collection[str] | None = None
     ) -> Delivery | None:
         """Take the oldest matching item, or None when there is none."""
-        if key is not ANY_TRACE:
+        if key is not ANY_TRACE:  # the trace-scoped fetch of every stream chunk: kept inline
             buffer = self._buffers.get(key)
             if not buffer:
                 return None
             _, source, item = buffer.popleft()
-            self._taken_out_of_order(key, buffer)
+            if not buffer:
+                del self._buffers[key]
+            if key in self._putters:
+                self._wake_putter(key)
+            self._stale += 1
+            if self._stale > 64 and self._stale * 2 > len(self._order):
+                self._compact()
             return source, key, item
         if sources is not None:
             return self._take_from_sources(sources)
@@ -233,9 +239,13 @@ class Rookery:
         self._stale += 1
         self._after_take(key, buffer)
         if self._stale > 64 and self._stale * 2 > len(self._order):
-            live = sorted((seq, k) for k, b in self._buffers.items() for seq, _, _ in b)
-            self._order = deque(live)
-            self._stale = 0
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the arrival order from the live entries (drops stale ones)."""
+        live = sorted((seq, k) for k, b in self._buffers.items() for seq, _, _ in b)
+        self._order = deque(live)
+        self._stale = 0
 
     def _after_take(self, key: str | None, buffer: deque[Entry]) -> None:
         if not buffer:

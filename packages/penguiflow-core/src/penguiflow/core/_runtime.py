@@ -150,7 +150,10 @@ class Runtime:
         if not floes:
             if not self.rookery.offer(source, key, item):
                 return False
-            self._delivered(source, key, item, state)
+            if state is not None:  # _delivered(), inlined: every stream chunk comes here
+                state.delivered = True
+            if self.tapped:
+                self.dispatcher.publish(source, ROOKERY.name, key, item)
             return True
         if len(floes) == 1:
             floe = floes[0]

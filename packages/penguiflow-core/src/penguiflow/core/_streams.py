@@ -9,6 +9,9 @@ from ._types import Message, StreamChunk, trusted
 
 __all__ = ["StreamSequencer"]
 
+_ALL_FIELDS = {"stream_id", "seq", "text", "done", "meta"}
+"""Every field of ``StreamChunk`` (each chunk built without validation gets a copy)."""
+
 
 class StreamSequencer:
     """Hands out ``seq`` per stream: 0, 1, 2 … and back to 0 after a ``done`` chunk."""
@@ -59,5 +62,5 @@ class StreamSequencer:
             # Every field is already of its declared type: skip validation (the hot path).
             chunk_meta = {} if not meta else dict(meta)
             fields = {"stream_id": sid, "seq": seq, "text": text, "done": done, "meta": chunk_meta}
-            return trusted(StreamChunk, fields)
+            return trusted(StreamChunk, fields, _ALL_FIELDS.copy())
         return StreamChunk(stream_id=sid, seq=seq, text=text, done=done, meta=meta or {})

@@ -112,11 +112,14 @@ def copy_with[M: BaseModel](model: M, **changes: Any) -> M:
     return copy
 
 
-def trusted[M: BaseModel](cls: type[M], fields: dict[str, Any]) -> M:
-    """Build ``cls`` from ``fields`` that are known to be valid and complete (no validation)."""
+def trusted[M: BaseModel](cls: type[M], fields: dict[str, Any], fields_set: set[str]) -> M:
+    """Build ``cls`` from ``fields`` known to be valid and complete (no validation).
+
+    ``fields_set`` becomes the instance's own ``model_fields_set``: pass a fresh set.
+    """
     model = _new(cls)
     _set(model, "__dict__", fields)
-    _set(model, "__pydantic_fields_set__", set(fields))
+    _set(model, "__pydantic_fields_set__", fields_set)
     _set(model, "__pydantic_extra__", None)
     _set(model, "__pydantic_private__", None)
     return model
