@@ -224,8 +224,9 @@ class Context:
     def start_soon(self, trace_id: str | None, func: Callable[[], Awaitable[None]]) -> CancelScope:
         """Run ``func()`` in the flow's task group, on behalf of ``trace_id``.
 
-        The task is cancelled when the trace ends (finishes, fails or is cancelled) and when the
-        flow stops; it does not keep the trace alive. An exception it raises is logged and
+        The task is cancelled when the trace ends (finishes, fails or is cancelled; a trace that
+        is not live, or ``None``, never cancels it) and when the flow stops; it does not keep the
+        trace alive. An exception it raises is logged and
         dropped. Returns the task's cancel scope (cancel it to stop the task early). For work a
         node starts that must outlive one invocation, such as a timer.
         """

@@ -22,6 +22,7 @@ from ._attempts import Attempts, DeadlineReached, is_failure
 from ._context import Context
 from ._errors import FlowError, FlowErrorCode, FlowStopped, TraceCancelled
 from ._events import FlowEventType
+from ._floe import Floe
 from ._node import NodeFunc, NodePolicy
 from ._runtime import Runtime
 from ._station import Station
@@ -40,12 +41,15 @@ class NodeRunner:
     __slots__ = (
         "attempts",
         "context",
+        "envelope_meta",
+        "forward",
         "func",
         "inbox",
         "name",
         "plain",
         "policy",
         "rt",
+        "single",
         "station",
         "workers",
     )
@@ -57,6 +61,10 @@ class NodeRunner:
         self.func: NodeFunc = station.node.func
         self.policy: NodePolicy = station.node.policy
         self.inbox = station.inbox
+        # The station's wiring, read on every message.
+        self.single: Floe | None = station.single
+        self.forward: tuple[Floe, ...] = station.forward
+        self.envelope_meta: dict[str | None, dict[str, Any]] = station.envelope_meta
         self.context: Context = Context(rt, station)
         self.attempts: Attempts = Attempts(rt, station, self.context)
         self.workers: int = 0
@@ -151,7 +159,8 @@ class NodeRunner:
                 _current_trace.reset(token)
                 if state is not None:
                     state.scopes.discard(scope)
-                    traces.release(key, state)  # pyright: ignore[reportArgumentType]
+                    if state.pending <= 0 and not state.scopes:  # TraceTable.release, inlined
+                        traces.end(key, state)  # pyright: ignore[reportArgumentType]
             # An idle worker must not keep the last trace's state (its error, its frames) or its
             # message alive while it waits for more work.
             state = message = None
@@ -197,16 +206,16 @@ class NodeRunner:
                 result = self._envelope(key, message, result)
             if isinstance(result, Message):
                 out_key = result.trace_id
-                if self.station.envelope_meta and out_key == key:
+                if self.envelope_meta and out_key == key:
                     result = self._with_subflow_meta(key, result)
                 if isinstance(result.payload, WM):
                     await self._loop(out_key, result)
                     return
-            single = self.station.single
+            single = self.single
             if single is not None and out_key == key and rt.hand_off(single, key, result, state):
                 handed_over = True
                 return
-            await rt.deliver(self.name, out_key, result, self.station.forward)
+            await rt.deliver(self.name, out_key, result, self.forward)
         except DeadlineReached:
             await self._deadline_outcome(key, message)
         except FlowError as error:
@@ -220,22 +229,22 @@ class NodeRunner:
                 rt.crashed(exc)  # a node raised e.g. KeyboardInterrupt: the flow ends
             raise
         finally:
-            if self.station.envelope_meta:
-                self.station.envelope_meta.pop(key, None)
+            if self.envelope_meta:
+                self.envelope_meta.pop(key, None)
             if not handed_over:
                 rt.traces.leave(key)
 
     def _envelope(self, key: str | None, message: Message, result: Any) -> Message:
         """A bare result in the input's envelope."""
         envelope = message.with_payload(result)
-        return self._with_subflow_meta(key, envelope) if self.station.envelope_meta else envelope
+        return self._with_subflow_meta(key, envelope) if self.envelope_meta else envelope
 
     def _with_subflow_meta(self, key: str | None, result: Message) -> Message:
         """``result`` with the final meta of the subflows this invocation ran merged in (a copy).
 
         The subflows wrote last, so their keys win (the merge rule of a subflow's return).
         """
-        patch = self.station.envelope_meta.pop(key, None)
+        patch = self.envelope_meta.pop(key, None)
         if patch is None:
             return result
         return copy_with(result, meta=merge_meta(result.meta, patch))

@@ -157,17 +157,23 @@ class Runtime:
             return True
         if len(floes) == 1:
             floe = floes[0]
-            if floe.full_for(key):
+            if not floe.offer(key, item):
                 return False
-            self._land(source, key, item, floe)
+            self.traces.enter(key)
+            if self.tapped:
+                self.dispatcher.publish(source, floe.target, key, item)
             return True
         for floe in floes:
             if floe.full_for(key):
                 return False
+        # _land() for each floe, inlined (a fan-out runs this once per branch).
+        traces, tapped, is_message = self.traces, self.tapped, isinstance(item, Message)
         for index, floe in enumerate(floes):
-            self._land(
-                source, key, item.branch() if index and isinstance(item, Message) else item, floe
-            )
+            piece = item.branch() if index and is_message else item
+            floe.offer(key, piece)  # room was checked above
+            traces.enter(key)
+            if tapped:
+                self.dispatcher.publish(source, floe.target, key, piece)
         return True
 
     async def deliver(
