@@ -118,8 +118,8 @@ class NodeRunner:
                 retired = await self._serve_lanes(scope, lane_key)
             if scope.cancelled_caught and self.rt.observed:
                 self.rt.event(FlowEventType.NODE_TRACE_CANCELLED, self.station, lane_key[0])
-            if retired:
-                return
+            if retired or (not self.inbox.items and self.inbox.waiting >= IDLE_WORKERS):
+                return  # (checked before opening a new scope: a scope costs more than a hop)
 
     async def _serve_lanes(self, scope: CancelScope, lane_key: list[str | None]) -> bool:
         """Run lanes until ``scope`` is cancelled (False) or the worker is not needed (True)."""
