@@ -158,16 +158,22 @@ async def _bad_then_good(
 
 
 @pytest.mark.parametrize("to_rookery", [False, True], ids=["fetch-raises", "rookery-item"])
+@pytest.mark.parametrize(
+    "policy",
+    [NodePolicy(), NodePolicy(timeout_s=5.0), NodePolicy(max_retries=2, backoff_base=0.0)],
+    ids=["inline-attempt", "attempt-loop", "retried"],
+)
 async def test_unissued_cancelled_error_in_node_code_fails_only_that_message(
-    to_rookery: bool,
+    to_rookery: bool, policy: NodePolicy
 ) -> None:
-    node, _ = _failing_node(_unissued_cancel)
+    node, calls = _failing_node(_unissued_cancel, policy)
     flow = create(node.to(), emit_errors_to_rookery=to_rookery)
     error, result = await _bad_then_good(flow, msg("bad", "bad"), msg("good", "good"))
     assert error.code is FlowErrorCode.NODE_EXCEPTION
     assert error.trace_id == "bad"
     assert isinstance(error.original_exc, asyncio.CancelledError)
     assert result.payload == "good"
+    assert calls == ["bad", "good"]  # a cancellation, even a stray one, is never retried
 
 
 @pytest.mark.parametrize("to_rookery", [False, True], ids=["fetch-raises", "rookery-item"])
