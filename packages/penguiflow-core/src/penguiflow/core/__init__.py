@@ -37,6 +37,7 @@ from ._errors import (
     FlowStopped,
     GraphError,
     PenguiFlowError,
+    RegistryError,
     TraceCancelled,
     TraceEnded,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "FlowStopped",
     "GraphError",
     "PenguiFlowError",
+    "RegistryError",
     "TraceCancelled",
     "TraceEnded",
     # observability

@@ -54,7 +54,6 @@ class Attempts:
     """How one node runs one message (see the module docstring)."""
 
     __slots__ = (
-        "_warned_rewrap",
         "context",
         "in_adapter",
         "out_adapter",
@@ -72,7 +71,6 @@ class Attempts:
         self.in_adapter: TypeAdapter[Any] | None = None
         self.out_adapter: TypeAdapter[Any] | None = None
         self.out_is_message: bool = False
-        self._warned_rewrap = False
 
     # ------------------------------------------------------------ bookkeeping
     def started(self, key: str | None, state: TraceState | None, attempt: int) -> None:
@@ -225,23 +223,16 @@ class Attempts:
 
     def _validate_out(self, message: Any, result: Any, key: str | None, attempt: int) -> Any:
         assert self.out_adapter is not None
-        if self.out_is_message and isinstance(message, Message) and not isinstance(result, Message):
-            if not self._warned_rewrap:
-                self._warned_rewrap = True
-                logger.warning(
-                    "node %r is registered to return a Message but returned a bare %s; "
-                    "re-wrapping it in the input's envelope (return message.with_payload(...) "
-                    "to silence this)",
-                    self.station.name,
-                    type(result).__name__,
-                )
-            result = message.with_payload(result)
         try:
             return self.out_adapter.validate_python(result)
         except Exception as exc:
-            raise self._error(
-                exc, key, FlowErrorCode.VALIDATION_ERROR, "output failed validation", attempt
-            ) from exc
+            text = "output failed validation"
+            if self.out_is_message and not isinstance(result, Message):
+                text = (
+                    f"node is registered to return a Message but returned a bare "
+                    f"{type(result).__name__} (return message.with_payload(...)); {text}"
+                )
+            raise self._error(exc, key, FlowErrorCode.VALIDATION_ERROR, text, attempt) from exc
 
     def unexpected(self, exc: Exception, key: str | None) -> FlowError:
         """The ``FlowError`` for an exception that escaped the attempt machinery itself."""

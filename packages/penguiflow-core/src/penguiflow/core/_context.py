@@ -37,28 +37,53 @@ class Context:
 
     ``emit(msg)`` with ``to=None`` sends to every successor other than the node itself (a self-edge
     is reached only with ``to=node``), or to Rookery when the node has no other successor.
+
+    A running flow gives each node its context. ``Context(owner)`` builds one by hand, for calling
+    a node function directly in a unit test (``await node.invoke(msg, Context(node))``): it
+    answers ``owner`` and the introspection methods, and raises ``RuntimeError`` for anything
+    that needs a running flow (emitting, fetching, subflows).
     """
 
-    __slots__ = ("_rt", "_station")
+    __slots__ = ("_face", "_owner", "_rt", "_station")
 
-    def __init__(self, rt: Runtime, station: Station) -> None:
-        self._rt = rt
-        self._station = station
+    def __init__(self, owner: Node | Endpoint, runtime: PenguiFlow | None = None) -> None:
+        self._owner: Node | Endpoint = owner
+        self._face: PenguiFlow | None = runtime
+        self._rt: Runtime | None = None
+        self._station: Station | None = None
+
+    @classmethod
+    def wired(cls, rt: Runtime, station: Station) -> Context:
+        """The context of a node running in a flow (built by the runtime)."""
+        ctx = cls(station.node, cast("PenguiFlow", rt.face))
+        ctx._rt = rt
+        ctx._station = station
+        return ctx
 
     @property
-    def owner(self) -> Node:
+    def owner(self) -> Node | Endpoint:
         """The node this context belongs to."""
-        return self._station.node
+        return self._owner
 
     @property
-    def runtime(self) -> PenguiFlow:
-        """The flow the node runs in."""
-        return cast("PenguiFlow", self._rt.face)
+    def runtime(self) -> PenguiFlow | None:
+        """The flow the node runs in (None for a context built by hand without one)."""
+        return self._face
+
+    def _wiring(self) -> tuple[Runtime, Station]:
+        rt, station = self._rt, self._station
+        if rt is None or station is None:
+            raise RuntimeError(
+                f"this Context of {self._owner!r} was built by hand and is not part of a running "
+                "flow; run the node in a flow (penguiflow.testkit.run_one) to emit, fetch or call "
+                "subflows"
+            )
+        return rt, station
 
     # ------------------------------------------------------------------ emit
     def _targets(self, to: Target | Sequence[Target] | None) -> tuple[Floe, ...]:
         """Floes for ``to``; an empty tuple means Rookery."""
-        station = self._station
+        _, station = self._wiring()
         if to is None:
             return station.forward
         items: Sequence[Target] = [to] if isinstance(to, Node | str | Endpoint) else to
@@ -83,7 +108,7 @@ class Context:
 
     def successor(self, name: str) -> Node:
         """The successor called ``name`` (``KeyError`` listing the valid successors)."""
-        station = self._station
+        _, station = self._wiring()
         if name not in station.out_nodes:
             raise KeyError(
                 f"node {station.name!r} has no successor {name!r}; valid successors: "
@@ -99,11 +124,13 @@ class Context:
 
         Raises ``TraceCancelled`` when the message's trace is cancelled.
         """
-        await self._rt.deliver(self._station.name, self._key(msg), msg, self._targets(to))
+        rt, station = self._wiring()
+        await rt.deliver(station.name, self._key(msg), msg, self._targets(to))
 
     def emit_nowait(self, msg: Any, to: Target | Sequence[Target] | None = None) -> None:
         """Like :meth:`emit` but never waits; raises ``asyncio.QueueFull`` when a floe is full."""
-        self._rt.deliver_nowait(self._station.name, self._key(msg), msg, self._targets(to))
+        rt, station = self._wiring()
+        rt.deliver_nowait(station.name, self._key(msg), msg, self._targets(to))
 
     async def emit_chunk(
         self,
@@ -121,16 +148,17 @@ class Context:
         ``stream_id`` defaults to the parent's trace id; ``seq`` counts from 0 per stream and resets
         after a chunk with ``done=True``. Chunks obey backpressure like any message.
         """
-        rt = self._rt
+        rt, station = self._rt, self._station
+        if rt is None or station is None:
+            rt, station = self._wiring()  # raises
         chunk = rt.streams.next_chunk(parent, text, stream_id, seq, done, meta)
         if rt.observed:
             rt.event(
                 FlowEventType.STREAM_CHUNK,
-                self._station,
+                station,
                 parent.trace_id,
                 extra={"stream_id": chunk.stream_id, "seq": chunk.seq, "done": chunk.done},
             )
-        station = self._station
         floes = station.forward if to is None else self._targets(to)
         item = parent.with_payload(chunk)
         if not rt.try_deliver(station.name, parent.trace_id, item, floes):
@@ -144,7 +172,7 @@ class Context:
         The node's workers normally do this; use it only in nodes that pull extra input themselves.
         ``from_`` restricts it to the floe from that predecessor.
         """
-        inbox = self._station.inbox
+        inbox = self._wiring()[1].inbox
         if from_ is None:
             item = await inbox.get()
         else:
@@ -157,12 +185,12 @@ class Context:
         if from_ is None:
             return await self.fetch()
         names = {n.name if isinstance(n, Node) else n for n in from_}
-        item = await self._station.inbox.get_matching(lambda item: item[0].source in names)
+        item = await self._wiring()[1].inbox.get_matching(lambda item: item[0].source in names)
         return self._consumed(item)
 
     def fetch_nowait(self, from_: Node | str | None = None) -> Any:
         """Take the next queued message now; raises ``asyncio.QueueEmpty`` when there is none."""
-        inbox = self._station.inbox
+        inbox = self._wiring()[1].inbox
         if from_ is None:
             item = inbox.get_nowait()
         else:
@@ -175,7 +203,7 @@ class Context:
 
     def _consumed(self, item: Item) -> Any:
         _, key, msg = item
-        self._rt.traces.leave(key)
+        self._wiring()[0].traces.leave(key)
         return msg
 
     # --------------------------------------------------------------- helpers
@@ -193,7 +221,7 @@ class Context:
         wrapped in ``parent_msg``'s envelope with that meta merged in (last write wins).
         ``parent_msg`` itself is never changed.
         """
-        rt = self._rt
+        rt, station = self._wiring()
         rt.check_open(parent_msg.trace_id)
         dispatcher = rt.dispatcher
         payload, meta = await run_playbook(
@@ -205,7 +233,7 @@ class Context:
         )
         key = parent_msg.trace_id
         if meta and key == current_trace_id():
-            patches = self._station.envelope_meta
+            patches = station.envelope_meta
             patches[key] = merge_meta(patches.get(key, {}), meta)
         return payload
 
@@ -215,10 +243,22 @@ class Context:
         Use it to free node-local per-trace state. Returns False (and does not register) when the
         trace is not live.
         """
-        state = self._rt.traces.get(trace_id)
+        state = self._wiring()[0].traces.get(trace_id)
         if state is None:
             return False
         state.cleanups.append(callback)
+        return True
+
+    def on_trace_abort(self, trace_id: str, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` when ``trace_id`` is cancelled or fails (before its ``on_trace_end``).
+
+        For state that must outlive a trace that ends normally but not one that was aborted (a
+        join bucket waiting for messages emitted later). Returns False when the trace is not live.
+        """
+        state = self._wiring()[0].traces.get(trace_id)
+        if state is None:
+            return False
+        state.aborts.append(callback)
         return True
 
     def start_soon(self, trace_id: str | None, func: Callable[[], Awaitable[None]]) -> CancelScope:
@@ -230,14 +270,14 @@ class Context:
         dropped. Returns the task's cancel scope (cancel it to stop the task early). For work a
         node starts that must outlive one invocation, such as a timer.
         """
-        rt = self._rt
+        rt, station = self._wiring()
         if rt.task_group is None:
             raise RuntimeError("ctx.start_soon needs a running flow")
         scope = CancelScope()
         state = rt.traces.get(trace_id)
         if state is not None:
             state.cleanups.append(scope.cancel)
-        name = self._station.name
+        name = station.name
 
         async def guarded() -> None:
             with scope:
@@ -256,27 +296,30 @@ class Context:
         ``node_failed`` event, the log line, then Rookery (``emit_errors_to_rookery``) or the
         trace's waiting fetchers. Ignored for a cancelled trace.
         """
-        await self._rt.fail(self._station, error.trace_id, error)
+        rt, station = self._wiring()
+        await rt.fail(station, error.trace_id, error)
 
     async def save_remote_binding(self, binding: RemoteBinding) -> bool:
         """Record ``binding`` in the flow's state store; returns False when there is none.
 
         A store that fails is logged and counted in ``statistics().store_errors``, never raised.
         """
-        return await self._rt.dispatcher.save_remote_binding(binding)
+        return await self._wiring()[0].dispatcher.save_remote_binding(binding)
 
     # ---------------------------------------------------------- introspection
     def queue_depth_in(self) -> int:
         """Messages waiting in this node's incoming floes."""
-        return len(self._station.inbox)
+        return 0 if self._station is None else len(self._station.inbox)
 
     def queue_depth_out(self) -> int:
         """Messages waiting in this node's outgoing floes."""
+        if self._station is None:
+            return 0
         return sum(floe.size for floe in self._station.out_by_name.values())
 
     def outgoing_count(self) -> int:
         """How many successors this node has."""
-        return len(self._station.out_by_name)
+        return 0 if self._station is None else len(self._station.out_by_name)
 
     def __repr__(self) -> str:
-        return f"Context({self._station.name!r})"
+        return f"Context({getattr(self._owner, 'name', self._owner)!r})"

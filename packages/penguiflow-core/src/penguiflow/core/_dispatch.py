@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ._distribution import BusEnvelope, MessageBus, RemoteBinding, StateStore, StoredEvent
 from ._events import EventHook, FlowEvent, Middleware
-from ._types import Message
+from ._types import Carried, Message
 
 __all__ = ["Dispatcher", "OverflowPolicy"]
 
@@ -98,9 +98,12 @@ class Dispatcher:
             return
         headers: dict[str, Any] | None = None
         meta: dict[str, Any] | None = None
-        if isinstance(item, Message):
-            headers = item.headers.model_dump()
-            meta = dict(item.meta)
+        envelope = item
+        if isinstance(item, Carried):  # a bare value with the envelope it travels in
+            envelope, item = item.envelope, item.value
+        if isinstance(envelope, Message):
+            headers = envelope.headers.model_dump()
+            meta = dict(envelope.meta)
         self.envelopes.append(
             BusEnvelope(
                 edge=f"{source}->{target}",
@@ -162,7 +165,7 @@ class Dispatcher:
                 await self.state_store.save_event(stored)
             except Exception:
                 self.store_errors += 1
-                logger.exception("state store failed to save %s", event.event_type)
+                logger.exception("state_store_save_failed: could not save %s", event.event_type)
 
     async def _deliver_envelope(self, envelope: BusEnvelope) -> None:
         assert self.message_bus is not None
@@ -170,7 +173,7 @@ class Dispatcher:
             await self.message_bus.publish(envelope)
         except Exception:
             self.bus_errors += 1
-            logger.exception("message bus failed to publish %s", envelope.edge)
+            logger.exception("message_bus_publish_failed: could not publish %s", envelope.edge)
 
     async def save_remote_binding(self, binding: RemoteBinding) -> bool:
         """Record ``binding`` in the state store (failures logged, counted); False without one."""
@@ -180,5 +183,7 @@ class Dispatcher:
             await self.state_store.save_remote_binding(binding)
         except Exception:
             self.store_errors += 1
-            logger.exception("state store failed to save remote binding for %s", binding.task_id)
+            logger.exception(
+                "state_store_save_failed: could not save the remote binding of %s", binding.task_id
+            )
         return True

@@ -7,8 +7,10 @@ The tree::
     ├── TraceCancelled              the runtime cancelled the trace you were waiting on
     ├── TraceEnded                  the trace you were waiting on ended without delivering more
     ├── FlowStopped                 the flow stopped while you were waiting on it
-    └── GraphError (ValueError)     the graph you built cannot run; fix it before run()
-        └── CycleError              the graph has a cycle that was not allowed
+    ├── GraphError (ValueError)     the graph you built cannot run; fix it before run()
+    │   └── CycleError              the graph has a cycle that was not allowed
+    └── RegistryError               run(registry=...) lacks nodes that validate
+                                    (a ValueError and a RuntimeError)
 
 Run-time failures of a message always become one :class:`FlowError` carrying a stable
 :class:`FlowErrorCode`; ``call_playbook`` raises a ``FlowError`` with code ``NODE_TIMEOUT`` when
@@ -47,6 +49,7 @@ __all__ = [
     "FlowStopped",
     "GraphError",
     "PenguiFlowError",
+    "RegistryError",
     "TraceCancelled",
     "TraceEnded",
     "safe_repr",
@@ -126,6 +129,26 @@ class CycleError(GraphError):
         super().__init__(
             f"cycle detected: {path}. Pass allow_cycles=True to create(), or "
             "Node(..., allow_cycle=True) for a node that loops to itself."
+        )
+
+
+class RegistryError(PenguiFlowError, ValueError, RuntimeError):
+    """``run(registry=...)`` was given a registry that lacks nodes which validate.
+
+    Both a ``ValueError`` (a bad argument) and a ``RuntimeError`` (the flow cannot start), so code
+    written against either keeps working.
+
+    Attributes:
+        missing: The names of the nodes the registry lacks.
+    """
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        self.missing: list[str] = sorted(missing)
+        names = ", ".join(map(repr, self.missing))
+        super().__init__(
+            f"ModelRegistry is missing entries for nodes requiring validation: {names}; "
+            "register them (registry.register(name, In, Out)), build the registry with "
+            'ModelRegistry.from_annotations(flow), or use NodePolicy(validate="none")'
         )
 
 

@@ -15,6 +15,7 @@ from anyio.abc import TaskStatus
 
 from ._dispatch import Dispatcher, OverflowPolicy
 from ._distribution import MessageBus, StateStore, StoredEvent
+from ._errors import RegistryError
 from ._events import EventHook, FlowEventType, Middleware
 from ._floe import Floe
 from ._graph import OPEN_SEA, Adjacency, Graph, build_graph
@@ -23,7 +24,7 @@ from ._registry import ModelRegistry
 from ._rookery import ANY_TRACE
 from ._runner import NodeRunner
 from ._runtime import Runtime
-from ._types import Message, StreamChunk
+from ._types import Message, StreamChunk, copy_with
 
 __all__ = ["FlowStatistics", "PenguiFlow", "create", "runtime_of"]
 
@@ -63,9 +64,10 @@ class FlowStatistics:
 
 
 class PenguiFlow:
-    """A graph of nodes joined by bounded floes. Build it with :func:`create`.
+    """A graph of nodes joined by bounded floes: ``PenguiFlow(*adjacencies, ...)`` or ``create``.
 
-    Use ``async with flow.running(registry=...)``, or ``flow.run()`` / ``await flow.stop()``.
+    Both take the same arguments (see :func:`create`). Run it with
+    ``async with flow.running(registry=...)``, or ``flow.run()`` / ``await flow.stop()``.
     """
 
     __slots__ = ("_by_name", "_rt", "_runners", "_serving", "_stop_requested", "_stopped")
@@ -75,9 +77,9 @@ class PenguiFlow:
 
     def __init__(
         self,
-        graph: Graph,
-        *,
+        *adjacencies: Adjacency | Node,
         queue_maxsize: int = 64,
+        allow_cycles: bool = False,
         middlewares: Sequence[Middleware] = (),
         on_event: EventHook | None = None,
         emit_errors_to_rookery: bool = False,
@@ -86,6 +88,7 @@ class PenguiFlow:
         state_store: StateStore | None = None,
         message_bus: MessageBus | None = None,
     ) -> None:
+        graph = build_graph(adjacencies, allow_cycles=allow_cycles)
         dispatcher = Dispatcher(
             hooks=[on_event] if on_event is not None else [],
             middlewares=middlewares,
@@ -140,7 +143,8 @@ class PenguiFlow:
         rt = self._rt
         if rt.phase != "idle":
             raise RuntimeError(
-                "this flow was already started; a flow runs once. Build a new one with create()."
+                "this flow was already started (it is already running, or has run): a flow runs "
+                "once. Build a new one with create()."
             )
         if registry is None:
             logger.info(
@@ -154,24 +158,20 @@ class PenguiFlow:
                 if n.policy.validate != "none" and n.name not in registry
             ]
             if missing:
-                raise ValueError(
-                    f"node(s) {', '.join(map(repr, missing))} are not registered in the registry; "
-                    "register them (registry.register(name, In, Out)), build the registry with "
-                    'ModelRegistry.from_annotations(flow), or use NodePolicy(validate="none")'
-                )
-            for runner in self._runners.values():
-                entry = registry.entry(runner.name)
-                if entry is None:
-                    continue
-                mode = runner.policy.validate
-                attempts = runner.attempts
-                if mode in ("both", "in"):
-                    attempts.in_adapter = entry.in_adapter
-                if mode in ("both", "out"):
-                    attempts.out_adapter = entry.out_adapter
-                    attempts.out_is_message = entry.out_is_message
+                raise RegistryError(missing)
         for runner in self._runners.values():
-            runner.configure()
+            entry = None if registry is None else registry.entry(runner.name)
+            if entry is None:
+                runner.configure()
+                continue
+            mode = runner.policy.validate
+            attempts = runner.attempts
+            if mode in ("both", "in"):
+                attempts.in_adapter = entry.in_adapter
+            if mode in ("both", "out"):
+                attempts.out_adapter = entry.out_adapter
+                attempts.out_is_message = entry.out_is_message
+            runner.configure(entry.in_model, entry.out_model)
         rt.phase = "running"
         self._stop_requested = anyio.Event()
         self._stopped = anyio.Event()
@@ -270,15 +270,13 @@ class PenguiFlow:
             floes.append(floe)
         return tuple(floes)
 
-    def _key_of(self, msg: Any, trace_id: str | None) -> str | None:
+    def _stamped(self, msg: Any, trace_id: str | None) -> tuple[Any, str | None]:
+        """``(message, trace key)``: ``trace_id`` re-stamps a ``Message`` (on a copy)."""
         if isinstance(msg, Message):
             if trace_id is not None and trace_id != msg.trace_id:
-                raise ValueError(
-                    f"trace_id={trace_id!r} differs from the message's trace_id "
-                    f"{msg.trace_id!r}; omit trace_id for Message objects"
-                )
-            return msg.trace_id
-        return trace_id
+                return copy_with(msg, trace_id=trace_id), trace_id
+            return msg, msg.trace_id
+        return msg, trace_id
 
     async def emit(
         self,
@@ -290,7 +288,8 @@ class PenguiFlow:
         """Put ``msg`` into the flow through OpenSea; waits while the target floe is full.
 
         ``to`` names ingress nodes; with ``to=None`` and several ingress nodes the message is
-        broadcast to all of them. ``trace_id`` tracks a bare (non-``Message``) payload as a trace.
+        broadcast to all of them. ``trace_id`` tracks a bare (non-``Message``) payload as a trace,
+        and re-stamps a ``Message`` with that trace id (a copy is emitted; yours is unchanged).
         Raises ``TraceCancelled`` while the trace is being cancelled and ``FlowStopped`` when the
         flow stops while this call waits for room.
         """
@@ -298,11 +297,10 @@ class PenguiFlow:
         if rt.phase != "running":
             self._require_running("emit")
         floes = rt.ingress_all if to is None else self._ingress_for(to)
-        key = (
-            msg.trace_id
-            if isinstance(msg, Message) and trace_id is None
-            else self._key_of(msg, trace_id)
-        )
+        if isinstance(msg, Message) and trace_id is None:
+            key: str | None = msg.trace_id
+        else:
+            msg, key = self._stamped(msg, trace_id)
         if rt.observed:
             rt.check_open(key)
             rt.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
@@ -323,7 +321,7 @@ class PenguiFlow:
         self._require_running("emit")
         rt = self._rt
         floes = self._ingress_for(to)
-        key = self._key_of(msg, trace_id)
+        msg, key = self._stamped(msg, trace_id)
         if rt.observed and not any(floe.full_for(key) for floe in floes):
             rt.check_open(key)
             rt.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
@@ -539,10 +537,10 @@ def create(
         CycleError: The graph has a cycle that was not allowed.
         GraphError: Duplicate node names, no ingress node, or a ``WM`` node without a self-edge.
     """
-    graph = build_graph(adjacencies, allow_cycles=allow_cycles)
     return PenguiFlow(
-        graph,
+        *adjacencies,
         queue_maxsize=queue_maxsize,
+        allow_cycles=allow_cycles,
         middlewares=middlewares,
         on_event=on_event,
         emit_errors_to_rookery=emit_errors_to_rookery,

@@ -13,7 +13,10 @@ the runtime's one delivery path; failures become one ``FlowError`` reported by `
 
 from __future__ import annotations
 
+import inspect
 import time
+import typing
+import warnings
 from typing import Any
 
 from anyio import CancelScope, get_cancelled_exc_class
@@ -23,11 +26,11 @@ from ._context import Context
 from ._errors import FlowError, FlowErrorCode, FlowStopped, TraceCancelled
 from ._events import FlowEventType
 from ._floe import Floe
-from ._node import NodeFunc, NodePolicy
+from ._node import Node, NodeFunc, NodePolicy
 from ._runtime import Runtime
 from ._station import Station
 from ._trace import TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
-from ._types import WM, BudgetExhausted, Message, copy_with, merge_meta
+from ._types import WM, BudgetExhausted, Carried, Message, copy_with, merge_meta
 
 __all__ = ["NodeRunner"]
 
@@ -51,6 +54,8 @@ class NodeRunner:
         "rt",
         "single",
         "station",
+        "wants_message",
+        "warn_bare",
         "workers",
     )
 
@@ -65,15 +70,26 @@ class NodeRunner:
         self.single: Floe | None = station.single
         self.forward: tuple[Floe, ...] = station.forward
         self.envelope_meta: dict[str | None, dict[str, Any]] = station.envelope_meta
-        self.context: Context = Context(rt, station)
+        self.context: Context = Context.wired(rt, station)
         self.attempts: Attempts = Attempts(rt, station, self.context)
         self.workers: int = 0
         self.inbox.grow = self.grow
         self.plain: bool = True
         """No validation, timeout or deadline interruption: the first attempt may run inline."""
+        self.wants_message: bool = _declares_message_input(station.node)
+        """The node declares a ``Message`` input: a bare value reaches it in its envelope."""
+        self.warn_bare: bool = False
+        """Registered Message -> Message without output validation: warn on a bare result."""
 
-    def configure(self) -> None:
-        """Recompute derived settings once the registry is attached (called by ``run``)."""
+    def configure(self, in_model: Any = None, out_model: Any = None) -> None:
+        """Recompute derived settings once the registry is attached (called by ``run``).
+
+        ``in_model`` / ``out_model`` are the node's registered models, if it has any.
+        """
+        if in_model is not None:
+            self.wants_message = _is_message_model(in_model)
+        if out_model is not None:
+            self.warn_bare = _is_message_model(out_model) and self.attempts.out_adapter is None
         policy = self.policy
         attempts = self.attempts
         self.plain = (
@@ -168,18 +184,29 @@ class NodeRunner:
                 return False
 
     # ------------------------------------------------------------ processing
-    async def _process(self, key: str | None, message: Any, state: TraceState | None) -> None:
-        """Run one message through the node and deliver what it returns.
+    async def _process(self, key: str | None, item: Any, state: TraceState | None) -> None:
+        """Run one message through the node and deliver what it returns, unchanged.
 
-        Whatever goes wrong with one message ends as one ``FlowError`` for it; only a real
-        cancellation, or a ``BaseException`` that ends the flow, leaves this method.
+        ``item`` is what a predecessor returned: a ``Message``, a bare value, or a bare value
+        carried with the envelope it came in (``Carried``). Whatever goes wrong with one message
+        ends as one ``FlowError`` for it; only a real cancellation, or a ``BaseException`` that
+        ends the flow, leaves this method.
         """
         rt = self.rt
         handed_over = False
+        if type(item) is Carried:
+            envelope: Message | None = item.envelope
+            message = envelope.with_payload(item.value) if self.wants_message else item.value
+        else:
+            message = item
+            envelope = item if isinstance(item, Message) else None
         try:
-            is_message = isinstance(message, Message)
-            if is_message and message.deadline_s is not None and time.time() > message.deadline_s:
-                await self._deadline_outcome(key, message)
+            if (
+                envelope is not None
+                and envelope.deadline_s is not None
+                and time.time() > envelope.deadline_s
+            ):
+                await self._deadline_outcome(key, item, envelope)
                 return
             if not self.plain:
                 result = await self.attempts.run(message, key, state)
@@ -202,14 +229,21 @@ class NodeRunner:
             if result is None:
                 return
             out_key = key
-            if is_message and not isinstance(result, Message):
-                result = self._envelope(key, message, result)
             if isinstance(result, Message):
                 out_key = result.trace_id
                 if self.envelope_meta and out_key == key:
                     result = self._with_subflow_meta(key, result)
                 if isinstance(result.payload, WM):
-                    await self._loop(out_key, result)
+                    await self._loop(out_key, result, message)
+                    return
+            elif envelope is not None:
+                if self.warn_bare:
+                    _warn_bare(self.name, result)
+                if self.envelope_meta:
+                    envelope = self._with_subflow_meta(key, envelope)
+                result = Carried(result, envelope)  # the value as returned, its trace along
+                if isinstance(result.value, WM):
+                    await self._loop(envelope.trace_id, result, message)
                     return
             single = self.single
             if single is not None and out_key == key and rt.hand_off(single, key, result, state):
@@ -217,7 +251,8 @@ class NodeRunner:
                 return
             await rt.deliver(self.name, out_key, result, self.forward)
         except DeadlineReached:
-            await self._deadline_outcome(key, message)
+            assert envelope is not None
+            await self._deadline_outcome(key, item, envelope)
         except FlowError as error:
             await rt.fail(self.station, key, error)
         except (TraceCancelled, FlowStopped):
@@ -234,12 +269,7 @@ class NodeRunner:
             if not handed_over:
                 rt.traces.leave(key)
 
-    def _envelope(self, key: str | None, message: Message, result: Any) -> Message:
-        """A bare result in the input's envelope."""
-        envelope = message.with_payload(result)
-        return self._with_subflow_meta(key, envelope) if self.envelope_meta else envelope
-
-    def _with_subflow_meta(self, key: str | None, result: Message) -> Message:
+    def _with_subflow_meta[M: Message](self, key: str | None, result: M) -> M:
         """``result`` with the final meta of the subflows this invocation ran merged in (a copy).
 
         The subflows wrote last, so their keys win (the merge rule of a subflow's return).
@@ -249,20 +279,30 @@ class NodeRunner:
             return result
         return copy_with(result, meta=merge_meta(result.meta, patch))
 
-    async def _deadline_outcome(self, key: str | None, message: Message) -> None:
+    async def _deadline_outcome(self, key: str | None, item: Any, envelope: Message) -> None:
+        """The message's deadline passed before the node ran: deliver the typed outcome.
+
+        In the shape the message came in: a ``Message`` for a message, a bare outcome otherwise.
+        """
         rt = self.rt
         if rt.observed:
             rt.event(
                 FlowEventType.DEADLINE_SKIP,
                 self.station,
                 key,
-                extra={"deadline_s": message.deadline_s},
+                extra={"deadline_s": envelope.deadline_s},
             )
-        outcome = message.with_payload(_outcome(FlowErrorCode.DEADLINE_EXCEEDED, message))
-        await rt.deliver(self.name, key, outcome, ())
+        outcome = _outcome(FlowErrorCode.DEADLINE_EXCEEDED, envelope.payload)
+        delivered = Carried(outcome, envelope) if type(item) is Carried else envelope
+        await rt.deliver(self.name, key, _with_payload(delivered, outcome), ())
 
-    async def _loop(self, key: str, result: Message) -> None:
-        """A controller returned working memory: count the hop, check budgets, loop or stop."""
+    async def _loop(self, key: str, result: Message | Carried, incoming: Any) -> None:
+        """A controller returned working memory: count the hop, check budgets, loop or stop.
+
+        A hop is counted unless the node already counted it (returned more hops than it was
+        given). A loop with no budget at all also hands every intermediate state to Rookery, so
+        a reader sees it progress and a runaway loop waits for its reader.
+        """
         station = self.station
         if station.loop_floe is None:
             raise FlowError(
@@ -275,18 +315,23 @@ class NodeRunner:
                     f"{self.name}.to({self.name}) and Node(..., allow_cycle=True)"
                 ),
             )
-        wm: WM = result.payload
-        wm = copy_with(wm, hops=wm.hops + 1)
-        looped = copy_with(result, payload=wm)
+        wm: WM = result.payload if isinstance(result, Message) else result.value
+        given = incoming.payload if isinstance(incoming, Message) else incoming
+        if isinstance(given, WM) and wm.hops <= given.hops:
+            wm = copy_with(wm, hops=given.hops + 1)
+        looped = _with_payload(result, wm)
+        envelope = looped if isinstance(looped, Message) else looped.envelope
         code: FlowErrorCode | None = None
         if wm.budget_hops is not None and wm.hops >= wm.budget_hops:
             code = FlowErrorCode.HOP_BUDGET_EXHAUSTED
         elif wm.budget_tokens is not None and wm.tokens_used >= wm.budget_tokens:
             code = FlowErrorCode.TOKEN_BUDGET_EXHAUSTED
-        elif looped.deadline_s is not None and time.time() > looped.deadline_s:
+        elif envelope.deadline_s is not None and time.time() > envelope.deadline_s:
             code = FlowErrorCode.DEADLINE_EXCEEDED
         rt = self.rt
         if code is None:
+            if wm.budget_hops is None and wm.budget_tokens is None:
+                await rt.deliver(self.name, key, looped.branch(), ())
             rt.loop_back(station, key, looped)
             return
         if rt.observed:
@@ -296,11 +341,43 @@ class NodeRunner:
                 else FlowEventType.BUDGET_EXHAUSTED
             )
             rt.event(event, station, key, extra={"code": code.value, "hops": wm.hops})
-        await rt.deliver(self.name, key, looped.with_payload(_outcome(code, looped)), ())
+        await rt.deliver(self.name, key, _with_payload(looped, _outcome(code, wm)), ())
 
 
-def _outcome(code: FlowErrorCode, message: Message) -> BudgetExhausted:
-    payload = message.payload
+def _with_payload[T: Message | Carried](item: T, payload: Any) -> T:
+    """``item`` carrying ``payload`` instead, in the same shape and envelope."""
+    if isinstance(item, Message):
+        return item.with_payload(payload)
+    return Carried(payload, item.envelope)  # pyright: ignore[reportReturnType]
+
+
+def _warn_bare(name: str, result: Any) -> None:
+    warnings.warn(
+        f"node {name!r} is registered for Message -> Message but returned a bare "
+        f"{type(result).__name__}; it is delivered as returned. Return "
+        "message.with_payload(...) to hand on a Message (headers, trace_id and meta).",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def _outcome(code: FlowErrorCode, payload: Any) -> BudgetExhausted:
     if isinstance(payload, WM):
         return BudgetExhausted.for_code(code, facts=payload.facts, hops=payload.hops)
     return BudgetExhausted.for_code(code)
+
+
+def _is_message_model(model: Any) -> bool:
+    return isinstance(model, type) and issubclass(model, Message)
+
+
+def _declares_message_input(node: Node) -> bool:
+    """Whether the node function's first parameter is annotated with a ``Message`` type."""
+    func: Any = node.func
+    target = func if inspect.isfunction(func) or inspect.ismethod(func) else func.__call__
+    try:
+        hints = typing.get_type_hints(target)
+        first = next(iter(inspect.signature(target).parameters))
+    except Exception:  # unresolvable annotations, partials, builtins: undeclared
+        return False
+    return _is_message_model(hints.get(first))

@@ -29,13 +29,13 @@ from ._dispatch import Dispatcher
 from ._errors import FlowError, FlowErrorCode, FlowStopped, TraceCancelled, TraceEnded
 from ._events import FlowEvent, FlowEventType
 from ._floe import Floe
-from ._graph import OPEN_SEA, ROOKERY, Graph
+from ._graph import OPEN_SEA, ROOKERY, Endpoint, Graph
 from ._node import Node
 from ._rookery import Rookery
 from ._station import Station, link
 from ._streams import StreamSequencer
 from ._trace import TraceState, TraceTable
-from ._types import Message
+from ._types import Carried, Message
 
 __all__ = ["Phase", "Runtime"]
 
@@ -148,6 +148,8 @@ class Runtime:
         if (state is not None and state.cancelled) or self.phase == "stopped":
             self.check_open(key)  # raises the right error
         if not floes:
+            if type(item) is Carried:  # Rookery hands back exactly what the node returned
+                item = item.value
             if not self.rookery.offer(source, key, item):
                 return False
             if state is not None:  # _delivered(), inlined: every stream chunk comes here
@@ -167,9 +169,9 @@ class Runtime:
             if floe.full_for(key):
                 return False
         # _land() for each floe, inlined (a fan-out runs this once per branch).
-        traces, tapped, is_message = self.traces, self.tapped, isinstance(item, Message)
+        traces, tapped, copies = self.traces, self.tapped, isinstance(item, Message | Carried)
         for index, floe in enumerate(floes):
-            piece = item.branch() if index and is_message else item
+            piece = item.branch() if index and copies else item
             floe.offer(key, piece)  # room was checked above
             traces.enter(key)
             if tapped:
@@ -210,7 +212,7 @@ class Runtime:
                 )
             return
         for index, floe in enumerate(floes):
-            piece = item.branch() if index and isinstance(item, Message) else item
+            piece = item.branch() if index and isinstance(item, Message | Carried) else item
             if not floe.full_for(key):
                 self._land(source, key, piece, floe)
             else:
@@ -272,7 +274,7 @@ class Runtime:
         if state is not None and state.cancelled:
             raise TraceCancelled(key)
 
-    def loop_back(self, station: Station, key: str, item: Message) -> None:
+    def loop_back(self, station: Station, key: str, item: Message | Carried) -> None:
         """Put a controller's next hop on its own self-edge, ignoring the bound.
 
         That edge holds at most one hop per live trace and only this node drains it, so waiting
@@ -296,6 +298,8 @@ class Runtime:
     def _to_rookery(
         self, source: str, key: str | None, item: Any, state: TraceState | None
     ) -> None:
+        if type(item) is Carried:
+            item = item.value
         self.rookery.put_nowait(source, key, item)
         self._delivered(source, key, item, state)
 
@@ -317,8 +321,10 @@ class Runtime:
                 extra={"flow_error": error.to_payload()},
             )
         state = self.traces.get(key)
-        if state is not None and state.cancelled:
-            return  # the cancellation is the trace's outcome
+        if state is not None:
+            if state.cancelled:
+                return  # the cancellation is the trace's outcome
+            state.failed = True
         logger.error("%s", error)
         if self.emit_errors_to_rookery:
             source = OPEN_SEA.name if station is None else station.name
@@ -328,6 +334,9 @@ class Runtime:
                 pass  # cancelled or stopped while waiting for room: that is the outcome
         elif state is not None:
             state.error = error
+        elif key is not None:  # reported after its trace ended (a join timing out, say)
+            self.traces.remember(key, error.detached())
+            self.rookery.fail_waiters(key, error)
 
     # ---------------------------------------------------------- trace endings
     def trace_ended(self, key: str, state: TraceState) -> None:
@@ -371,13 +380,13 @@ class Runtime:
         state.cancelled = True
         observed = self.observed
         if observed:
-            self.event(FlowEventType.TRACE_CANCEL_START, None, trace_id)
+            self.event(FlowEventType.TRACE_CANCEL_START, None, trace_id, endpoint=OPEN_SEA)
         dropped = 0
         for station in self.stations.values():
             dropped += len(station.inbox.drop_trace(trace_id))
             dropped += station.inbox.drop_parked(trace_id)
         buffered = self.rookery.drop_trace(trace_id)
-        if observed:
+        if observed and (dropped or buffered):
             self.event(
                 FlowEventType.TRACE_CANCEL_DROP,
                 None,
@@ -404,7 +413,7 @@ class Runtime:
         traces.leave(trace_id, dropped)
         await finished.wait()
         if observed:
-            self.event(FlowEventType.TRACE_CANCEL_FINISH, None, trace_id)
+            self.event(FlowEventType.TRACE_CANCEL_FINISH, None, trace_id, endpoint=ROOKERY)
         return True
 
     def stopped_error(self, message: str = "the flow stopped") -> FlowStopped:
@@ -455,11 +464,21 @@ class Runtime:
         attempt: int = 0,
         latency_ms: float | None = None,
         extra: dict[str, Any] | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
-        """Build and dispatch one event (callers check ``observed`` first)."""
+        """Build and dispatch one event (callers check ``observed`` first).
+
+        ``station`` is the node it is about; ``endpoint`` names OpenSea or Rookery instead.
+        """
         state = None if trace_id is None else self.traces.states.get(trace_id)
         if station is None:
             where: tuple[str | None, str | None, int, int, int] = (None, None, 0, 0, 0)
+            if endpoint is OPEN_SEA:
+                ingress = self.ingress_all
+                depth = sum(floe.size for floe in ingress)
+                where = (endpoint.name, endpoint.name, 0, depth, len(ingress))
+            elif endpoint is not None:
+                where = (endpoint.name, endpoint.name, self.rookery.depth(trace_id), 0, 0)
         else:
             out = station.out_floes
             depth_out = out[0].size if len(out) == 1 else sum(f.size for f in out)
@@ -480,7 +499,7 @@ class Runtime:
                     where[3],
                     where[4],
                     self.queue_maxsize,
-                    None if state is None else state.pending,
+                    (None if trace_id is None else 0) if state is None else state.pending,
                     0 if state is None else state.inflight,
                     False if state is None else state.cancelled,
                     _NO_EXTRA if extra is None else MappingProxyType(extra),

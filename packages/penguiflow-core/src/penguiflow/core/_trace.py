@@ -31,10 +31,12 @@ class TraceState:
     """Everything the runtime holds for one live trace; dropped as soon as the trace ends."""
 
     __slots__ = (
+        "aborts",
         "cancelled",
         "cleanups",
         "delivered",
         "error",
+        "failed",
         "finished",
         "inflight",
         "pending",
@@ -54,6 +56,10 @@ class TraceState:
         callers blocked emitting it."""
         self.cleanups: list[Callable[[], None]] = []
         """Node-local per-trace state to free when the trace ends (join buckets, timers...)."""
+        self.aborts: list[Callable[[], None]] = []
+        """Called (before ``cleanups``) when the trace ends cancelled or failed."""
+        self.failed: bool = False
+        """Whether a message of the trace failed (whether or not its error reached Rookery)."""
         self.error: FlowError | None = None
         """The last failure not delivered to Rookery (answered to trace-scoped fetchers)."""
         self.finished: asyncio.Event | None = None
@@ -128,6 +134,11 @@ class TraceTable:
         if self.states.get(key) is not state:
             return
         del self.states[key]
+        if state.aborts:
+            aborts, state.aborts = state.aborts, []
+            if state.cancelled or state.failed:
+                for abort in aborts:
+                    abort()
         cleanups, state.cleanups = state.cleanups, []
         for cleanup in cleanups:
             cleanup()

@@ -13,6 +13,7 @@ from ._errors import FlowErrorCode
 
 __all__ = [
     "WM",
+    "Carried",
     "BudgetExhausted",
     "FinalAnswer",
     "Headers",
@@ -123,6 +124,29 @@ def trusted[M: BaseModel](cls: type[M], fields: dict[str, Any], fields_set: set[
     _set(model, "__pydantic_extra__", None)
     _set(model, "__pydantic_private__", None)
     return model
+
+
+class Carried:
+    """Internal: a bare value a node returned, travelling with the envelope it came in.
+
+    The runtime never changes what a node returns, yet a bare value keeps its trace: the envelope
+    (trace id, headers, deadline, meta) of the message the node was given goes along with it
+    through floes and lanes. Rookery hands back ``value`` alone; a successor that declares a
+    ``Message`` input gets ``envelope.with_payload(value)``, any other successor ``value``.
+    """
+
+    __slots__ = ("envelope", "value")
+
+    def __init__(self, value: Any, envelope: Message) -> None:
+        self.value: Any = value
+        self.envelope: Message = envelope
+
+    def branch(self) -> Carried:
+        """A copy for one more fan-out branch (its own ``meta`` dict)."""
+        return Carried(self.value, self.envelope.branch())
+
+    def __repr__(self) -> str:
+        return f"Carried({self.value!r}, trace_id={self.envelope.trace_id!r})"
 
 
 def merge_meta(*metas: Mapping[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,18 @@ _TIMED = frozenset(
 )
 
 
+
+_FLOW_KINDS = frozenset(
+    {
+        FlowEventType.EMIT,
+        FlowEventType.FETCH,
+        FlowEventType.TRACE_CANCEL_START,
+        FlowEventType.TRACE_CANCEL_DROP,
+        FlowEventType.TRACE_CANCEL_FINISH,
+    }
+)
+"""Events about the flow as a whole, counted in ``flow_events`` (not per node)."""
+
 class _NodeMetrics:
     """Label children of one node, resolved once (``labels()`` takes a lock and a dict lookup)."""
 
@@ -151,7 +163,7 @@ class PrometheusHook:
         """Count ``event`` and observe its latency."""
         kind = event.event_type
         name = event.node_name
-        if name is None:
+        if name is None or kind in _FLOW_KINDS:  # (cancel start/finish name OpenSea/Rookery)
             counter = self._flow.get(kind)
             if counter is None:
                 counter = self._flow[kind] = self.flow_events.labels(kind.value)
