@@ -140,9 +140,24 @@ async def test_deadline_passing_inside_a_controller_loop_ends_it() -> None:
 
     node = Node(controller, allow_cycle=True)
     flow = create(node.to(node), on_event=events.append)
-    result = await _one_result(flow, _query(budget_hops=None, deadline_s=time.time() + 60))
+    query = _query(budget_hops=None, deadline_s=time.time() + 60)
+    with anyio.fail_after(5):
+        async with flow.running():
+            await flow.emit(query)
+            # a loop with no hop or token budget hands each intermediate state to Rookery
+            progress = await flow.fetch()
+            result = await flow.fetch()
+            await anyio.wait_all_tasks_blocked()
+            assert flow.statistics().rookery_buffered == 0
+            assert flow.statistics().live_traces == 0
+    assert isinstance(progress, Message)
+    assert isinstance(progress.payload, WM)
+    assert progress.payload.hops == 1
+    assert progress.trace_id == query.trace_id
+    assert isinstance(result, Message)
     assert isinstance(result.payload, BudgetExhausted)
     assert result.payload.code == "DEADLINE_EXCEEDED"
+    assert result.trace_id == query.trace_id
     assert calls == 2
     assert any(e.event_type is FlowEventType.DEADLINE_SKIP for e in events)
 
@@ -193,4 +208,4 @@ async def test_without_interrupt_on_deadline_a_running_node_finishes() -> None:
             assert time.time() > deadline
             release.set()
             result = await flow.fetch()
-    assert result.payload == "finished"
+    assert result == "finished"

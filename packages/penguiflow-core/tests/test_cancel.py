@@ -319,7 +319,7 @@ async def test_cancel_releases_messages_parked_behind_the_running_one() -> None:
     assert calls == [0]
 
 
-async def test_cancel_emits_start_drop_finish_and_node_trace_cancelled() -> None:
+async def test_cancel_of_a_running_trace_emits_start_node_trace_cancelled_and_finish() -> None:
     entered = anyio.Event()
 
     async def hang(msg: Message, ctx: Context) -> None:
@@ -334,15 +334,19 @@ async def test_cancel_emits_start_drop_finish_and_node_trace_cancelled() -> None
             await entered.wait()
             assert await flow.cancel("t")
     kinds = [e.event_type.value for e in events if e.trace_id == "t" and e.event_type != "emit"]
+    # nothing was queued behind the running message, so there is no drop event
     assert kinds == [
         "node_start",
         "trace_cancel_start",
-        "trace_cancel_drop",
         "node_trace_cancelled",
         "trace_cancel_finish",
     ]
     start = next(e for e in events if e.event_type is FlowEventType.TRACE_CANCEL_START)
     assert start.trace_cancelled
+    assert start.node_name == "OpenSea"
+    finish = next(e for e in events if e.event_type is FlowEventType.TRACE_CANCEL_FINISH)
+    assert finish.node_name == "Rookery"
+    assert finish.trace_pending == 0
 
 
 async def test_cancelled_trace_frees_join_bucket() -> None:

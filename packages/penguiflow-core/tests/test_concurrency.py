@@ -52,7 +52,7 @@ async def test_different_traces_run_concurrently_at_one_node() -> None:
         async with flow.running():
             for i in range(50):
                 await flow.emit(_msg(i))
-            results = sorted([(await flow.fetch()).payload for _ in range(50)])
+            results = sorted([await flow.fetch() for _ in range(50)])
     assert results == list(range(50))
     assert 32 <= gauge.peak <= NodePolicy().max_concurrency
 
@@ -80,7 +80,7 @@ async def test_max_concurrency_caps_traces_in_flight_at_a_node() -> None:
             assert gauge.inside == 4
             assert flow.statistics().queued == 8
             release.set()
-            results = sorted([(await flow.fetch()).payload for _ in range(12)])
+            results = sorted([await flow.fetch() for _ in range(12)])
     assert results == list(range(12))
     assert gauge.peak == 4
 
@@ -109,9 +109,7 @@ async def test_messages_of_one_trace_run_one_at_a_time_in_arrival_order() -> Non
             for i in range(10):
                 for tid in traces:
                     await flow.emit(_msg(i, tid))
-            fetched = {
-                tid: [(await flow.fetch(trace_id=tid)).payload for _ in range(10)] for tid in traces
-            }
+            fetched = {tid: [await flow.fetch(trace_id=tid) for _ in range(10)] for tid in traces}
     assert overlaps == []
     assert seen == {tid: list(range(10)) for tid in traces}
     assert fetched == {tid: list(range(10)) for tid in traces}
@@ -196,7 +194,7 @@ async def test_emit_blocks_while_the_ingress_floe_is_full() -> None:
             release.set()
             await third_emitted.wait()
             for _ in range(3):
-                results.append((await flow.fetch()).payload)
+                results.append(await flow.fetch())
     assert sorted(results) == [1, 2, 3]
 
 
@@ -208,7 +206,7 @@ async def test_emit_nowait_enqueues_when_there_is_room() -> None:
     with anyio.fail_after(5):
         async with flow.running():
             flow.emit_nowait(_msg(1))
-            assert (await flow.fetch()).payload == 1
+            assert await flow.fetch() == 1
 
 
 async def test_unfetched_trace_stalls_only_itself_at_rookery() -> None:

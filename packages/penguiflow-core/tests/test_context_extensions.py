@@ -52,7 +52,7 @@ async def test_a_task_started_for_a_trace_is_cancelled_when_the_trace_ends() -> 
             await started.wait()
             assert cancelled == []  # the task runs while the trace lives
             release.set()
-            assert (await flow.fetch(trace_id="t1")).payload == "done"
+            assert await flow.fetch(trace_id="t1") == "done"
             await anyio.wait_all_tasks_blocked()
             assert cancelled == ["t1"]
             assert flow.statistics().live_traces == 0
@@ -68,7 +68,7 @@ async def test_a_task_started_for_a_trace_does_not_keep_it_alive() -> None:
     with anyio.fail_after(5):
         async with flow.running():
             await flow.emit(msg("t1"))
-            assert (await flow.fetch(trace_id="t1")).payload == "done"
+            assert await flow.fetch(trace_id="t1") == "done"
             await anyio.wait_all_tasks_blocked()
             assert flow.statistics().live_traces == 0
     assert {task for task in asyncio.all_tasks() if not task.done()} == before
@@ -88,10 +88,10 @@ async def test_a_failing_started_task_is_logged_and_never_fatal(
     with anyio.fail_after(5), caplog.at_level(logging.ERROR, logger="penguiflow.core"):
         async with flow.running():
             await flow.emit(msg("t1"))
-            assert (await flow.fetch(trace_id="t1")).payload == "done"
+            assert await flow.fetch(trace_id="t1") == "done"
             await anyio.wait_all_tasks_blocked()
             await flow.emit(msg("t2"))  # the flow still serves
-            assert (await flow.fetch(trace_id="t2")).payload == "done"
+            assert await flow.fetch(trace_id="t2") == "done"
     assert any("failed" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
@@ -164,6 +164,6 @@ async def test_save_remote_binding_counts_a_failing_store_and_reports_a_missing_
         with anyio.fail_after(5):
             async with flow.running():
                 await flow.emit(msg("t1"))
-                assert (await flow.fetch(trace_id="t1")).payload == "done"
+                assert await flow.fetch(trace_id="t1") == "done"
         assert flow.statistics().store_errors == (1 if store is not None else 0)
     assert results == [True, False]

@@ -33,6 +33,7 @@ EXPECTED = {
     "FlowStopped",
     "GraphError",
     "PenguiFlowError",
+    "RegistryError",
     "TraceCancelled",
     "TraceEnded",
     # observability

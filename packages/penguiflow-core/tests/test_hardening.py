@@ -697,7 +697,11 @@ async def test_call_playbook_leaves_the_parent_message_meta_alone() -> None:
         received.append(message)
         return await ctx.call_playbook(_child_flow, message)
 
-    flow = create(Node(parent).to())
+    async def after(message: Message, ctx: Context) -> Message:
+        return message  # declares a Message: gets the bare result in the envelope it travelled in
+
+    first, second = Node(parent), Node(after)
+    flow = create(first.to(second), second.to())
     with anyio.fail_after(5):
         async with flow.running():
             await flow.emit(msg("p", "question", origin="caller"))

@@ -48,7 +48,7 @@ async def test_running_block_starts_and_stops_the_flow() -> None:
             assert flow.statistics().running
             assert flow.statistics().workers >= 1
             await flow.emit(_msg("hi"))
-            assert (await flow.fetch()).payload == "hi"
+            assert await flow.fetch() == "hi"
     stats = flow.statistics()
     assert not stats.running
     assert stats.workers == 0
@@ -63,7 +63,7 @@ async def test_run_and_stop_start_and_stop_the_flow() -> None:
         try:
             assert flow.statistics().running
             await flow.emit(_msg(1))
-            assert (await flow.fetch()).payload == 1
+            assert await flow.fetch() == 1
         finally:
             await flow.stop()
     assert not flow.statistics().running
@@ -257,8 +257,8 @@ async def test_fetch_from_filters_by_egress_node() -> None:
         async with flow.running():
             for i in range(3):
                 await flow.emit(_msg(i))
-            from_c = [(await flow.fetch(from_="c")).payload for _ in range(3)]
-            from_b = [(await flow.fetch(from_=b)).payload for _ in range(3)]
+            from_c = [await flow.fetch(from_="c") for _ in range(3)]
+            from_b = [await flow.fetch(from_=b) for _ in range(3)]
             with pytest.raises(KeyError, match="egress"):
                 await flow.fetch(from_="route")
     assert sorted(from_c) == ["c0", "c1", "c2"]
@@ -313,5 +313,22 @@ async def test_emit_with_explicit_trace_id_tracks_a_bare_payload() -> None:
         async with flow.running():
             await flow.emit("bare", trace_id="tracked")
             assert await flow.fetch(trace_id="tracked") == "BARE"
-            with pytest.raises(ValueError, match="trace_id"):
-                await flow.emit(_msg(1, "one"), trace_id="other")
+
+
+async def test_emit_with_explicit_trace_id_restamps_a_copy_of_a_message() -> None:
+    async def keep(msg: Message, ctx: Context) -> Message:
+        return msg
+
+    flow = create(Node(keep).to())
+    original = _msg(1, "one")
+    with anyio.fail_after(5):
+        async with flow.running():
+            await flow.emit(original, trace_id="other")
+            result = await flow.fetch(trace_id="other")
+            flow.emit_nowait(original, trace_id="again")
+            again = await flow.fetch(trace_id="again")
+    assert isinstance(result, Message)
+    assert (result.trace_id, result.payload) == ("other", 1)
+    assert isinstance(again, Message)
+    assert (again.trace_id, again.payload) == ("again", 1)
+    assert original.trace_id == "one"  # the caller's message is not changed

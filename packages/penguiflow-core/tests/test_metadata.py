@@ -35,12 +35,29 @@ async def run_one(flow: PenguiFlow, msg: Message) -> Message:
 # ------------------------------------------------------------------ single path
 
 
-async def test_bare_payload_result_keeps_the_input_envelope() -> None:
+async def test_bare_payload_result_is_fetched_as_returned_within_its_trace() -> None:
     async def bare(msg: Message, ctx: Context) -> str:
         return f"{msg.payload}+bare"
 
     original = message(request_id="r1")
-    result = await run_one(create(Node(bare).to()), original)
+    flow = create(Node(bare).to())
+    async with flow.running():
+        with anyio.fail_after(5):
+            await flow.emit(original)
+            result = await flow.fetch(trace_id=original.trace_id)
+    assert result == "start+bare"
+
+
+async def test_bare_payload_result_travels_on_in_the_input_envelope() -> None:
+    async def bare(msg: Message, ctx: Context) -> str:
+        return f"{msg.payload}+bare"
+
+    async def sink(msg: Message, ctx: Context) -> Message:
+        return msg  # declares a Message input: gets the bare value in the last envelope
+
+    original = message(request_id="r1")
+    first, second = Node(bare), Node(sink)
+    result = await run_one(create(first.to(second), second.to()), original)
     assert result.payload == "start+bare"
     assert result.headers == original.headers
     assert result.trace_id == original.trace_id

@@ -129,8 +129,7 @@ async def test_callable_object_node_runs_in_a_flow() -> None:
         with anyio.fail_after(5):
             await flow.emit(Message(payload="hi", headers=Headers(tenant="t")))
             result = await flow.fetch()
-    assert isinstance(result, Message)
-    assert result.payload == "hi!"
+    assert result == "hi!"
 
 
 def test_empty_name_is_rejected() -> None:
@@ -179,8 +178,7 @@ async def test_partial_node_runs_with_its_bound_argument() -> None:
         with anyio.fail_after(5):
             await flow.emit(Message(payload=7, headers=Headers(tenant="t")))
             result = await flow.fetch()
-    assert isinstance(result, Message)
-    assert result.payload == 21
+    assert result == 21
 
 
 def test_partial_of_a_sync_function_is_rejected() -> None:

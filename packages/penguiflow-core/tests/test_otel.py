@@ -81,7 +81,7 @@ async def test_each_node_invocation_is_one_span_with_trace_and_node_attributes(
             for trace_id in traces:
                 await flow.emit(_msg(0, trace_id))
             for trace_id in traces:
-                assert (await flow.fetch(trace_id=trace_id)).payload == 2
+                assert await flow.fetch(trace_id=trace_id) == 2
 
     spans = tracing.spans()
     assert len(spans) == 4
@@ -118,7 +118,7 @@ async def test_retried_invocation_is_one_span_that_records_the_failed_attempt(
     with anyio.fail_after(5):
         async with flow.running():
             await flow.emit(_msg(None, "retry-trace"))
-            assert (await flow.fetch(trace_id="retry-trace")).payload == "ok"
+            assert await flow.fetch(trace_id="retry-trace") == "ok"
 
     (span,) = tracing.spans()
     assert _attr(span, "penguiflow.attempt") == 1
@@ -203,7 +203,7 @@ async def test_concurrent_traces_each_get_their_own_span_timing(tracing: Tracing
             assert tracing.hook.open_spans == len(traces)
             for trace_id in reversed(traces):  # finish in the opposite order
                 gates[trace_id].set()
-                assert (await flow.fetch(trace_id=trace_id)).payload == trace_id
+                assert await flow.fetch(trace_id=trace_id) == trace_id
 
     spans = tracing.spans()
     assert len(spans) == len(traces)
@@ -240,7 +240,7 @@ async def test_cancelled_trace_ends_its_span_and_leaves_no_open_state(tracing: T
             await entered.wait()
             assert tracing.hook.open_spans == 1
             await flow.emit(_msg(None, "fine"))
-            assert (await flow.fetch(trace_id="fine")).payload == "fine"
+            assert await flow.fetch(trace_id="fine") == "fine"
             assert await flow.cancel("stuck") is True
             with pytest.raises(TraceCancelled):
                 await flow.fetch(trace_id="stuck")

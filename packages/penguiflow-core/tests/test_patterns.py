@@ -201,7 +201,7 @@ async def test_map_concurrent_inside_a_node() -> None:
 
 @pytest.mark.parametrize("k", [0, -3])
 def test_join_k_rejects_k_below_one(k: int) -> None:
-    with pytest.raises(ValueError, match=rf"join_k\('j'\): k must be >= 1, got {k}"):
+    with pytest.raises(ValueError, match=rf"join_k\('j'\): k must be positive \(>= 1\), got {k}"):
         join_k("j", k)
 
 

@@ -39,12 +39,28 @@ class _ChildFactory:
 
 
 async def _run_parent(
-    factory: _ChildFactory, *, timeout: float | None = None, **create_kwargs: Any
+    factory: _ChildFactory,
+    *,
+    timeout: float | None = None,
+    envelope: bool = False,
+    **create_kwargs: Any,
 ) -> Any:
+    """Run a parent node calling the child; ``envelope`` adds a successor that declares a
+    ``Message`` input, so the result comes back in the envelope it travelled in."""
+
     async def parent(msg: Message, ctx: Context) -> Any:
         return await ctx.call_playbook(factory, msg, timeout=timeout)
 
-    flow = create(Node(parent).to(), emit_errors_to_rookery=True, **create_kwargs)
+    async def enveloped(msg: Message, ctx: Context) -> Message:
+        return msg
+
+    node = Node(parent)
+    if envelope:
+        after = Node(enveloped)
+        adjacencies = (node.to(after), after.to())
+    else:
+        adjacencies = (node.to(),)
+    flow = create(*adjacencies, emit_errors_to_rookery=True, **create_kwargs)
     with anyio.fail_after(5):
         async with flow.running():
             await flow.emit(_msg("question"))
@@ -63,14 +79,18 @@ async def test_call_playbook_returns_the_childs_payload() -> None:
 
     factory = _ChildFactory(child)
     result = await _run_parent(factory)
-    assert isinstance(result, Message)
-    assert result.payload == "answer to question"
-    assert result.trace_id == "parent-trace"
-    assert result.meta == {"source": "child"}  # the child's final meta merges into the caller's
+    assert result == "answer to question"  # the parent returned the bare payload: fetched as is
     assert seen_traces == ["parent-trace"]
-    assert len(factory.built) == 1
-    assert not factory.built[0].statistics().running
-    assert factory.built[0].statistics().workers == 0
+    enveloped = await _run_parent(factory, envelope=True)
+    assert isinstance(enveloped, Message)
+    assert enveloped.payload == "answer to question"
+    assert enveloped.trace_id == "parent-trace"
+    assert enveloped.meta == {"source": "child"}  # the child's final meta merges into the caller's
+    assert seen_traces == ["parent-trace", "parent-trace"]
+    assert len(factory.built) == 2  # one child flow per call
+    for child_flow in factory.built:
+        assert not child_flow.statistics().running
+        assert child_flow.statistics().workers == 0
 
 
 async def test_child_failure_fails_the_parent_node() -> None:
@@ -161,7 +181,7 @@ async def test_child_inherits_the_parents_event_hook() -> None:
         return msg
 
     result = await _run_parent(_ChildFactory(child), on_event=events.append)
-    assert isinstance(result, Message)
+    assert result == "question"
     child_events = [(e.event_type.value, e.trace_id) for e in events if e.node_name == "child_work"]
     assert ("node_start", "parent-trace") in child_events
     assert ("node_success", "parent-trace") in child_events

@@ -52,8 +52,7 @@ async def test_bare_exception_class_still_retries_its_own_exception() -> None:
     policy = NodePolicy(retry_on=cast(Any, KeyError), max_retries=3, backoff_base=FAST_BACKOFF)
     flow = create(Node(flaky, policy=policy).to(), emit_errors_to_rookery=True)
     result = await run_one(flow, _msg(1), timeout_s=5)
-    assert isinstance(result, Message)
-    assert result.payload == "ok"
+    assert result == "ok"
     assert attempts == [0, 1, 2]
 
 

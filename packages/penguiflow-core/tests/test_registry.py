@@ -246,24 +246,55 @@ async def test_output_validation_failure_is_a_validation_error_and_not_retried()
     assert [e.event_type for e in events if e.event_type == "node_failed"] == ["node_failed"]
 
 
-async def test_bare_payload_for_message_output_is_rewrapped_and_warned_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+async def test_bare_payload_for_message_output_is_a_validation_error() -> None:
     async def lazy(message: Message, ctx: Context) -> Any:
         return f"{message.payload}!"
 
     registry = ModelRegistry()
     registry.register("lazy", Message, Message)
-    flow = create(Node(lazy).to())
+    flow = create(Node(lazy).to(), emit_errors_to_rookery=True)
+    query = Message(payload="a", headers=Headers(tenant="acme", topic="t"), meta={"k": 1})
+    async with flow.running(registry=registry):
+        with anyio.fail_after(5):
+            await flow.emit(query)
+            error = await flow.fetch(trace_id=query.trace_id)
+    assert isinstance(error, FlowError)
+    assert error.code is FlowErrorCode.VALIDATION_ERROR
+    assert error.node_name == "lazy"
+    assert error.trace_id == query.trace_id
+    assert "registered to return a Message but returned a bare str" in error.message
+
+
+@pytest.mark.parametrize("validate", ["in", "none"])
+async def test_bare_payload_for_message_output_without_output_validation_warns_and_is_delivered(
+    validate: Any,
+) -> None:
+    async def lazy(message: Message, ctx: Context) -> Any:
+        return f"{message.payload}!"
+
+    async def keep(message: Message, ctx: Context) -> Message:
+        return message  # declares a Message input: gets the bare value in the last envelope
+
+    registry = ModelRegistry()
+    registry.register("lazy", Message, Message)
+    registry.register("keep", Message, Message)
+    bare, enveloped = Node(lazy, policy=NodePolicy(validate=validate)), Node(keep)
     first = Message(payload="a", headers=Headers(tenant="acme", topic="t"), meta={"k": 1})
     second = Message(payload="b", headers=Headers(tenant="globex"), deadline_s=9e9)
-    with caplog.at_level(logging.WARNING, logger="penguiflow.core"):
+    with pytest.warns(RuntimeWarning, match=r"'lazy'.*Message -> Message.*bare str") as caught:
+        flow = create(bare.to())
+        async with flow.running(registry=registry):
+            with anyio.fail_after(5):
+                await flow.emit(first)
+                assert await flow.fetch(trace_id=first.trace_id) == "a!"  # delivered as returned
+        flow = create(bare.to(enveloped), enveloped.to())
         async with flow.running(registry=registry):
             with anyio.fail_after(5):
                 await flow.emit(first)
                 await flow.emit(second)
                 out_first = await flow.fetch(trace_id=first.trace_id)
                 out_second = await flow.fetch(trace_id=second.trace_id)
+    assert all(issubclass(w.category, RuntimeWarning) for w in caught)
     for out, original in ((out_first, first), (out_second, second)):
         assert isinstance(out, Message)
         assert out.payload == f"{original.payload}!"
@@ -271,6 +302,3 @@ async def test_bare_payload_for_message_output_is_rewrapped_and_warned_once(
         assert out.trace_id == original.trace_id
         assert out.deadline_s == original.deadline_s
         assert out.meta == original.meta
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "lazy" in r.message]
-    assert len(warnings) == 1
-    assert "re-wrapping" in warnings[0].getMessage()

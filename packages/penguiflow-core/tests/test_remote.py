@@ -89,10 +89,11 @@ async def test_streaming_remote_call_mirrors_chunks_in_order_then_the_result() -
             await flow.emit(msg("one two three"))
             while True:
                 item = await flow.fetch(trace_id="t1")
-                assert isinstance(item, Message)
-                items.append(item.payload)
-                if not isinstance(item.payload, StreamChunk):
+                if not isinstance(item, Message):  # the node's own (bare) result ends the trace
+                    items.append(item)
                     break
+                assert isinstance(item.payload, StreamChunk)  # chunks travel as Messages
+                items.append(item.payload)
     chunks = [c for c in items if isinstance(c, StreamChunk)]
     assert [(c.seq, c.text, c.done) for c in chunks] == [
         (0, "one", False),

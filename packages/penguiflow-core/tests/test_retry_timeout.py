@@ -101,7 +101,7 @@ async def test_timed_out_attempt_is_retried() -> None:
     policy = NodePolicy(timeout_s=0.02, max_retries=1, backoff_base=FAST_BACKOFF)
     flow = create(Node(slow_then_fast, policy=policy).to(), on_event=events)
     result = await run_one(flow, _msg(1), timeout_s=5)
-    assert result.payload == "done"
+    assert result == "done"
     assert calls == [0, 1]
     assert events.node_events("slow_then_fast") == [
         ("node_start", 0),
@@ -118,7 +118,7 @@ async def test_failures_are_retried_with_backoff_and_report_each_attempt() -> No
     flow = create(Node(flaky, policy=policy).to())
     message = _msg(1)
     result = await run_one(flow, message, timeout_s=5)
-    assert result.payload == "ok"
+    assert result == "ok"
     assert (flaky.attempts, flaky.failures) == (3, 2)
     assert_node_sequence(flow, message.trace_id, ["flaky"])  # retries collapse to one entry
     events = get_recorded_events(flow, message.trace_id)

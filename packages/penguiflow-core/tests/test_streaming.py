@@ -115,6 +115,7 @@ async def test_done_chunk_closes_the_stream_and_the_next_chunk_starts_again_at_z
     async def talk(msg: Message, ctx: Context) -> None:
         for done in [False, False, True, False, True]:
             await ctx.emit_chunk(parent=msg, text="x", done=done)
+            assert ctx.runtime is not None
             open_streams.append(ctx.runtime.statistics().streams)
 
     node = Node(talk)
@@ -154,6 +155,7 @@ async def test_stream_counters_are_freed_when_the_trace_ends_without_a_done_chun
     async def talk(msg: Message, ctx: Context) -> None:
         await ctx.emit_chunk(parent=msg, text="a")
         await ctx.emit_chunk(parent=msg, text="b", stream_id="side")
+        assert ctx.runtime is not None
         assert ctx.runtime.statistics().streams == 2
 
     node = Node(talk)
@@ -348,8 +350,8 @@ async def test_stream_flow_with_include_final_yields_the_result_after_the_chunks
         with anyio.fail_after(5):
             items = await _collect(stream_flow(flow, _msg("hi"), include_final=True))
         _assert_freed(flow)
-    assert [type(item) for item in items] == [StreamChunk, StreamChunk, Message]
-    assert items[-1].payload == FinalAnswer(text="Hello")
+    assert [type(item) for item in items] == [StreamChunk, StreamChunk, FinalAnswer]
+    assert items[-1] == FinalAnswer(text="Hello")
 
 
 async def test_stream_flow_without_include_final_stops_at_done_and_leaves_the_result() -> None:
@@ -365,7 +367,7 @@ async def test_stream_flow_without_include_final_stops_at_done_and_leaves_the_re
             chunks = await _collect(stream_flow(flow, parent))
             assert [c.text for c in chunks] == ["x"]
             result = await flow.fetch(trace_id=parent.trace_id)
-    assert result.payload == "final"
+    assert result == "final"
 
 
 async def test_stream_flow_ends_when_the_trace_finishes_without_a_done_chunk() -> None:
@@ -605,7 +607,7 @@ async def test_emit_stream_events_adapter_maps_items_to_text_and_meta_and_skips_
         ("s", "", {}, 2),
     ]
     assert chunks[-1].done
-    assert items[-1].payload == "ab"
+    assert items[-1] == "ab"
 
 
 async def test_emit_stream_events_without_adapter_rejects_non_string_items() -> None:

@@ -37,7 +37,7 @@ async def test_many_concurrent_messages_through_one_running_kit_get_their_own_re
     results: dict[str, object] = {}
 
     async def one(msg: Message) -> None:
-        results[msg.trace_id] = (await kit.run_one(msg)).payload
+        results[msg.trace_id] = await kit.run_one(msg)
 
     with anyio.fail_after(5):
         async with kit:
@@ -78,7 +78,7 @@ async def test_two_flows_running_concurrently_never_see_each_others_events() -> 
 
 async def test_run_one_outside_a_block_runs_the_flow_once_and_says_so_the_second_time() -> None:
     kit = linear_kit("a")
-    assert (await kit.run_one(make(1))).payload == "a:1!"
+    assert await kit.run_one(make(1)) == "a:1!"
     with pytest.raises(RuntimeError, match=r"a flow runs once.*async with kit:"):
         await kit.run_one(make(2))
     with pytest.raises(RuntimeError, match="a flow runs once"):

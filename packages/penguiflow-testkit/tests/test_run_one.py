@@ -39,14 +39,23 @@ async def hang(msg: Message, ctx: Context) -> str:
     return "never"
 
 
-async def test_run_one_returns_the_rookery_message_and_stops_the_flow() -> None:
+async def test_run_one_returns_the_rookery_result_as_returned_and_stops_the_flow() -> None:
     flow = create(Node(double).to())
+    result = await run_one(flow, make(21))
+    assert result == 42
+    stats = flow.statistics()
+    assert (stats.running, stats.workers, stats.live_traces) == (False, 0, 0)
+
+
+async def test_run_one_returns_a_message_the_node_returned_of_the_messages_trace() -> None:
+    async def double_in_envelope(msg: Message, ctx: Context) -> Message:
+        return msg.with_payload(int(msg.payload) * 2)
+
+    flow = create(Node(double_in_envelope).to())
     msg = make(21)
     result = await run_one(flow, msg)
     assert isinstance(result, Message)
     assert (result.payload, result.trace_id) == (42, msg.trace_id)
-    stats = flow.statistics()
-    assert (stats.running, stats.workers, stats.live_traces) == (False, 0, 0)
 
 
 async def test_run_one_attaches_one_recorder_and_reuses_an_attached_one() -> None:
@@ -110,7 +119,7 @@ async def test_run_one_on_a_running_flow_only_emits_and_fetches() -> None:
         first = await run_one(flow, make(1))
         second = await run_one(flow, make(2))
         assert flow.running_now
-    assert (first.payload, second.payload) == (2, 4)
+    assert (first, second) == (2, 4)
 
 
 async def test_run_one_refuses_a_registry_for_a_flow_that_is_already_running() -> None:

@@ -271,11 +271,19 @@ class PenguiFlow:
         return tuple(floes)
 
     def _stamped(self, msg: Any, trace_id: str | None) -> tuple[Any, str | None]:
-        """``(message, trace key)``: ``trace_id`` re-stamps a ``Message`` (on a copy)."""
+        """``(message, trace key)``: ``trace_id`` re-stamps a ``Message`` (on a copy).
+
+        A bare payload is traced by ``trace_id``, else by a string ``trace_id`` attribute of its
+        own (as the original penguiflow reads it), else not at all.
+        """
         if isinstance(msg, Message):
             if trace_id is not None and trace_id != msg.trace_id:
                 return copy_with(msg, trace_id=trace_id), trace_id
             return msg, msg.trace_id
+        if trace_id is None:
+            own = getattr(msg, "trace_id", None)
+            if isinstance(own, str):
+                return msg, own
         return msg, trace_id
 
     async def emit(

@@ -81,6 +81,9 @@ class _Join:
         item: Any = message  # a Message, or a bare payload emitted with a trace id
         key = item.trace_id if isinstance(item, Message) else current_trace_id()
         if key is None:
+            own = getattr(item, "trace_id", None)  # a payload object that names its trace
+            key = own if isinstance(own, str) else None
+        if key is None:
             raise ValueError(
                 f"join_k({self.name!r}) joins messages of one trace: emit Message objects, or "
                 "bare payloads with emit(..., trace_id=...)"

@@ -148,9 +148,9 @@ class Runtime:
         if (state is not None and state.cancelled) or self.phase == "stopped":
             self.check_open(key)  # raises the right error
         if not floes:
-            if type(item) is Carried:  # Rookery hands back exactly what the node returned
-                item = item.value
-            if not self.rookery.offer(source, key, item):
+            # Rookery hands back exactly what the node returned (the bus still sees the envelope).
+            value = item.value if type(item) is Carried else item
+            if not self.rookery.offer(source, key, value):
                 return False
             if state is not None:  # _delivered(), inlined: every stream chunk comes here
                 state.delivered = True
@@ -298,9 +298,7 @@ class Runtime:
     def _to_rookery(
         self, source: str, key: str | None, item: Any, state: TraceState | None
     ) -> None:
-        if type(item) is Carried:
-            item = item.value
-        self.rookery.put_nowait(source, key, item)
+        self.rookery.put_nowait(source, key, item.value if type(item) is Carried else item)
         self._delivered(source, key, item, state)
 
     def _delivered(self, source: str, key: str | None, item: Any, state: TraceState | None) -> None:
@@ -476,7 +474,7 @@ class Runtime:
             if endpoint is OPEN_SEA:
                 ingress = self.ingress_all
                 depth = sum(floe.size for floe in ingress)
-                where = (endpoint.name, endpoint.name, 0, depth, len(ingress))
+                where = (OPEN_SEA.name, OPEN_SEA.name, 0, depth, len(ingress))
             elif endpoint is not None:
                 where = (endpoint.name, endpoint.name, self.rookery.depth(trace_id), 0, 0)
         else:

@@ -66,7 +66,6 @@ _TIMED = frozenset(
 )
 
 
-
 _FLOW_KINDS = frozenset(
     {
         FlowEventType.EMIT,
@@ -77,6 +76,7 @@ _FLOW_KINDS = frozenset(
     }
 )
 """Events about the flow as a whole, counted in ``flow_events`` (not per node)."""
+
 
 class _NodeMetrics:
     """Label children of one node, resolved once (``labels()`` takes a lock and a dict lookup)."""
