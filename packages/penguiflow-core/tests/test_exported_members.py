@@ -44,6 +44,7 @@ EXPECTED = {
     "Middleware",
     "OverflowPolicy",
     "configure_json_logging",
+    "format_flow_event",
     "log_flow_events",
     # routing and patterns
     "DictRoutingPolicy",

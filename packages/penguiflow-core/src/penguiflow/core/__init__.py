@@ -40,7 +40,7 @@ from ._errors import (
     TraceCancelled,
     TraceEnded,
 )
-from ._events import EventHook, FlowEvent, FlowEventType, Middleware
+from ._events import EventHook, FlowEvent, FlowEventType, Middleware, format_flow_event
 from ._flow import FlowStatistics, PenguiFlow, create
 from ._graph import OPEN_SEA, ROOKERY, Endpoint
 from ._logging import FlowEventLogger, JsonFormatter, configure_json_logging, log_flow_events
@@ -136,6 +136,7 @@ __all__ = [
     "Middleware",
     "OverflowPolicy",
     "configure_json_logging",
+    "format_flow_event",
     "log_flow_events",
     # routing and patterns
     "DictRoutingPolicy",
