@@ -38,13 +38,18 @@ EXPECTED = {
     "TraceEnded",
     # observability
     "EventHook",
+    "ExtraFormatter",
     "FlowEvent",
     "FlowEventType",
     "FlowEventLogger",
     "JsonFormatter",
+    "LatencyCallback",
     "Middleware",
     "OverflowPolicy",
+    "StructuredFormatter",
     "configure_json_logging",
+    "configure_logging",
+    "format_flow_event",
     "log_flow_events",
     # routing and patterns
     "DictRoutingPolicy",

@@ -41,10 +41,19 @@ from ._errors import (
     TraceCancelled,
     TraceEnded,
 )
-from ._events import EventHook, FlowEvent, FlowEventType, Middleware
+from ._events import EventHook, FlowEvent, FlowEventType, Middleware, format_flow_event
 from ._flow import FlowStatistics, PenguiFlow, create
 from ._graph import OPEN_SEA, ROOKERY, Endpoint
-from ._logging import FlowEventLogger, JsonFormatter, configure_json_logging, log_flow_events
+from ._logging import (
+    ExtraFormatter,
+    FlowEventLogger,
+    JsonFormatter,
+    LatencyCallback,
+    StructuredFormatter,
+    configure_json_logging,
+    configure_logging,
+    log_flow_events,
+)
 from ._node import Node, NodePolicy, calls_playbooks
 from ._playbook import call_playbook
 from ._registry import ModelRegistry
@@ -131,13 +140,18 @@ __all__ = [
     "TraceEnded",
     # observability
     "EventHook",
+    "ExtraFormatter",
     "FlowEvent",
     "FlowEventType",
     "FlowEventLogger",
     "JsonFormatter",
+    "LatencyCallback",
     "Middleware",
     "OverflowPolicy",
+    "StructuredFormatter",
     "configure_json_logging",
+    "configure_logging",
+    "format_flow_event",
     "log_flow_events",
     # routing and patterns
     "DictRoutingPolicy",

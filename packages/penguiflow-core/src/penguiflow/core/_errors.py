@@ -203,6 +203,11 @@ class FlowError(PenguiFlowError):
     """The exception that caused it, if any (also ``__cause__``)."""
     metadata: dict[str, Any]
     """Extra context: ``attempt``, ``latency_ms``, ``timeout_s``, ``exception_repr`` …"""
+    exception_type: str | None
+    """The class name of the exception that caused it (``"ValueError"``), None without one.
+
+    Set from ``original_exc`` when the error is built; a :meth:`detached` copy keeps it.
+    """
 
     def __init__(
         self,
@@ -222,6 +227,7 @@ class FlowError(PenguiFlowError):
         self.message = message
         self.original_exc = original_exc
         self.metadata = dict(metadata or {})
+        self.exception_type = None if original_exc is None else type(original_exc).__name__
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -288,6 +294,7 @@ class FlowError(PenguiFlowError):
             message=self.message,
             metadata=metadata,
         )
+        copy.exception_type = self.exception_type
         notes: object = getattr(self, "__notes__", None)
         if isinstance(notes, list):
             copy.__notes__ = [_as_str(note) for note in cast(list[object], notes)]
@@ -299,6 +306,10 @@ class FlowError(PenguiFlowError):
         ``json.dumps(payload, allow_nan=False)`` always succeeds: mappings become dicts with
         string keys, lists and tuples become lists, non-finite floats become the strings
         ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, and any other object its (capped) repr.
+
+        Keys: ``code``, ``message``, ``trace_id``, ``node_name``, ``node_id`` (always present,
+        None when unknown); ``exception_type`` and ``original_exc`` (both the cause's class
+        name) when there is a cause; ``metadata`` when there is any.
         """
         payload: dict[str, Any] = {
             "code": self.code.value,
@@ -307,6 +318,8 @@ class FlowError(PenguiFlowError):
             "node_name": self.node_name,
             "node_id": self.node_id,
         }
+        if self.exception_type is not None:
+            payload["exception_type"] = self.exception_type
         if self.original_exc is not None:
             payload["original_exc"] = type(self.original_exc).__name__
         if self.metadata:

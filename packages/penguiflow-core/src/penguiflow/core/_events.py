@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, Self, cast, runtime_checkable
 
-__all__ = ["EventHook", "FlowEvent", "FlowEventType", "Middleware"]
+__all__ = ["EventHook", "FlowEvent", "FlowEventType", "Middleware", "format_flow_event"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_tuple_new = cast(
+    Callable[[type[Any], tuple[Any, ...]], Any],
+    tuple.__new__,  # pyright: ignore[reportUnknownMemberType]
+)
 
 
 class FlowEventType(StrEnum):
@@ -47,12 +51,10 @@ class FlowEventType(StrEnum):
     """A node emitted a ``StreamChunk``."""
 
 
-class FlowEvent(NamedTuple):
-    """One observation of the runtime. Built only when someone listens.
-
-    An immutable record with no per-instance dict (a ``NamedTuple``: several events are built per
-    message hop when someone listens, and a frozen dataclass costs eight times as much to build).
-    """
+class _EventRecord(NamedTuple):
+    # The fields of FlowEvent, in order. FlowEvent subclasses this to check what a caller builds
+    # (NamedTuple forbids defining __new__ in its own body); the runtime builds events straight
+    # from a tuple, skipping the check.
 
     event_type: FlowEventType
     """What happened."""
@@ -85,11 +87,95 @@ class FlowEvent(NamedTuple):
     extra: Mapping[str, Any] = _EMPTY
     """Event-specific details (read-only)."""
 
+
+class FlowEvent(_EventRecord):
+    """One observation of the runtime. Built only when someone listens.
+
+    An immutable record with no per-instance dict (a ``NamedTuple``: several events are built per
+    message hop when someone listens, and a frozen dataclass costs eight times as much to build).
+
+    Building one yourself (a test of a sink, a replay) takes the fields by position or by name;
+    ``event_type`` may be the string value (``"node_success"``) and becomes the
+    :class:`FlowEventType` member, and ``extra`` is copied into a read-only mapping. Events
+    pickle and copy (``extra`` travels as a plain dict and comes back read-only).
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        event_type: FlowEventType | str,
+        ts: float,
+        node_name: str | None,
+        node_id: str | None,
+        trace_id: str | None,
+        attempt: int = 0,
+        latency_ms: float | None = None,
+        queue_depth_in: int = 0,
+        queue_depth_out: int = 0,
+        outgoing_edges: int = 0,
+        queue_maxsize: int = 0,
+        trace_pending: int | None = None,
+        trace_inflight: int = 0,
+        trace_cancelled: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Self:
+        """Build an event, checking ``event_type`` and freezing ``extra``.
+
+        Raises:
+            ValueError: ``event_type`` is not one of the :class:`FlowEventType` values.
+        """
+        if not isinstance(event_type, FlowEventType):
+            try:
+                event_type = FlowEventType(event_type)
+            except ValueError:
+                known = ", ".join(t.value for t in FlowEventType)
+                raise ValueError(
+                    f"unknown FlowEvent event_type {event_type!r}; use a FlowEventType member "
+                    f"or one of: {known}"
+                ) from None
+        frozen = _EMPTY if not extra else MappingProxyType(dict(extra))
+        return _tuple_new(
+            cls,
+            (
+                event_type,
+                ts,
+                node_name,
+                node_id,
+                trace_id,
+                attempt,
+                latency_ms,
+                queue_depth_in,
+                queue_depth_out,
+                outgoing_edges,
+                queue_maxsize,
+                trace_pending,
+                trace_inflight,
+                trace_cancelled,
+                frozen,
+            ),
+        )
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Self:  # pyright: ignore[reportIncompatibleMethodOverride]
+        # Final for type checkers only: overridden so that ``_replace`` and ``_make`` go through
+        # the constructor's check (a replaced ``extra`` stays read-only).
+        return cls(*iterable)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A read-only mapping does not pickle: send extra as a dict, rebuilt read-only on load.
+        return (type(self), (*self[:-1], dict(self.extra)))
+
+    @property
+    def queue_depth(self) -> int:
+        """Messages waiting around the node: ``queue_depth_in + queue_depth_out``."""
+        return self.queue_depth_in + self.queue_depth_out
+
     def to_payload(self) -> dict[str, Any]:
         """Flat, JSON-friendly dict of the event (``extra`` keys merged in)."""
         payload: dict[str, Any] = {
             "ts": self.ts,
-            "event": self.event_type.value,
+            "event": str(self.event_type),
             "node_name": self.node_name,
             "node_id": self.node_id,
             "trace_id": self.trace_id,
@@ -108,7 +194,11 @@ class FlowEvent(NamedTuple):
         return payload
 
     def metric_samples(self) -> dict[str, float]:
-        """Numeric samples for metrics sinks (latency, queue depths, trace counters)."""
+        """Numeric samples for metrics sinks (latency, queue depths, trace counters).
+
+        ``latency_ms`` is the event's latency; a number (or numeric string) under
+        ``extra["latency_ms"]`` takes its place.
+        """
         samples: dict[str, float] = {
             "queue_depth_in": float(self.queue_depth_in),
             "queue_depth_out": float(self.queue_depth_out),
@@ -121,34 +211,74 @@ class FlowEvent(NamedTuple):
             samples["latency_ms"] = self.latency_ms
         if self.trace_pending is not None:
             samples["trace_pending"] = float(self.trace_pending)
+        override = self.extra.get("latency_ms")
+        if override is not None and not isinstance(override, bool):
+            try:
+                samples["latency_ms"] = float(override)
+            except (TypeError, ValueError):
+                pass  # not a number: the event's own latency stands
         return samples
 
     def tag_values(self) -> dict[str, str]:
-        """String tags for metrics sinks (event type, node, trace)."""
-        tags = {"event_type": self.event_type.value}
+        """String tags for metrics sinks.
+
+        ``event_type``, then ``node_name``, ``node_id`` and ``trace_id`` when known, then every
+        ``extra`` entry whose value is a ``str``, ``int``, ``float`` or ``bool`` (as its
+        ``str``). An ``extra`` key never replaces one of the first four tags.
+        """
+        tags = {"event_type": str(self.event_type)}
         if self.node_name is not None:
             tags["node_name"] = self.node_name
         if self.node_id is not None:
             tags["node_id"] = self.node_id
         if self.trace_id is not None:
             tags["trace_id"] = self.trace_id
+        for key, value in self.extra.items():
+            if isinstance(value, str | int | float) and key not in _CORE_TAGS:
+                tags[key] = str(value)
         return tags
 
     @property
     def error_payload(self) -> Mapping[str, Any] | None:
-        """The ``FlowError`` payload carried by ``node_failed`` events, else None."""
+        """The ``FlowError`` payload carried by ``node_failed`` events (read-only), else None."""
         value = self.extra.get("flow_error")
-        return value if isinstance(value, Mapping) else None  # pyright: ignore[reportUnknownVariableType]
+        if not isinstance(value, Mapping):
+            return None
+        return MappingProxyType(dict(cast(Mapping[str, Any], value)))
+
+
+_CORE_TAGS = frozenset({"event_type", "node_name", "node_id", "trace_id"})
+
+
+def format_flow_event(event: FlowEvent) -> dict[str, Any]:
+    """``event.to_payload()`` with its ``FlowError`` payload flattened, ready for a log record.
+
+    For an event that carries one (``node_failed``), ``flow_error`` holds the error payload as a
+    plain dict and each of its keys is copied to the top level as ``flow_error_<key>``
+    (``flow_error_code``, ``flow_error_message`` …), so log aggregators can index them.
+    """
+    payload = event.to_payload()
+    error = event.error_payload
+    if error is not None:
+        payload["flow_error"] = dict(error)
+        for key, value in error.items():
+            payload[f"flow_error_{key}"] = value
+    return payload
 
 
 @runtime_checkable
 class Middleware(Protocol):
-    """An async event listener. Runs off the hot path, from a bounded buffer."""
+    """An async event listener. Runs off the hot path, from a bounded buffer.
 
-    async def __call__(self, event: FlowEvent) -> None:
+    Usually an object or function with ``async def __call__(self, event) -> None``; anything
+    whose call returns an awaitable fits (``log_flow_events()`` returns one that is already
+    done, so it also serves as a sync :data:`EventHook`).
+    """
+
+    def __call__(self, event: FlowEvent, /) -> Awaitable[None]:
         """Handle one event; exceptions are logged and counted, never fatal."""
         ...
 
 
-EventHook = Callable[[FlowEvent], None]
-"""A sync listener called inline for every event; keep it cheap."""
+EventHook = Callable[[FlowEvent], object]
+"""A sync listener called inline for every event; keep it cheap. Its return value is ignored."""
