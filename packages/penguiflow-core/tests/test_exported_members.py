@@ -49,6 +49,7 @@ EXPECTED = {
     "DictRoutingPolicy",
     "RoutingPolicy",
     "RoutingRequest",
+    "evaluate_policy",
     "join_k",
     "map_concurrent",
     "predicate_router",

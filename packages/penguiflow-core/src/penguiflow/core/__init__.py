@@ -66,6 +66,7 @@ if _typing.TYPE_CHECKING:
         DictRoutingPolicy,
         RoutingPolicy,
         RoutingRequest,
+        evaluate_policy,
         predicate_router,
         union_router,
     )
@@ -88,6 +89,7 @@ _LAZY = {
             "DictRoutingPolicy",
             "RoutingPolicy",
             "RoutingRequest",
+            "evaluate_policy",
             "predicate_router",
             "union_router",
         ),
@@ -141,6 +143,7 @@ __all__ = [
     "DictRoutingPolicy",
     "RoutingPolicy",
     "RoutingRequest",
+    "evaluate_policy",
     "join_k",
     "map_concurrent",
     "predicate_router",
