@@ -31,7 +31,7 @@ __all__ = [
 RouteTarget = Node | str
 """A successor, as its ``Node`` or its name."""
 RoutingDecision = RouteTarget | Sequence[RouteTarget] | None
-"""A successor, several, or None / an empty sequence: drop the message."""
+"""A successor or several; None or an empty sequence drops the message."""
 
 
 @dataclass(frozen=True, slots=True)
