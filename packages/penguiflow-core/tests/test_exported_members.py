@@ -55,6 +55,7 @@ EXPECTED = {
     "DictRoutingPolicy",
     "RoutingPolicy",
     "RoutingRequest",
+    "evaluate_policy",
     "join_k",
     "map_concurrent",
     "predicate_router",

@@ -22,8 +22,8 @@ class AsyncCallable:
     def __init__(self, suffix: str) -> None:
         self.suffix = suffix
 
-    async def __call__(self, message: Message, ctx: Context) -> str:
-        return f"{message.payload}{self.suffix}"
+    async def __call__(self, message: Message, ctx: Context) -> Message:
+        return message.with_payload(f"{message.payload}{self.suffix}")
 
 
 # ------------------------------------------------------------------ Node construction
@@ -42,9 +42,10 @@ def test_sync_function_is_rejected_with_async_def_hint() -> None:
     def sync_node(message: Any, ctx: Context) -> Any:
         return message
 
-    with pytest.raises(TypeError, match=r"async def") as info:
+    with pytest.raises(TypeError, match=r"must be declared with async def") as info:
         Node(cast(Any, sync_node))
     assert "sync_node" in str(info.value)
+    assert "async def node(message, ctx)" in str(info.value)
 
 
 def test_lambda_is_rejected_as_not_a_coroutine_function() -> None:
@@ -62,13 +63,12 @@ def test_non_callable_is_rejected() -> None:
     [
         pytest.param(lambda: _one_arg, id="one-parameter"),
         pytest.param(lambda: _three_args, id="three-required-parameters"),
-        pytest.param(lambda: _keyword_only_ctx, id="keyword-only-ctx"),
         pytest.param(lambda: _no_args, id="no-parameters"),
     ],
 )
 def test_wrong_arity_is_rejected_with_signature_hint(func: Any) -> None:
     target = func()
-    with pytest.raises(ValueError, match=r"two positional parameters") as info:
+    with pytest.raises(ValueError, match=r"exactly two parameters \(message, ctx\)") as info:
         Node(target, name="bad")
     message = str(info.value)
     assert "'bad'" in message
@@ -85,6 +85,28 @@ async def _three_args(message: Any, ctx: Any, extra: Any) -> Any:
 
 async def _keyword_only_ctx(message: Any, *, ctx: Any) -> Any:
     return message
+
+
+async def _var_keyword_ctx(message: Any, **ctx: Any) -> Any:
+    return message
+
+
+@pytest.mark.parametrize(
+    ("func", "detail"),
+    [
+        pytest.param(_keyword_only_ctx, "'ctx' is keyword-only", id="keyword-only"),
+        pytest.param(_var_keyword_ctx, "`**ctx` only takes keywords", id="var-keyword"),
+    ],
+)
+def test_non_positional_ctx_is_rejected_saying_it_must_be_positional(
+    func: Any, detail: str
+) -> None:
+    with pytest.raises(ValueError, match="Context parameter must be positional") as info:
+        Node(func, name="bad")
+    message = str(info.value)
+    assert "'bad'" in message
+    assert detail in message
+    assert "async def node(message, ctx)" in message
 
 
 async def _no_args() -> None:
@@ -157,8 +179,8 @@ def test_to_rejects_non_node_successor_naming_the_node() -> None:
 # ------------------------------------------------------------------ functools.partial nodes
 
 
-async def _scaled(factor: int, message: Message, ctx: Context) -> int:
-    return message.payload * factor
+async def _scaled(factor: int, message: Message, ctx: Context) -> Message:
+    return message.with_payload(message.payload * factor)
 
 
 def _sync_scaled(factor: int, message: Message, ctx: Context) -> int:
@@ -189,9 +211,9 @@ def test_partial_of_a_sync_function_is_rejected() -> None:
 def test_partial_signature_is_checked_on_its_remaining_parameters() -> None:
     three_open = functools.partial(_scaled)
     only_ctx_open = functools.partial(_scaled, 3, Message(payload=1, headers=Headers(tenant="t")))
-    with pytest.raises(ValueError, match="two positional parameters"):
+    with pytest.raises(ValueError, match="exactly two parameters"):
         Node(cast(Any, three_open))
-    with pytest.raises(ValueError, match="two positional parameters"):
+    with pytest.raises(ValueError, match="exactly two parameters"):
         Node(cast(Any, only_ctx_open))
 
 

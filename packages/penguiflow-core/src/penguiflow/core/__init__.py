@@ -76,6 +76,7 @@ if _typing.TYPE_CHECKING:
         DictRoutingPolicy,
         RoutingPolicy,
         RoutingRequest,
+        evaluate_policy,
         predicate_router,
         union_router,
     )
@@ -98,6 +99,7 @@ _LAZY = {
             "DictRoutingPolicy",
             "RoutingPolicy",
             "RoutingRequest",
+            "evaluate_policy",
             "predicate_router",
             "union_router",
         ),
@@ -157,6 +159,7 @@ __all__ = [
     "DictRoutingPolicy",
     "RoutingPolicy",
     "RoutingRequest",
+    "evaluate_policy",
     "join_k",
     "map_concurrent",
     "predicate_router",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 if TYPE_CHECKING:
     from ._context import Context
+    from ._registry import ModelRegistry
 
 __all__ = ["Node", "NodeFunc", "NodePolicy", "RetryOn", "ValidateMode", "calls_playbooks"]
 
@@ -161,6 +162,29 @@ class Node:
         self.subflows: tuple[str, ...] = tuple(getattr(func, "__penguiflow_subflows__", ()))
         """Names of playbooks this node calls (for visualisation); see ``calls_playbooks``."""
 
+    async def invoke(
+        self, message: Any, ctx: Context, *, registry: ModelRegistry | None = None
+    ) -> Any:
+        """Run this node once on ``message``, outside any flow (for unit tests of one node).
+
+        With a ``registry`` the message and the result are validated with the node's registered
+        adapters, as ``policy.validate`` says (``KeyError`` if the node is not registered);
+        a failure raises pydantic's ``ValidationError`` itself. A result of None is returned
+        unvalidated. ``ctx`` is handed to the function as it is. Retries, timeouts and
+        envelopes are the runtime's job: here the function is awaited once and its result
+        returned as it is.
+        """
+        in_adapter = out_adapter = None
+        mode = self.policy.validate
+        if registry is not None and mode != "none":
+            in_adapter, out_adapter = registry.adapters(self.name)
+        if in_adapter is not None and mode in ("both", "in"):
+            message = in_adapter.validate_python(message)
+        result = await self.func(message, ctx)
+        if result is not None and out_adapter is not None and mode in ("both", "out"):
+            result = out_adapter.validate_python(result)
+        return result
+
     def to(self, *successors: Node) -> tuple[Node, tuple[Node, ...]]:
         """Return the adjacency ``self -> successors``; ``node.to()`` marks a terminal node."""
         for succ in successors:
@@ -205,23 +229,36 @@ def _check_signature(func: Any, name: str) -> None:
         target = func.__call__
     if not inspect.iscoroutinefunction(target):
         raise TypeError(
-            f"Node {name!r}: {func!r} is not a coroutine function. Write "
-            "`async def node(message, ctx): ...` (the runtime awaits it)."
+            f"Node {name!r}: {func!r} must be declared with async def (the runtime awaits it). "
+            "Write `async def node(message, ctx): ...`."
         )
     try:
         params = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):  # builtins without signatures: trust the caller
         return
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    required = [p for p in positional if p.default is p.empty]
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return
-    if len(positional) < 2 or len(required) > 2:
-        raise ValueError(
-            f"Node {name!r}: the function must take exactly two positional parameters "
-            f"(message, ctx); it takes ({', '.join(p.name for p in params)}). Write "
-            "`async def node(message, ctx): ...`."
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if len(positional) >= 2 and len(required) <= 2:
+        return
+    named = [p for p in params if p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD)]
+    if len(positional) == 1 and named:
+        extra = named[0]
+        how = (
+            f"`**{extra.name}` only takes keywords"
+            if extra.kind is extra.VAR_KEYWORD
+            else f"{extra.name!r} is keyword-only (it comes after `*`)"
         )
+        raise ValueError(
+            f"Node {name!r}: Context parameter must be positional, but {how}; the runtime passes "
+            "it by position. Write `async def node(message, ctx): ...`."
+        )
+    raise ValueError(
+        f"Node {name!r}: the function must accept exactly two parameters (message, ctx), both "
+        f"positional; it takes ({', '.join(p.name for p in params)}). Write "
+        "`async def node(message, ctx): ...`."
+    )
 
 
 def adjacency_nodes(adjacencies: Sequence[tuple[Node, Sequence[Node]]]) -> list[Node]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, PydanticSchemaGenerationError, TypeAdapter
 
 from ._node import Node
 from ._types import Message
@@ -42,34 +42,58 @@ class ModelRegistry:
         self._adapters: dict[Any, TypeAdapter[Any]] = {}
 
     def register(self, node_name: str, in_model: Any, out_model: Any) -> None:
-        """Register the models of ``node_name``; a second registration raises ``ValueError``."""
+        """Register the input and output models of ``node_name``.
+
+        A model is any type pydantic can validate: a ``BaseModel`` subclass, a dataclass, or a
+        type such as ``str``, ``list[int]``, ``Message`` or a union. Anything else (an instance,
+        a string, a class pydantic has no schema for) raises ``TypeError``; a second
+        registration of one name raises ``ValueError``.
+        """
         if node_name in self._entries:
             raise ValueError(f"node {node_name!r} is already registered; register each node once")
+        in_adapter = self._adapter(node_name, "in_model", in_model)
+        out_adapter = self._adapter(node_name, "out_model", out_model)
         self._entries[node_name] = NodeModels(
             in_model=in_model,
             out_model=out_model,
-            in_adapter=self._adapter(in_model),
-            out_adapter=self._adapter(out_model),
+            in_adapter=in_adapter,
+            out_adapter=out_adapter,
             out_is_message=_is_message_type(out_model),
         )
 
-    def _adapter(self, model: Any) -> TypeAdapter[Any]:
+    def _adapter(self, node_name: str, role: str, model: Any) -> TypeAdapter[Any]:
         key = model if _hashable(model) else id(model)
         adapter = self._adapters.get(key)
         if adapter is None:
-            adapter = self._adapters[key] = TypeAdapter(model)
+            _check_model(node_name, role, model)
+            try:
+                adapter = TypeAdapter(model)
+            except PydanticSchemaGenerationError as exc:
+                raise TypeError(
+                    f"registry.register({node_name!r}, ...): {role} {model!r} is not a type "
+                    f"pydantic can validate ({exc.message.splitlines()[0]}). {_MODEL_HINT}"
+                ) from exc
+            self._adapters[key] = adapter
         return adapter
 
     def adapters(self, node_name: str) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
         """Return ``(in_adapter, out_adapter)`` for ``node_name`` (``KeyError`` if missing)."""
+        entry = self._require(node_name)
+        return entry.in_adapter, entry.out_adapter
+
+    def models(self, node_name: str) -> tuple[Any, Any]:
+        """Return ``(in_model, out_model)`` for ``node_name`` (``KeyError`` if missing)."""
+        entry = self._require(node_name)
+        return entry.in_model, entry.out_model
+
+    def _require(self, node_name: str) -> NodeModels:
         try:
-            entry = self._entries[node_name]
+            return self._entries[node_name]
         except KeyError:
             raise KeyError(
                 f"node {node_name!r} is not registered; call "
                 f"registry.register({node_name!r}, InModel, OutModel)"
             ) from None
-        return entry.in_adapter, entry.out_adapter
 
     def entry(self, node_name: str) -> NodeModels | None:
         """The registered models of ``node_name``, or None."""
@@ -105,10 +129,9 @@ class ModelRegistry:
                 continue
             try:
                 in_model, out_model = _annotated_models(node)
+                registry.register(node.name, in_model, out_model)
             except Exception as exc:  # noqa: BLE001 - reported together below
                 problems.append(f"{node.name!r} ({exc})")
-                continue
-            registry.register(node.name, in_model, out_model)
         if problems:
             raise ValueError(
                 "cannot build a registry from annotations for node(s) "
@@ -133,6 +156,23 @@ def _annotated_models(node: Node) -> tuple[Any, Any]:
     if "return" not in hints:
         raise TypeError("it has no return annotation")
     return hints[params[0].name], hints["return"]
+
+
+_MODEL_HINT = "Pass a class such as a pydantic BaseModel subclass, a dataclass, str or list[int]."
+
+
+def _check_model(node_name: str, role: str, model: Any) -> None:
+    """Reject values that are clearly not types before pydantic gives a vaguer error."""
+    where = f"registry.register({node_name!r}, ...): {role}"
+    if isinstance(model, str):
+        raise TypeError(
+            f"{where} is the string {model!r}, not a type; pass the class itself. {_MODEL_HINT}"
+        )
+    if isinstance(model, BaseModel):
+        raise TypeError(
+            f"{where} is an instance of {type(model).__name__}, not a type; pass the class "
+            f"{type(model).__name__} itself."
+        )
 
 
 def _is_message_type(model: Any) -> bool:

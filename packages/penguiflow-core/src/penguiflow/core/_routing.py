@@ -5,16 +5,15 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
-from ._context import Context, Target
+from ._context import Context
 from ._node import Node, NodePolicy
 from ._trace import current_trace_id
 from ._types import Message
@@ -24,12 +23,15 @@ __all__ = [
     "RoutingDecision",
     "RoutingPolicy",
     "RoutingRequest",
+    "evaluate_policy",
     "predicate_router",
     "union_router",
 ]
 
-RoutingDecision = Target | Sequence[Target] | None
-"""A successor, several, or None (for a predicate: drop; for a policy: keep the proposal)."""
+RouteTarget = Node | str
+"""A successor, as its ``Node`` or its name."""
+RoutingDecision = RouteTarget | Sequence[RouteTarget] | None
+"""A successor or several; None or an empty sequence drops the message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +39,13 @@ class RoutingRequest:
     """What a routing policy sees when it decides."""
 
     message: Any
-    """The message being routed."""
+    """The message being routed (for a union router, carrying the validated variant)."""
     context: Context
     """The router node's context."""
     node: Node
     """The router node."""
     proposed: tuple[Node, ...]
-    """The successors the router's own logic chose."""
+    """The successors the router's own logic chose (never empty: a drop is decided first)."""
     trace_id: str | None
     """The message's trace."""
 
@@ -63,124 +65,220 @@ class RoutingPolicy(Protocol):
     """Overrides a router's choice. ``select`` may be sync or async; plain callables work too."""
 
     def select(self, request: RoutingRequest) -> RoutingDecision | Awaitable[RoutingDecision]:
-        """Return successor(s) to use instead of ``request.proposed``, or None to keep them."""
+        """Return the successor(s) to use; None or an empty sequence drops the message.
+
+        Return ``request.proposed`` to keep the router's own choice.
+        """
         ...
 
 
 PolicyLike = RoutingPolicy | Callable[[RoutingRequest], Any]
 
 
+async def evaluate_policy(policy: PolicyLike, request: RoutingRequest) -> RoutingDecision:
+    """Ask ``policy`` for its decision on ``request``, awaiting it when it is async.
+
+    ``policy`` is a :class:`RoutingPolicy` (its ``select`` is called) or a plain callable taking the
+    request. Useful for writing your own router node.
+    """
+    policy_any: Any = policy
+    select = getattr(policy_any, "select", policy_any)
+    decision = select(request)
+    if inspect.isawaitable(decision):
+        decision = await decision
+    return typing.cast(RoutingDecision, decision)
+
+
+MappingValue = RoutingDecision
+"""What a key of a :class:`DictRoutingPolicy` maps to."""
+
+
 class DictRoutingPolicy:
     """Route by looking a key up in a mapping of key → successor name(s).
 
-    The key defaults to the message's tenant (``message.headers.tenant``); pass ``key_getter`` to
-    key on something else. A missing key uses ``default``; when that is None too, the router keeps
-    its own proposal.
+    The key is the request's trace id unless ``key_getter`` picks something else (for example
+    ``key_getter=lambda r: r.message.headers.tenant`` routes by tenant). A key that is None or
+    missing from the mapping uses ``default``. A decision of None drops the message.
     """
 
     def __init__(
         self,
-        mapping: Mapping[str, str | Sequence[str] | None],
+        mapping: Mapping[str, MappingValue],
         *,
-        default: str | Sequence[str] | None = None,
+        default: MappingValue = None,
         key_getter: Callable[[RoutingRequest], str | None] | None = None,
     ) -> None:
-        self._mapping: dict[str, str | Sequence[str] | None] = dict(mapping)
-        self._default = default
-        self._key_getter = key_getter or _tenant_of
+        self._mapping: dict[str, MappingValue] = _checked_mapping(mapping, "the mapping")
+        self._default: MappingValue = _checked_value(default, "default")
+        self._key_getter = key_getter or _trace_id_of
 
     def select(self, request: RoutingRequest) -> RoutingDecision:
         """Look up the request's key."""
         key = self._key_getter(request)
-        if key is not None and key in self._mapping:
-            return self._mapping[key]
-        return self._default
+        if key is None:
+            return self._default
+        return self._mapping.get(key, self._default)
 
-    def update_mapping(self, mapping: Mapping[str, str | Sequence[str] | None]) -> None:
-        """Merge ``mapping`` into the current one (takes effect for the next message)."""
-        self._mapping.update(mapping)
+    def update_mapping(self, mapping: Mapping[str, MappingValue]) -> None:
+        """Replace the whole mapping (takes effect for the next message); the default stays."""
+        self._mapping = _checked_mapping(mapping, "the mapping")
 
-    def set_default(self, default: str | Sequence[str] | None) -> None:
-        """Change the fallback target."""
-        self._default = default
+    def set_default(self, default: MappingValue) -> None:
+        """Change the fallback decision (None: drop messages whose key is not mapped)."""
+        self._default = _checked_value(default, "default")
 
     @property
-    def mapping(self) -> Mapping[str, str | Sequence[str] | None]:
-        """The current mapping (read-only view)."""
+    def mapping(self) -> Mapping[str, MappingValue]:
+        """A copy of the current mapping."""
         return dict(self._mapping)
 
     def targets(self) -> set[str]:
         """Every successor name the policy can return (checked against the graph at run())."""
         names: set[str] = set()
         for value in [*self._mapping.values(), self._default]:
-            if isinstance(value, str):
-                names.add(value)
-            elif value is not None:
-                names.update(value)
+            names.update(_names(value))
         return names
 
     @classmethod
     def from_json(
-        cls, text: str, *, key_getter: Callable[[RoutingRequest], str | None] | None = None
+        cls,
+        text: str,
+        *,
+        default: MappingValue = None,
+        key_getter: Callable[[RoutingRequest], str | None] | None = None,
     ) -> DictRoutingPolicy:
-        """Build from JSON: ``{"mapping": {...}, "default": ...}`` or a bare ``{key: target}``."""
+        """Build from JSON: a ``{key: target}`` object, or ``{"mapping": {...}, "default": ...}``.
+
+        A ``default`` argument wins over one in the JSON. Raises ``TypeError`` when the JSON is not
+        an object (or maps a key to something that is not a name, a list of names or null) and
+        ``ValueError`` (``json.JSONDecodeError``) when it is not JSON.
+        """
         data = json.loads(text)
         if not isinstance(data, dict):
-            raise ValueError("routing policy JSON must be an object")
-        data = typing.cast(dict[str, Any], data)
-        if "mapping" in data:
-            mapping = data["mapping"]
-            if not isinstance(mapping, dict):
-                raise ValueError('routing policy JSON: "mapping" must be an object')
-            return cls(
-                typing.cast(dict[str, Any], mapping),
-                default=data.get("default"),
-                key_getter=key_getter,
+            raise TypeError(
+                "routing policy JSON must decode to a mapping (an object of key -> successor "
+                f"name, list of names or null), got {type(data).__name__}: {text[:80]!r}. "
+                'Write e.g. {"acme": "premium", "beta": ["a", "b"]}'
             )
-        return cls(data, key_getter=key_getter)
+        data = typing.cast(dict[str, Any], data)
+        if _is_wrapped(data):
+            mapping = typing.cast(dict[str, Any], data["mapping"])
+            if default is None:
+                default = data.get("default")
+            return cls(mapping, default=default, key_getter=key_getter)
+        return cls(data, default=default, key_getter=key_getter)
 
     @classmethod
     def from_json_file(
         cls,
         path: str | os.PathLike[str],
         *,
+        default: MappingValue = None,
         key_getter: Callable[[RoutingRequest], str | None] | None = None,
     ) -> DictRoutingPolicy:
-        """Build from a JSON file (same shapes as :meth:`from_json`)."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"), key_getter=key_getter)
+        """Build from a UTF-8 JSON file (same shapes and errors as :meth:`from_json`)."""
+        text = Path(path).read_text(encoding="utf-8")
+        return cls.from_json(text, default=default, key_getter=key_getter)
 
     @classmethod
     def from_env(
         cls,
         variable: str,
         *,
+        loader: Callable[[str], Mapping[str, MappingValue]] | None = None,
+        default: MappingValue = None,
         key_getter: Callable[[RoutingRequest], str | None] | None = None,
     ) -> DictRoutingPolicy:
-        """Build from the JSON held in environment variable ``variable``."""
-        try:
-            text = os.environ[variable]
-        except KeyError:
-            raise KeyError(f"environment variable {variable!r} is not set") from None
-        return cls.from_json(text, key_getter=key_getter)
+        """Build from environment variable ``variable``.
+
+        Its text is parsed by ``loader`` (which must return a mapping) or, by default, as JSON
+        with :meth:`from_json`. Raises ``KeyError`` when the variable is not set and ``TypeError``
+        when the parsed value is not a mapping.
+        """
+        text = os.environ.get(variable)
+        if text is None:
+            raise KeyError(
+                f"Environment variable {variable!r} not set; set it to the routing table as JSON, "
+                "an object of key -> successor name(s)"
+            )
+        if loader is None:
+            return cls.from_json(text, default=default, key_getter=key_getter)
+        data: Any = loader(text)
+        if not isinstance(data, Mapping):
+            raise TypeError(
+                f"the loader given to DictRoutingPolicy.from_env({variable!r}) must return a "
+                f"mapping of key -> successor name(s), got {type(data).__name__}"
+            )
+        return cls(
+            typing.cast(Mapping[str, MappingValue], data), default=default, key_getter=key_getter
+        )
 
     def __repr__(self) -> str:
         return f"DictRoutingPolicy({self._mapping!r}, default={self._default!r})"
 
 
-def _tenant_of(request: RoutingRequest) -> str | None:
-    message = request.message
-    return message.headers.tenant if isinstance(message, Message) else None
+def _trace_id_of(request: RoutingRequest) -> str | None:
+    return request.trace_id
+
+
+def _is_wrapped(data: dict[str, Any]) -> bool:
+    """``{"mapping": {...}, "default": ...}`` rather than a table with a key named "mapping"."""
+    return (
+        "mapping" in data
+        and isinstance(data["mapping"], dict)
+        and set(data) <= {"mapping", "default"}
+    )
+
+
+def _checked_mapping(mapping: Mapping[str, Any], where: str) -> dict[str, MappingValue]:
+    if not isinstance(mapping, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(
+            f"DictRoutingPolicy needs a mapping of key -> successor name(s), got "
+            f"{type(mapping).__name__}"
+        )
+    return {key: _checked_value(value, f"{where}[{key!r}]") for key, value in mapping.items()}
+
+
+def _checked_value(value: Any, where: str) -> MappingValue:
+    try:
+        _names(value)
+    except TypeError:
+        raise TypeError(
+            f"DictRoutingPolicy: {where} must be a successor name, a Node, a list of them or "
+            f"None, got {type(value).__name__}: {value!r}"
+        ) from None
+    return typing.cast(MappingValue, value)
+
+
+def _names(decision: Any) -> list[str]:
+    """Successor names of a decision; TypeError for anything that is not a Node or a name."""
+    if decision is None:
+        return []
+    if isinstance(decision, Node | str):
+        items: list[Any] = [decision]
+    elif isinstance(decision, Sequence | set | frozenset):
+        items = list(typing.cast(typing.Iterable[Any], decision))
+    else:
+        raise TypeError(
+            "a routing decision must be a successor name, a Node, a sequence of them or None, "
+            f"got {type(decision).__name__}: {decision!r}"
+        )
+    names: list[str] = []
+    for item in items:
+        if isinstance(item, Node):
+            names.append(item.name)
+        elif isinstance(item, str):
+            names.append(item)
+        else:
+            raise TypeError(
+                "routing targets must be Node objects or successor names (str), got "
+                f"{type(item).__name__}: {item!r}"
+            )
+    return names
 
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
-
-
-def _names(decision: Any) -> list[str]:
-    if decision is None:
-        return []
-    items = [decision] if isinstance(decision, Node | str) else list(decision)
-    return [item.name if isinstance(item, Node) else str(item) for item in items]
 
 
 class _Router:
@@ -190,38 +288,36 @@ class _Router:
         self,
         choose: Callable[[Any], Awaitable[tuple[Any, Any]]],
         policy: PolicyLike | None,
-        static_targets: set[str],
     ) -> None:
         self._choose = choose
         self._policy = policy
-        self._static = static_targets
 
     def static_targets(self) -> set[str]:
         """Successor names this router may pick that are known before running."""
-        names = set(self._static)
         targets = getattr(self._policy, "targets", None)
         if callable(targets):
-            names.update(typing.cast(set[str], targets()))
-        return names
+            return set(typing.cast(set[str], targets()))
+        return set()
 
     async def __call__(self, message: Any, ctx: Context) -> None:
         out, decision = await self._choose(message)
-        names = _names(decision)
+        # Resolving checks every name, so an unknown one fails naming the valid successors.
+        proposed = tuple(ctx.successor(name) for name in _names(decision))
+        if not proposed:
+            return  # the router's own logic dropped it; a policy is not consulted
         if self._policy is not None:
             request = RoutingRequest(
-                message=message,
+                message=out,
                 context=ctx,
                 node=ctx.owner,
-                proposed=tuple(ctx.successor(name) for name in names),
+                proposed=proposed,
                 trace_id=message.trace_id if isinstance(message, Message) else current_trace_id(),
             )
-            policy: Any = self._policy
-            select = getattr(policy, "select", policy)
-            chosen = await _maybe_await(select(request))
-            if chosen is not None:
-                names = _names(chosen)
-        if names:
-            await ctx.emit(out, to=names)
+            chosen = await evaluate_policy(self._policy, request)
+            proposed = tuple(ctx.successor(name) for name in _names(chosen))
+            if not proposed:
+                return
+        await ctx.emit(out, to=list(proposed))
 
 
 def predicate_router(
@@ -233,15 +329,17 @@ def predicate_router(
 ) -> Node:
     """A node that sends each message to the successor(s) ``predicate(message)`` returns.
 
-    The predicate (sync or async) returns a node, a successor name, a sequence of them, or None to
-    drop the message. ``policy`` may override the choice per message. A name that is not a successor
-    fails with ``KeyError`` naming the valid successors.
+    The predicate (sync or async) returns a node, a successor name, a sequence of them, or None
+    (or an empty sequence) to drop the message. ``policy`` may then override the choice per
+    message; the policy is not consulted for a message the predicate dropped, and a policy
+    decision of None (or empty) drops it too. A name that is not a successor fails with
+    ``KeyError`` naming the valid successors.
     """
 
     async def choose(message: Any) -> tuple[Any, Any]:
         return message, await _maybe_await(predicate(message))
 
-    router = _Router(choose, policy, set())
+    router = _Router(choose, policy)
     return Node(router, name=name, policy=node_policy or NodePolicy(validate="none"))
 
 
@@ -255,7 +353,9 @@ def union_router(
     """A node that validates the payload against ``union_model`` and routes by variant.
 
     The successor is the variant's ``kind`` field when it has one, else its class name; the
-    message carries the validated variant onwards.
+    message carries the validated variant onwards. The router need not be connected to every
+    variant: a variant without a successor of its name fails at run time with ``KeyError`` naming
+    the valid successors. ``policy`` may override the choice (None or empty drops the message).
     """
     adapter: TypeAdapter[Any] = TypeAdapter(union_model)
 
@@ -267,27 +367,5 @@ def union_router(
         out = message.with_payload(variant) if isinstance(message, Message) else variant
         return out, target
 
-    router = _Router(choose, policy, _variant_names(union_model))
+    router = _Router(choose, policy)
     return Node(router, name=name, policy=node_policy or NodePolicy(validate="none"))
-
-
-def _variant_names(union_model: Any) -> set[str]:
-    """Successor names a union router can pick, known from the model alone."""
-    names: set[str] = set()
-    for member in _union_members(union_model):
-        if not (isinstance(member, type) and issubclass(member, BaseModel)):
-            continue
-        field = member.model_fields.get("kind")
-        if field is None:
-            names.add(member.__name__)
-        elif isinstance(field.default, str):
-            names.add(field.default)
-    return names
-
-
-def _union_members(model: Any) -> list[Any]:
-    if typing.get_origin(model) is typing.Annotated:
-        model = typing.get_args(model)[0]
-    if typing.get_origin(model) in (typing.Union, types.UnionType):
-        return [m for arg in typing.get_args(model) for m in _union_members(arg)]
-    return [model]
