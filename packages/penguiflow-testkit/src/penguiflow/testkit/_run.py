@@ -19,6 +19,7 @@ from penguiflow.core import (
 
 from ._errors import FlowTestTimeout, NoResult
 from ._recorder import EventRecorder
+from ._traces import TRACES
 
 __all__ = ["emit_and_fetch", "run_one"]
 
@@ -36,7 +37,8 @@ async def run_one(
     The flow is started (with ``registry``) and stopped around the call; a flow runs once, so to
     send several messages use ``async with FlowTestKit(flow) as kit``. When ``flow`` is already
     running it is only used, not started or stopped. An ``EventRecorder`` is attached to the flow
-    unless one already is, so ``assert_node_sequence(flow, ...)`` works afterwards.
+    unless one already is, so ``assert_node_sequence(message.trace_id, [...])`` (or
+    ``assert_node_sequence(flow, ...)``) works afterwards.
 
     Outcomes:
         * a result: returned as delivered to Rookery (usually a ``Message``; read ``.payload``);
@@ -81,6 +83,7 @@ async def emit_and_fetch(
     __tracebackhide__ = True  # pytest: show the test's frame, not the testkit's
     if not (timeout_s > 0 and math.isfinite(timeout_s)):
         raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+    TRACES.pin(recorder)  # an inline `run_one(create(...), msg)` can still be asserted on
     if isinstance(message, Message):
         key = message.trace_id
         emit_trace_id = None
