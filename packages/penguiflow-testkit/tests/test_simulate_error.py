@@ -1,5 +1,6 @@
 """simulate_error: retry tests in a few lines, with attempt and failure counts to assert on."""
 
+import inspect
 from typing import cast
 
 import pytest
@@ -38,7 +39,9 @@ async def test_too_few_retries_fail_with_the_simulated_code_in_the_flow_error() 
         await run_one(flow, make())
     assert info.value.code is FlowErrorCode.NODE_EXCEPTION
     assert info.value.node_name == "fetch_quote"
-    assert "E_UPSTREAM: simulated failure 2 of 3 at node 'fetch_quote'" in str(info.value)
+    assert "[E_UPSTREAM] simulated failure in fetch_quote (attempt 2; failure 2 of 3)" in str(
+        info.value
+    )
     assert (sim.attempts, sim.failures) == (2, 2)
 
 
@@ -93,10 +96,42 @@ def test_the_simulator_names_its_node_by_default() -> None:
 def test_bad_arguments_fail_at_construction_with_a_reason() -> None:
     with pytest.raises(ValueError, match="fail_times must be >= 0"):
         simulate_error("n", "E", fail_times=-1)
-    with pytest.raises(ValueError, match="result or result_factory, not both"):
+    with pytest.raises(ValueError, match="only one of result and result_factory"):
         simulate_error("n", "E", result=1, result_factory=lambda m: m)
     with pytest.raises(TypeError, match="Exception subclass"):
         simulate_error("n", "E", exception_type=KeyboardInterrupt)  # pyright: ignore[reportArgumentType]
+
+
+async def test_the_counts_read_as_simulation_attempts_and_failures_as_in_3x() -> None:
+    sim = simulate_error("retry", FlowErrorCode.NODE_EXCEPTION, fail_times=2)
+    flow = create(Node(sim, policy=NodePolicy(max_retries=2, backoff_base=0.0)).to())
+    await run_one(flow, make())
+    assert (sim.simulation.attempts, sim.simulation.failures) == (3, 2)
+    assert sim.simulation is sim
+    with pytest.raises(AttributeError):
+        sim.attempts = 0  # pyright: ignore[reportAttributeAccessIssue]
+
+
+async def test_a_flow_error_code_is_carried_as_its_value() -> None:
+    sim = simulate_error("n", FlowErrorCode.NODE_EXCEPTION)
+    with pytest.raises(
+        RuntimeError, match=r"^\[NODE_EXCEPTION\] simulated failure in n \(attempt 1"
+    ):
+        await sim(make(), None)
+    assert sim.code == "NODE_EXCEPTION"
+
+
+async def test_an_async_result_factory_is_awaited() -> None:
+    async def build(msg: Message) -> Message:
+        return msg.with_payload(f"{msg.payload}!")
+
+    sim = simulate_error("n", "E", fail_times=1, result_factory=build)
+    flow = create(Node(sim, policy=NodePolicy(max_retries=1, backoff_base=0.0)).to())
+    assert (await run_one(flow, make("hi"))).payload == "hi!"
+
+
+def test_the_simulator_is_a_coroutine_function_to_inspect() -> None:
+    assert inspect.iscoroutinefunction(simulate_error("n", "E"))
 
 
 def _no_context() -> Context:
