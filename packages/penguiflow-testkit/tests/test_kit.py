@@ -15,13 +15,13 @@ def make(payload: object, tenant: str = "t") -> Message:
 def build_flow(prefix: str) -> tuple[Node, Node]:
     """Two nodes named after ``prefix``; the second yields to the loop so traces interleave."""
 
-    async def tag(msg: Message, ctx: Context) -> str:
+    async def tag(msg: Message, ctx: Context) -> Message:
         await anyio.lowlevel.checkpoint()
-        return f"{prefix}:{msg.payload}"
+        return msg.with_payload(f"{prefix}:{msg.payload}")
 
-    async def finish(msg: Message, ctx: Context) -> str:
+    async def finish(msg: Message, ctx: Context) -> Message:
         await anyio.lowlevel.checkpoint()
-        return f"{msg.payload}!"
+        return msg.with_payload(f"{msg.payload}!")
 
     return Node(tag, name=f"{prefix}_tag"), Node(finish, name=f"{prefix}_finish")
 

@@ -10,8 +10,8 @@ from penguiflow.testkit import EventRecorder, FlowKitFactory, FlowTestKit
 pytest_plugins = ["pytester"]
 
 
-async def shout(msg: Message, ctx: Context) -> str:
-    return str(msg.payload).upper()
+async def shout(msg: Message, ctx: Context) -> Message:
+    return msg.with_payload(str(msg.payload).upper())
 
 
 async def test_flow_kit_fixture_builds_a_kit_for_the_flow(flow_kit: FlowKitFactory) -> None:

@@ -22,8 +22,8 @@ def make(payload: object = "hi") -> Message:
     return Message(payload=payload, headers=Headers(tenant="t"))
 
 
-async def double(msg: Message, ctx: Context) -> int:
-    return int(msg.payload) * 2
+async def double(msg: Message, ctx: Context) -> Message:
+    return msg.with_payload(int(msg.payload) * 2)
 
 
 async def explode(msg: Message, ctx: Context) -> str:

@@ -7,20 +7,20 @@ from penguiflow.core import Context, Headers, Message, Node, create, predicate_r
 from penguiflow.testkit import FlowTestKit, assert_node_sequence, run_one
 
 
-async def parse(msg: Message, ctx: Context) -> str:
-    return str(msg.payload).strip()
+async def parse(msg: Message, ctx: Context) -> Message:
+    return msg.with_payload(str(msg.payload).strip())
 
 
-async def shout(msg: Message, ctx: Context) -> str:
-    return str(msg.payload).upper()
+async def shout(msg: Message, ctx: Context) -> Message:
+    return msg.with_payload(str(msg.payload).upper())
 
 
-async def answer(msg: Message, ctx: Context) -> str:
-    return "because"
+async def answer(msg: Message, ctx: Context) -> Message:
+    return msg.with_payload("because")
 
 
-async def echo(msg: Message, ctx: Context) -> str:
-    return str(msg.payload)
+async def echo(msg: Message, ctx: Context) -> Message:
+    return msg
 
 
 def ask(text: str) -> Message:
