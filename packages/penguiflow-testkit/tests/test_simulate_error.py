@@ -38,9 +38,7 @@ async def test_too_few_retries_fail_with_the_simulated_code_in_the_flow_error() 
         await run_one(flow, make())
     assert info.value.code is FlowErrorCode.NODE_EXCEPTION
     assert info.value.node_name == "fetch_quote"
-    assert "[E_UPSTREAM] simulated failure in fetch_quote (attempt 2; failure 2 of 3)" in str(
-        info.value
-    )
+    assert "E_UPSTREAM: simulated failure 2 of 3 at node 'fetch_quote'" in str(info.value)
     assert (sim.attempts, sim.failures) == (2, 2)
 
 
@@ -114,7 +112,7 @@ async def test_the_counts_read_as_simulation_attempts_and_failures_as_in_3x() ->
 async def test_a_flow_error_code_is_carried_as_its_value() -> None:
     sim = simulate_error("n", FlowErrorCode.NODE_EXCEPTION)
     with pytest.raises(
-        RuntimeError, match=r"^\[NODE_EXCEPTION\] simulated failure in n \(attempt 1"
+        RuntimeError, match=r"^NODE_EXCEPTION: simulated failure 1 of 1 at node 'n'$"
     ):
         await sim(make(), None)
     assert sim.code == "NODE_EXCEPTION"

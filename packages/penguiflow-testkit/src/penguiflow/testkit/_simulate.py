@@ -75,8 +75,8 @@ class ErrorSimulator:
         if self._failures < self.fail_times:
             self._failures += 1
             raise self.exception_type(
-                f"[{self.code}] simulated failure in {self.node_name} (attempt {self._attempts}; "
-                f"failure {self._failures} of {self.fail_times})"
+                f"{self.code}: simulated failure {self._failures} of {self.fail_times} "
+                f"at node {self.node_name!r}"
             )
         if self._result_factory is not None:
             result = self._result_factory(message)
@@ -108,12 +108,12 @@ def simulate_error(
 ) -> ErrorSimulator:
     """Build a node function that fails ``fail_times`` times, then succeeds; for retry tests.
 
-    Each failing call raises ``exception_type(message)``, where the message starts with
-    ``[code]`` and names ``node_name`` and the attempt. After that the function returns
-    ``result_factory(message)`` (awaited when it returns an awaitable), else
-    ``result``, else its input message unchanged (to return None, which drops the message, pass
-    ``result_factory=lambda msg: None``). ``Node(sim, policy=NodePolicy(max_retries=n,
-    backoff_base=0.0))`` then shows whether ``n`` retries are enough.
+    Each failing call raises ``exception_type(message)``, where the message starts with ``code``
+    and names ``node_name``. After that the function returns ``result_factory(message)``
+    (awaited when it returns an awaitable), else ``result``, else its input message unchanged (to
+    return None, which drops the message, pass ``result_factory=lambda msg: None``).
+    ``Node(sim, policy=NodePolicy(max_retries=n, backoff_base=0.0))`` then shows whether ``n``
+    retries are enough.
 
     Args:
         node_name: Name of the node (also the function's ``__name__``).
