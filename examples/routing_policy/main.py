@@ -15,12 +15,18 @@ from penguiflow.core import (
     Message,
     Node,
     PenguiFlow,
+    RoutingRequest,
     create,
     predicate_router,
 )
 
 HERE = Path(__file__).parent
 TENANTS = ["tenant-a", "tenant-b", "tenant-c"]
+
+
+def by_tenant(request: RoutingRequest) -> str:
+    """Key the routing table on the tenant (the default key is the trace id)."""
+    return request.message.headers.tenant
 
 
 def lane(name: str) -> Node:
@@ -52,17 +58,21 @@ async def route_all(policy: DictRoutingPolicy) -> dict[str, str]:
 
 async def main() -> None:
     # {"mapping": {...}, "default": ...}: unknown tenants fall back to the default.
-    normal = DictRoutingPolicy.from_json_file(HERE / "policy.json")
-    # A bare {tenant: lane} object: no default, so unknown tenants keep the router's proposal.
-    maintenance = DictRoutingPolicy.from_json_file(HERE / "policy_maintenance.json")
+    normal = DictRoutingPolicy.from_json_file(HERE / "policy.json", key_getter=by_tenant)
+    # A bare {tenant: lane} object: the default is given here (without one, a tenant that is
+    # not in the table would be dropped).
+    maintenance = DictRoutingPolicy.from_json_file(
+        HERE / "policy_maintenance.json", default="standard", key_getter=by_tenant
+    )
 
     for label, policy in [("policy.json", normal), ("policy_maintenance.json", maintenance)]:
         runs = [await route_all(policy) for _ in range(3)]
         assert all(run == runs[0] for run in runs), "routing must be deterministic"
         print(f"{label}: " + ", ".join(f"{t} -> {lane}" for t, lane in runs[0].items()))
 
-    # Policies are live objects: a change takes effect for the next message.
-    maintenance.update_mapping({"tenant-a": "premium"})
+    # Policies are live objects: a change takes effect for the next message. update_mapping
+    # replaces the whole table.
+    maintenance.update_mapping({"tenant-a": "premium", "tenant-b": "batch"})
     maintenance.set_default("batch")
     print("maintenance, updated:", await route_all(maintenance))
     print("routing_policy done")

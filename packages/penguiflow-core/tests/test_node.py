@@ -22,8 +22,8 @@ class AsyncCallable:
     def __init__(self, suffix: str) -> None:
         self.suffix = suffix
 
-    async def __call__(self, message: Message, ctx: Context) -> Message:
-        return message.with_payload(f"{message.payload}{self.suffix}")
+    async def __call__(self, message: Message, ctx: Context) -> str:
+        return f"{message.payload}{self.suffix}"
 
 
 # ------------------------------------------------------------------ Node construction
@@ -180,7 +180,7 @@ def test_to_rejects_non_node_successor_naming_the_node() -> None:
 
 
 async def _scaled(factor: int, message: Message, ctx: Context) -> Message:
-    return message.with_payload(message.payload * factor)
+    return message.payload * factor
 
 
 def _sync_scaled(factor: int, message: Message, ctx: Context) -> int:

@@ -51,8 +51,19 @@ async def test_a_node_that_keeps_the_envelope_passes_and_its_result_is_returned(
     assert result.meta["cost"] == 3
 
 
-async def test_returning_a_bare_payload_counts_as_preserved() -> None:
-    assert await assert_preserves_message_envelope(returns_bare_payload) == "bare"
+async def test_returning_a_bare_payload_fails_saying_to_return_a_message() -> None:
+    with pytest.raises(EnvelopeNotPreserved) as info:
+        await assert_preserves_message_envelope(returns_bare_payload)
+    assert "must return a Message but returned a bare str" in str(info.value)
+    assert "return message.with_payload(...)" in str(info.value)
+
+
+async def test_returning_none_without_emitting_fails_as_nothing_was_produced() -> None:
+    async def drops(msg: Message, ctx: Context) -> None:
+        return None
+
+    with pytest.raises(EnvelopeNotPreserved, match="returned None and emitted nothing"):
+        await assert_preserves_message_envelope(drops)
 
 
 async def test_a_message_with_a_fresh_trace_id_fails_with_old_and_new_values() -> None:
@@ -77,7 +88,9 @@ async def test_lost_and_changed_meta_keys_are_named() -> None:
 
 
 async def test_emitted_messages_are_checked_and_a_bare_emit_fails() -> None:
-    assert await assert_preserves_message_envelope(emits_good_copy) is None
+    msg = probe_message()
+    emitted = await assert_preserves_message_envelope(emits_good_copy, message=msg)
+    assert (emitted.payload, emitted.trace_id) == ("copy", msg.trace_id)
     with pytest.raises(EnvelopeNotPreserved, match=r"ctx\.emit #1: a bare str was emitted"):
         await assert_preserves_message_envelope(emits_bare_then_returns_none)
 
@@ -132,5 +145,32 @@ async def test_a_sync_function_is_rejected_with_the_runtime_advice() -> None:
     def not_async(msg: Message, ctx: Context) -> Message:
         return msg
 
-    with pytest.raises(TypeError, match="async def"):
+    with pytest.raises(TypeError, match=r"expects an async node: .*async def"):
         await assert_preserves_message_envelope(not_async)  # pyright: ignore[reportArgumentType]
+
+
+async def test_a_given_ctx_is_passed_to_the_node_function_directly() -> None:
+    class StubContext:
+        def __init__(self) -> None:
+            self.seen: list[object] = []
+
+    async def uses_stub(msg: Message, ctx: StubContext) -> Message:
+        ctx.seen.append(msg.payload)
+        return msg.with_payload("stubbed")
+
+    stub = StubContext()
+    msg = probe_message("in")
+    result = await assert_preserves_message_envelope(uses_stub, message=msg, ctx=stub)
+    assert (result.payload, stub.seen) == ("stubbed", ["in"])
+    with pytest.raises(EnvelopeNotPreserved, match="trace_id changed"):
+        await assert_preserves_message_envelope(new_message, ctx=stub)
+
+
+async def test_a_given_ctx_still_bounds_the_call() -> None:
+    async def stuck(msg: Message, ctx: object) -> Message:
+        await anyio.sleep_forever()
+        return msg
+
+    with anyio.fail_after(5):
+        with pytest.raises(FlowTestTimeout, match="node 'stuck' did not return within 0.05s"):
+            await assert_preserves_message_envelope(stuck, ctx=object(), timeout_s=0.05)

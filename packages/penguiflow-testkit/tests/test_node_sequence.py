@@ -110,6 +110,11 @@ async def test_each_hop_of_a_controller_loop_is_its_own_entry() -> None:
     msg = make(WM(query="q"))
     assert (await kit.run_one(msg)).payload == FinalAnswer(text="done after 2")
     kit.assert_node_sequence(msg.trace_id, ["controller"] * 3)
+    with pytest.raises(NodeSequenceMismatch) as info:
+        kit.assert_node_sequence(msg.trace_id, ["controller"])  # how penguiflow 3.x counted
+    assert "penguiflow 3.x collapsed such repeats, so expect ['controller', 'controller'," in str(
+        info.value
+    )
 
 
 async def test_module_helpers_accept_a_recorder_a_kit_or_a_flow() -> None:

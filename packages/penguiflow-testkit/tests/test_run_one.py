@@ -157,6 +157,27 @@ async def test_a_dropped_message_ends_with_no_result_naming_the_trace_and_the_se
     assert isinstance(info.value, AssertionError)
 
 
+async def test_timeout_none_waits_for_the_result_without_a_bound() -> None:
+    async def slow(msg: Message, ctx: Context) -> str:
+        await anyio.sleep(0.05)
+        return "late"
+
+    with anyio.fail_after(5):
+        assert await run_one(create(Node(slow).to()), make(), timeout_s=None) == "late"
+
+
+async def test_timeout_none_still_answers_a_trace_that_ends_without_result() -> None:
+    with anyio.fail_after(5), pytest.raises(NoResult):
+        await run_one(create(Node(swallow).to()), make(), timeout_s=None)
+
+
+async def test_a_timeout_is_also_a_timeout_error_as_in_3x() -> None:
+    with anyio.fail_after(5), pytest.raises(TimeoutError) as info:
+        await run_one(create(Node(hang).to()), make(), timeout_s=0.05)
+    assert isinstance(info.value, FlowTestTimeout) and isinstance(info.value, AssertionError)
+    assert str(info.value).startswith("no result for trace")
+
+
 async def test_timeout_message_points_at_the_node_that_never_returned() -> None:
     flow = create(Node(hang).to())
     with anyio.fail_after(5):

@@ -1,5 +1,6 @@
 """simulate_error: retry tests in a few lines, with attempt and failure counts to assert on."""
 
+import inspect
 from typing import cast
 
 import pytest
@@ -24,10 +25,9 @@ def make(payload: object = "in") -> Message:
 async def test_enough_retries_recover_and_the_counts_show_each_attempt() -> None:
     sim = simulate_error("fetch_quote", "E_UPSTREAM", fail_times=2, result="quote")
     kit = FlowTestKit(create(Node(sim, policy=NodePolicy(max_retries=2, backoff_base=0.0)).to()))
-    msg = make()
-    assert await kit.run_one(msg) == "quote"
+    assert await kit.run_one("in", trace_id="quote-trace") == "quote"
     assert (sim.attempts, sim.failures, sim.successes) == (3, 2, 1)
-    retries = [e for e in kit.get_recorded_events(msg.trace_id) if e.event_type == "node_retry"]
+    retries = [e for e in kit.get_recorded_events("quote-trace") if e.event_type == "node_retry"]
     assert [e.attempt for e in retries] == [1, 2]
 
 
@@ -76,10 +76,10 @@ async def test_retry_on_decides_which_simulated_errors_are_retried() -> None:
 async def test_reset_makes_the_simulator_fail_again() -> None:
     sim = simulate_error("n", "E", fail_times=1, result="ok")
     flaky = Node(sim, policy=NodePolicy(max_retries=1, backoff_base=0.0))
-    assert await run_one(create(flaky.to()), make()) == "ok"
+    assert await run_one(create(flaky.to()), "in") == "ok"
     sim.reset()
     assert (sim.attempts, sim.failures) == (0, 0)
-    assert await run_one(create(flaky.to()), make()) == "ok"
+    assert await run_one(create(flaky.to()), "in") == "ok"
     assert (sim.attempts, sim.failures) == (2, 1)
 
 
@@ -93,10 +93,42 @@ def test_the_simulator_names_its_node_by_default() -> None:
 def test_bad_arguments_fail_at_construction_with_a_reason() -> None:
     with pytest.raises(ValueError, match="fail_times must be >= 0"):
         simulate_error("n", "E", fail_times=-1)
-    with pytest.raises(ValueError, match="result or result_factory, not both"):
+    with pytest.raises(ValueError, match="only one of result and result_factory"):
         simulate_error("n", "E", result=1, result_factory=lambda m: m)
     with pytest.raises(TypeError, match="Exception subclass"):
         simulate_error("n", "E", exception_type=KeyboardInterrupt)  # pyright: ignore[reportArgumentType]
+
+
+async def test_the_counts_read_as_simulation_attempts_and_failures_as_in_3x() -> None:
+    sim = simulate_error("retry", FlowErrorCode.NODE_EXCEPTION, fail_times=2)
+    flow = create(Node(sim, policy=NodePolicy(max_retries=2, backoff_base=0.0)).to())
+    await run_one(flow, make())
+    assert (sim.simulation.attempts, sim.simulation.failures) == (3, 2)
+    assert sim.simulation is sim
+    with pytest.raises(AttributeError):
+        sim.attempts = 0  # pyright: ignore[reportAttributeAccessIssue]
+
+
+async def test_a_flow_error_code_is_carried_as_its_value() -> None:
+    sim = simulate_error("n", FlowErrorCode.NODE_EXCEPTION)
+    with pytest.raises(
+        RuntimeError, match=r"^NODE_EXCEPTION: simulated failure 1 of 1 at node 'n'$"
+    ):
+        await sim(make(), None)
+    assert sim.code == "NODE_EXCEPTION"
+
+
+async def test_an_async_result_factory_is_awaited() -> None:
+    async def build(msg: Message) -> Message:
+        return msg.with_payload(f"{msg.payload}!")
+
+    sim = simulate_error("n", "E", fail_times=1, result_factory=build)
+    flow = create(Node(sim, policy=NodePolicy(max_retries=1, backoff_base=0.0)).to())
+    assert (await run_one(flow, make("hi"))).payload == "hi!"
+
+
+def test_the_simulator_is_a_coroutine_function_to_inspect() -> None:
+    assert inspect.iscoroutinefunction(simulate_error("n", "E"))
 
 
 def _no_context() -> Context:

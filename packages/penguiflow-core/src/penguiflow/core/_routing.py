@@ -9,7 +9,7 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from pydantic import TypeAdapter
 
@@ -309,7 +309,7 @@ class _Router:
             request = RoutingRequest(
                 message=out,
                 context=ctx,
-                node=ctx.owner,
+                node=cast(Node, ctx.owner),  # in a running flow a context's owner is its node
                 proposed=proposed,
                 trace_id=message.trace_id if isinstance(message, Message) else current_trace_id(),
             )

@@ -3,16 +3,15 @@
 Run one message through a flow, then check the result and the path it took::
 
     from penguiflow.core import Headers, Message, Node, create
-    from penguiflow.testkit import FlowTestKit
+    from penguiflow.testkit import assert_node_sequence, run_one
 
     async def test_shout() -> None:
-        flow = create(Node(shout).to())
         msg = Message(payload="hi", headers=Headers(tenant="t"))
-        kit = FlowTestKit(flow)
-        assert (await kit.run_one(msg)).payload == "HI"
-        kit.assert_node_sequence(msg.trace_id, ["shout"])
+        assert (await run_one(create(Node(shout).to()), msg)).payload == "HI"
+        assert_node_sequence(msg.trace_id, ["shout"])
 
-Every recorder belongs to one flow, so tests that run flows concurrently stay independent. The
+Every recorder belongs to one flow, so tests that run flows concurrently stay independent; the
+trace id alone finds the recorder that saw it (a bounded index that holds recorders weakly). The
 pytest plugin (``penguiflow.testkit.pytest_plugin``, loaded automatically) provides the
 ``flow_kit`` and ``event_recorder`` fixtures.
 """

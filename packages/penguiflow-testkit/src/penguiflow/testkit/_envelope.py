@@ -43,38 +43,44 @@ class _Outcome:
 
 
 async def assert_preserves_message_envelope(
-    node: Node | Callable[[Any, Context], Awaitable[Any]],
+    node: Node | Callable[[Any, Any], Awaitable[Any]],
     *,
     message: Message | None = None,
     payload: Any = _UNSET,
+    ctx: Any = None,
     timeout_s: float = 1.0,
-) -> Any:
+) -> Message:
     """Run ``node``'s function once on a ``Message`` and check the envelope survives it.
 
     The function runs inside a one-node flow, so its ``ctx`` is a real ``Context``; messages it
-    sends with ``ctx.emit(...)`` (without ``to=``) are checked too. What it returns or emits
-    passes when it is
+    sends with ``ctx.emit(...)`` (without ``to=``) are checked too. It passes when
 
-    * a ``Message`` with the input's ``headers``, ``trace_id`` and ``deadline_s``, whose ``meta``
-      still holds every input key with its value (adding keys is fine); or
-    * a bare payload *returned* (the runtime re-wraps it in the input's envelope), or ``None``.
+    * it returns a ``Message`` with the input's ``headers``, ``trace_id`` and ``deadline_s``,
+      whose ``meta`` still holds every input key with its value (adding keys is fine); and
+    * every ``Message`` it emits keeps the envelope the same way.
 
-    A bare payload passed to ``ctx.emit`` fails: it travels without an envelope.
+    Returning ``None`` passes only when the function emitted at least one ``Message``. A bare
+    value, returned or emitted, fails: what a node returns is what its successors and
+    ``fetch()`` get, so a bare value carries none of the envelope.
 
     Args:
-        node: A ``Node`` or a node function (``async def f(message, ctx)``).
+        node: A ``Node`` or an async node function (``async def f(message, ctx)``).
         message: The input; default: :func:`probe_message` with ``payload`` (or ``"probe"``),
             whose headers, deadline and meta are all set.
         payload: Payload for the default message (for nodes that need a particular type).
+        ctx: Call the function directly with this context instead (a stub of your own, say);
+            then only what it returns is checked, since its emits are not seen.
         timeout_s: How long the function may run.
 
     Returns:
-        What the function returned, for further assertions.
+        The ``Message`` the function returned, or, when it returned ``None``, the first one it
+        emitted.
 
     Raises:
-        EnvelopeNotPreserved: Part of the envelope was dropped or changed; the message lists each
-            field with its input and output values.
+        EnvelopeNotPreserved: Part of the envelope was dropped or changed, or the function
+            produced no ``Message``; the message lists each problem with input and output values.
         FlowTestTimeout: The function did not return within ``timeout_s``.
+        TypeError: ``node`` is not an async node function.
         Exception: Whatever the node function raised, unchanged.
     """
     __tracebackhide__ = True  # pytest: show the test's frame, not the testkit's
@@ -83,8 +89,16 @@ async def assert_preserves_message_envelope(
     if message is None:
         message = probe_message("probe" if payload is _UNSET else payload)
     if not isinstance(node, Node):
-        node = Node(node)  # checks the signature, with the runtime's own advice on failure
-    outcome = await _run_in_flow(node.func, node.name, message, timeout_s)
+        try:
+            node = Node(node)  # checks the signature, with the runtime's own advice on failure
+        except TypeError as exc:
+            raise TypeError(
+                f"assert_preserves_message_envelope expects an async node: {exc}"
+            ) from None
+    if ctx is None:
+        outcome = await _run_in_flow(node.func, node.name, message, timeout_s)
+    else:
+        outcome = await _run_directly(node.func, node.name, message, ctx, timeout_s)
     if outcome.error is not None:
         raise outcome.error
     problems: list[str] = []
@@ -97,9 +111,24 @@ async def assert_preserves_message_envelope(
                 f"{where}: a bare {type(item).__name__} was emitted, which travels without the "
                 "envelope; emit message.with_payload(...) instead"
             )
-    if isinstance(outcome.returned, Message):
-        problems += _compare(message, outcome.returned, "returned Message")
-    if problems:
+    returned = outcome.returned
+    produced: Message | None = None
+    if isinstance(returned, Message):
+        problems += _compare(message, returned, "returned Message")
+        produced = returned
+    elif returned is not None:
+        problems.append(
+            f"the node must return a Message but returned a bare {type(returned).__name__}, "
+            "which carries none of the envelope; return message.with_payload(...) instead"
+        )
+    else:
+        produced = next((item for item in outcome.emitted if isinstance(item, Message)), None)
+        if produced is None and not outcome.emitted:
+            problems.append(
+                "the node returned None and emitted nothing, so no Message was produced to "
+                "check; pass a message it answers"
+            )
+    if problems or produced is None:
         raise EnvelopeNotPreserved(
             f"node {node.name!r} does not preserve the message envelope:\n"
             + "\n".join(f"  - {p}" for p in problems)
@@ -107,7 +136,7 @@ async def assert_preserves_message_envelope(
             trace_id=message.trace_id,
             problems=problems,
         )
-    return outcome.returned
+    return produced
 
 
 def _compare(sent: Message, got: Message, where: str) -> list[str]:
@@ -129,6 +158,28 @@ def _compare(sent: Message, got: Message, where: str) -> list[str]:
             f"{where}: meta[{key!r}] changed from {sent.meta[key]!r} to {got.meta[key]!r}"
         )
     return problems
+
+
+async def _run_directly(
+    func: Any, name: str, message: Message, ctx: Any, timeout_s: float
+) -> _Outcome:
+    outcome = _Outcome()
+    with anyio.move_on_after(timeout_s):
+        try:
+            outcome.returned = await func(message, ctx)
+        except Exception as exc:
+            outcome.error = exc
+        return outcome
+    raise _timeout(name, message, timeout_s)
+
+
+def _timeout(name: str, message: Message, timeout_s: float) -> FlowTestTimeout:
+    return FlowTestTimeout(
+        f"node {name!r} did not return within {timeout_s:g}s while checking its envelope; "
+        "pass a larger timeout_s, or a message it can finish on",
+        trace_id=message.trace_id,
+        timeout_s=timeout_s,
+    )
 
 
 async def _run_in_flow(func: Any, name: str, message: Message, timeout_s: float) -> _Outcome:
@@ -153,9 +204,4 @@ async def _run_in_flow(func: Any, name: str, message: Message, timeout_s: float)
                 if item is outcome:
                     return outcome
                 outcome.emitted.append(item)
-    raise FlowTestTimeout(
-        f"node {name!r} did not return within {timeout_s:g}s while checking its envelope; "
-        "pass a larger timeout_s, or a message it can finish on",
-        trace_id=message.trace_id,
-        timeout_s=timeout_s,
-    )
+    raise _timeout(name, message, timeout_s)

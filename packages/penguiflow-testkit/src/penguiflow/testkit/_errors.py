@@ -3,7 +3,7 @@
 The tree::
 
     FlowTestError (AssertionError)   a flow did not behave as the test expected
-    ├── FlowTestTimeout              run_one got no result for the trace in time
+    ├── FlowTestTimeout              run_one got no result in time (also a TimeoutError)
     ├── NoResult                     the trace ended without delivering a result
     ├── NodeSequenceMismatch         the trace did not go through the expected nodes
     └── EnvelopeNotPreserved         a node dropped or changed its input's envelope
@@ -37,8 +37,11 @@ class FlowTestError(AssertionError):
         self.trace_id = trace_id
 
 
-class FlowTestTimeout(FlowTestError):
+class FlowTestTimeout(FlowTestError, TimeoutError):
     """``run_one`` waited ``timeout_s`` without a result for the trace.
+
+    It is also a ``TimeoutError`` (which ``asyncio.TimeoutError`` is), so tests that expect a
+    timeout with ``pytest.raises(TimeoutError)`` keep working.
 
     Attributes:
         timeout_s: How long it waited.

@@ -12,6 +12,8 @@ from typing import Self
 
 from penguiflow.core import FlowEvent, FlowEventType, PenguiFlow
 
+from ._traces import TRACES
+
 __all__ = ["EventRecorder", "format_events"]
 
 
@@ -22,9 +24,14 @@ class EventRecorder:
     runs; ``FlowTestKit`` and ``run_one`` do this for you. Subflows started with
     ``call_playbook`` inherit the parent's hooks, so their node events are recorded under the
     parent's trace too.
+
+    Every recorder also tells the testkit which traces it saw, so ``assert_node_sequence(trace_id,
+    expected)`` and ``get_recorded_events(trace_id)`` find it from the trace id alone. That index
+    holds recorders weakly and remembers the last 1024 trace ids; a recorder you hold (or a kit's)
+    can always be asked directly, however many traces it recorded.
     """
 
-    __slots__ = ("_by_trace", "_events")
+    __slots__ = ("__weakref__", "_by_trace", "_events")
 
     def __init__(self) -> None:
         self._events: list[FlowEvent] = []
@@ -36,6 +43,8 @@ class EventRecorder:
         bucket = self._by_trace.get(event.trace_id)
         if bucket is None:
             bucket = self._by_trace[event.trace_id] = []
+            if event.trace_id is not None:
+                TRACES.note(event.trace_id, self)
         bucket.append(event)
 
     # ------------------------------------------------------------ attaching
@@ -83,7 +92,7 @@ class EventRecorder:
         return [
             event.node_name
             for event in self._by_trace.get(trace_id, ())
-            if event.event_type is FlowEventType.NODE_START
+            if event.event_type == FlowEventType.NODE_START
             and event.attempt == 0
             and event.node_name is not None
         ]
@@ -120,7 +129,7 @@ def format_events(events: Iterable[FlowEvent]) -> str:
             start = event.ts
         offset = (event.ts - start) * 1000
         node = event.node_name or "-"
-        line = f"  {offset:8.2f} ms  {event.event_type.value:<20} {node:<16}"
+        line = f"  {offset:8.2f} ms  {str(event.event_type):<20} {node:<16}"
         detail = _detail(event)
         lines.append(f"{line} {detail}".rstrip())
     return "\n".join(lines)
@@ -134,13 +143,13 @@ def _detail(event: FlowEvent) -> str:
         parts.append(f"attempt={event.attempt}")
     if event.latency_ms is not None:
         parts.append(f"latency={event.latency_ms:.2f}ms")
-    if kind is FlowEventType.EMIT and "targets" in extra:
+    if kind == FlowEventType.EMIT and "targets" in extra:
         parts.append(f"to={extra['targets']}")
     elif kind in (FlowEventType.NODE_ERROR, FlowEventType.NODE_TIMEOUT) and "exception" in extra:
         parts.append(str(extra["exception"]))
-    elif kind is FlowEventType.NODE_RETRY and "sleep_s" in extra:
+    elif kind == FlowEventType.NODE_RETRY and "sleep_s" in extra:
         parts.append(f"sleep={float(extra['sleep_s']):.3f}s")
-    elif kind is FlowEventType.NODE_FAILED:
+    elif kind == FlowEventType.NODE_FAILED:
         error = event.error_payload
         if error is not None:
             parts.append(f"[{error.get('code')}] {error.get('message')}")

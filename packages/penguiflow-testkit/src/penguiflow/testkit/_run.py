@@ -19,6 +19,7 @@ from penguiflow.core import (
 
 from ._errors import FlowTestTimeout, NoResult
 from ._recorder import EventRecorder
+from ._traces import TRACES
 
 __all__ = ["emit_and_fetch", "run_one"]
 
@@ -28,7 +29,7 @@ async def run_one(
     message: Any,
     *,
     registry: ModelRegistry | None = None,
-    timeout_s: float = 1.0,
+    timeout_s: float | None = 1.0,
     trace_id: str | None = None,
 ) -> Any:
     """Run ``flow`` for one message and return the first Rookery item of its trace.
@@ -36,7 +37,8 @@ async def run_one(
     The flow is started (with ``registry``) and stopped around the call; a flow runs once, so to
     send several messages use ``async with FlowTestKit(flow) as kit``. When ``flow`` is already
     running it is only used, not started or stopped. An ``EventRecorder`` is attached to the flow
-    unless one already is, so ``assert_node_sequence(flow, ...)`` works afterwards.
+    unless one already is, so ``assert_node_sequence(message.trace_id, [...])`` (or
+    ``assert_node_sequence(flow, ...)``) works afterwards.
 
     Outcomes:
         * a result: returned as delivered to Rookery (usually a ``Message``; read ``.payload``);
@@ -46,13 +48,15 @@ async def run_one(
           ``TraceCancelled``;
         * the trace ends without a result (a node returned ``None``, a router chose no
           successor): ``NoResult``, listing the trace's events;
-        * no result within ``timeout_s``: ``FlowTestTimeout``, listing the trace's events.
+        * no result within ``timeout_s``: ``FlowTestTimeout`` (also a ``TimeoutError``),
+          listing the trace's events.
 
     Args:
         flow: The flow under test.
         message: A ``Message``, or a bare payload (tracked under ``trace_id``).
         registry: Validates messages while the flow runs (only when ``run_one`` starts it).
-        timeout_s: How long to wait for the result, in seconds.
+        timeout_s: How long to wait for the result, in seconds; None waits without a bound
+            (a trace that ends without a result still raises ``NoResult`` at once).
         trace_id: Trace id for a bare payload (default: a fresh one). Ignored for ``Message``
             objects, which carry their own.
     """
@@ -74,29 +78,31 @@ async def emit_and_fetch(
     recorder: EventRecorder,
     message: Any,
     *,
-    timeout_s: float,
+    timeout_s: float | None,
     trace_id: str | None = None,
 ) -> Any:
     """Emit ``message`` into a running flow and fetch its trace's first result (see run_one)."""
     __tracebackhide__ = True  # pytest: show the test's frame, not the testkit's
-    if not (timeout_s > 0 and math.isfinite(timeout_s)):
-        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+    if timeout_s is not None and not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise ValueError(
+            f"timeout_s must be a positive number of seconds (or None: no bound), got {timeout_s!r}"
+        )
+    TRACES.pin(recorder)  # an inline `run_one(create(...), msg)` can still be asserted on
+    bound = math.inf if timeout_s is None else timeout_s
     if isinstance(message, Message):
         key = message.trace_id
         emit_trace_id = None
     else:
         key = emit_trace_id = trace_id if trace_id is not None else uuid.uuid4().hex
     try:
-        with anyio.move_on_after(timeout_s):
+        with anyio.move_on_after(bound):
             # No await separates a non-blocking emit from the fetch registering its waiter, so
             # however this trace ends, the fetch is waiting and answered.
             await flow.emit(message, trace_id=emit_trace_id)
             return await flow.fetch(trace_id=key)
     except TraceEnded:
         raise NoResult(no_result_message(recorder, key), trace_id=key) from None
-    raise FlowTestTimeout(
-        timeout_message(recorder, key, timeout_s), trace_id=key, timeout_s=timeout_s
-    )
+    raise FlowTestTimeout(timeout_message(recorder, key, bound), trace_id=key, timeout_s=bound)
 
 
 def no_result_message(recorder: EventRecorder, trace_id: str) -> str:
