@@ -209,3 +209,9 @@ async def test_a_remote_node_after_a_node_returning_a_bare_value_gets_a_message(
         message.trace_id,
         {"user": "ada"},
     )
+
+
+async def test_a_remote_node_function_called_without_a_message_says_what_it_needs() -> None:
+    node = RemoteNode(transport=RecordingAgent(), skill="find", agent_url=AGENT, name="remote")
+    with pytest.raises(TypeError, match="RemoteNode 'find' needs a Message input, got str"):
+        await node.func("bare", Context(node))
