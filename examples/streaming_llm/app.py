@@ -106,7 +106,8 @@ def create_app(flow: PenguiFlow | None = None) -> Starlette:
             # trace (its generation stops and its bookkeeping is freed).
             async with aclosing(stream_flow(flow, parent)) as chunks:
                 async for chunk in chunks:
-                    yield format_sse_event(chunk)
+                    # The whole chunk as JSON, and an id that names the stream too.
+                    yield format_sse_event(chunk, data="json", id=f"{chunk.stream_id}:{chunk.seq}")
 
         return StreamingResponse(
             events(),
@@ -127,7 +128,7 @@ def create_app(flow: PenguiFlow | None = None) -> Starlette:
             parent = Message(payload=prompt, headers=Headers(tenant="web"))
             async with aclosing(stream_flow(flow, parent)) as chunks:
                 async for chunk in chunks:
-                    await websocket.send_text(chunk_to_ws_json(chunk, type="chunk"))
+                    await websocket.send_text(chunk_to_ws_json(chunk, extra={"type": "chunk"}))
             await websocket.close(code=1000)
         except WebSocketDisconnect:
             pass  # the client left; leaving stream_flow early has cancelled its trace

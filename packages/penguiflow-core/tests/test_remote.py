@@ -46,8 +46,8 @@ class EchoAgent:
         if self.hang:
             await anyio.sleep_forever()
         words = str(request.message.payload).split()
-        for word in words:
-            yield RemoteStreamEvent(text=word)
+        for index, word in enumerate(words):
+            yield RemoteStreamEvent(text=word, done=index == len(words) - 1)
         yield RemoteStreamEvent(result=" ".join(words).upper())
 
     async def cancel(self, *, agent_url: str, task_id: str) -> None:
@@ -89,17 +89,16 @@ async def test_streaming_remote_call_mirrors_chunks_in_order_then_the_result() -
             await flow.emit(msg("one two three"))
             while True:
                 item = await flow.fetch(trace_id="t1")
-                if not isinstance(item, Message):  # the node's own (bare) result ends the trace
+                if not isinstance(item, Message):
                     items.append(item)
                     break
-                assert isinstance(item.payload, StreamChunk)  # chunks travel as Messages
                 items.append(item.payload)
     chunks = [c for c in items if isinstance(c, StreamChunk)]
+    # One chunk per text event, done as the agent said: no chunk is added.
     assert [(c.seq, c.text, c.done) for c in chunks] == [
         (0, "one", False),
         (1, "two", False),
-        (2, "three", False),
-        (3, "", True),
+        (2, "three", True),
     ]
     assert all(c.stream_id == "t1" for c in chunks)
     assert items[-1] == "ONE TWO THREE"

@@ -20,6 +20,7 @@ from penguiflow.core import (
     FinalAnswer,
     FlowError,
     FlowErrorCode,
+    FlowStatistics,
     Headers,
     Message,
     Node,
@@ -54,6 +55,12 @@ def _assert_freed(flow: PenguiFlow) -> None:
     assert stats.rookery_buffered == 0
     assert stats.rookery_keys == 0
     assert stats.streams == 0
+
+
+def _statistics(ctx: Context) -> FlowStatistics:
+    flow = ctx.runtime
+    assert flow is not None
+    return flow.statistics()
 
 
 async def _collect(stream: AsyncGenerator[Any]) -> list[Any]:
@@ -115,8 +122,7 @@ async def test_done_chunk_closes_the_stream_and_the_next_chunk_starts_again_at_z
     async def talk(msg: Message, ctx: Context) -> None:
         for done in [False, False, True, False, True]:
             await ctx.emit_chunk(parent=msg, text="x", done=done)
-            assert ctx.runtime is not None
-            open_streams.append(ctx.runtime.statistics().streams)
+            open_streams.append(_statistics(ctx).streams)
 
     node = Node(talk)
     flow = create(node.to())
@@ -155,8 +161,7 @@ async def test_stream_counters_are_freed_when_the_trace_ends_without_a_done_chun
     async def talk(msg: Message, ctx: Context) -> None:
         await ctx.emit_chunk(parent=msg, text="a")
         await ctx.emit_chunk(parent=msg, text="b", stream_id="side")
-        assert ctx.runtime is not None
-        assert ctx.runtime.statistics().streams == 2
+        assert _statistics(ctx).streams == 2
 
     node = Node(talk)
     flow = create(node.to())
@@ -350,6 +355,7 @@ async def test_stream_flow_with_include_final_yields_the_result_after_the_chunks
         with anyio.fail_after(5):
             items = await _collect(stream_flow(flow, _msg("hi"), include_final=True))
         _assert_freed(flow)
+    # The final item is what the node returned, as it returned it.
     assert [type(item) for item in items] == [StreamChunk, StreamChunk, FinalAnswer]
     assert items[-1] == FinalAnswer(text="Hello")
 
@@ -513,7 +519,7 @@ async def test_leaving_stream_flow_early_cancels_the_trace() -> None:
         _assert_freed(flow)
 
 
-async def test_stream_flow_idle_timeout_raises_and_cancels_the_trace() -> None:
+async def test_stream_flow_timeout_raises_and_cancels_the_trace() -> None:
     cancelled = anyio.Event()
 
     async def stuck(msg: Message, ctx: Context) -> None:
@@ -527,7 +533,7 @@ async def test_stream_flow_idle_timeout_raises_and_cancels_the_trace() -> None:
     async with flow.running():
         with anyio.fail_after(5):
             with pytest.raises(TimeoutError):
-                await _collect(stream_flow(flow, _msg("go"), idle_timeout_s=0.05))
+                await _collect(stream_flow(flow, _msg("go"), timeout=0.05))
             await cancelled.wait()
         _assert_freed(flow)
 
@@ -681,9 +687,28 @@ def _parse_sse(stream: str) -> list[_SseEvent]:
     return events
 
 
-def test_sse_event_carries_event_name_id_and_the_chunk_as_json() -> None:
+def test_sse_event_carries_the_text_as_data_and_the_seq_as_id_by_default() -> None:
+    raw = format_sse_event(StreamChunk(stream_id="s1", seq=3, text="hi"))
+    assert raw == "event: chunk\nid: 3\ndata: hi\n\n"
+    (event,) = _parse_sse(raw)
+    assert (event.event, event.id, event.data) == ("chunk", "3", "hi")
+
+
+def test_sse_text_event_adds_the_meta_as_one_json_data_line_after_the_text() -> None:
+    chunk = StreamChunk(stream_id="s1", seq=0, text="a\nb", meta={"note": "x\ny", "n": 1})
+    raw = format_sse_event(chunk, retry_ms=1500)
+    assert raw == (
+        'event: chunk\nid: 0\ndata: a\ndata: b\ndata: {"note": "x\\ny", "n": 1}\nretry: 1500\n\n'
+    )
+    (event,) = _parse_sse(raw)
+    text, meta_line = event.data.rsplit("\n", 1)
+    assert text == "a\nb"
+    assert json.loads(meta_line) == {"note": "x\ny", "n": 1}
+
+
+def test_sse_event_with_json_data_carries_the_whole_chunk() -> None:
     chunk = StreamChunk(stream_id="s1", seq=3, text="hi", meta={"model": "fake"})
-    raw = format_sse_event(chunk)
+    raw = format_sse_event(chunk, data="json", id="s1:3")
     assert raw == (
         'event: chunk\nid: s1:3\ndata: {"stream_id":"s1","seq":3,"text":"hi","done":false,'
         '"meta":{"model":"fake"}}\n\n'
@@ -702,17 +727,17 @@ def test_sse_event_carries_event_name_id_and_the_chunk_as_json() -> None:
 def test_sse_done_chunk_is_a_done_event_unless_named_otherwise() -> None:
     chunk = StreamChunk(stream_id="s", seq=9, text="", done=True)
     assert _parse_sse(format_sse_event(chunk))[0].event == "done"
-    named = format_sse_event(chunk, event="token", id="custom", retry_ms=1500)
-    assert named.startswith("event: token\nid: custom\nretry: 1500\n")
+    named = format_sse_event(chunk, event_name="token", id="custom", retry_ms=1500)
+    assert named == "event: token\nid: custom\ndata: \nretry: 1500\n\n"
     (event,) = _parse_sse(named)
-    assert (event.event, event.id) == ("token", "custom")
+    assert (event.event, event.id, event.data) == ("token", "custom", "")
 
 
 def test_sse_multiline_text_is_split_into_one_data_line_per_line() -> None:
     chunk = StreamChunk(stream_id="s", seq=0, text="line one\nline two\r\nline three\rend")
-    raw = format_sse_event(chunk, data="text")
+    raw = format_sse_event(chunk)
     assert raw == (
-        "event: chunk\nid: s:0\ndata: line one\ndata: line two\ndata: line three\ndata: end\n\n"
+        "event: chunk\nid: 0\ndata: line one\ndata: line two\ndata: line three\ndata: end\n\n"
     )
     (event,) = _parse_sse(raw)
     assert event.data == "line one\nline two\nline three\nend"
@@ -733,7 +758,7 @@ def test_sse_multiline_text_is_split_into_one_data_line_per_line() -> None:
 )
 def test_sse_text_edge_cases_round_trip(text: str, expected: str) -> None:
     chunk = StreamChunk(stream_id="s", seq=0, text=text)
-    (event,) = _parse_sse(format_sse_event(chunk, data="text"))
+    (event,) = _parse_sse(format_sse_event(chunk))
     assert event.data == expected
 
 
@@ -741,17 +766,17 @@ def test_sse_text_edge_cases_round_trip(text: str, expected: str) -> None:
 @given(texts=st.lists(st.text(alphabet=st.characters(codec="utf-8")), min_size=1, max_size=5))
 def test_sse_stream_of_events_round_trips_any_text(texts: list[str]) -> None:
     chunks = [StreamChunk(stream_id="s", seq=i, text=t) for i, t in enumerate(texts)]
-    raw = "".join(format_sse_event(c, data="text") for c in chunks)
+    raw = "".join(format_sse_event(c) for c in chunks)
     events = _parse_sse(raw)
     assert [e.data for e in events] == [re.sub(r"\r\n|\r", "\n", t) for t in texts]
-    assert [e.id for e in events] == [f"s:{i}" for i in range(len(texts))]
-    json_events = _parse_sse("".join(format_sse_event(c) for c in chunks))
+    assert [e.id for e in events] == [str(i) for i in range(len(texts))]
+    json_events = _parse_sse("".join(format_sse_event(c, data="json") for c in chunks))
     assert [json.loads(e.data)["text"] for e in json_events] == texts
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"event": "a\nb"}, {"event": "a\rb"}, {"id": "1\n2"}, {"id": "nul\0"}],
+    [{"event_name": "a\nb"}, {"event_name": "a\rb"}, {"id": "1\n2"}, {"id": "nul\0"}],
 )
 def test_sse_rejects_event_names_and_ids_that_would_break_the_framing(
     kwargs: dict[str, str],
@@ -761,15 +786,16 @@ def test_sse_rejects_event_names_and_ids_that_would_break_the_framing(
         format_sse_event(chunk, **kwargs)  # pyright: ignore[reportArgumentType]
 
 
-def test_sse_rejects_a_stream_id_with_a_line_break_in_the_default_id() -> None:
-    with pytest.raises(ValueError, match="line break"):
-        format_sse_event(StreamChunk(stream_id="a\nb", seq=0, text="x"))
+def test_sse_json_data_keeps_a_stream_id_with_a_line_break_on_one_line() -> None:
+    raw = format_sse_event(StreamChunk(stream_id="a\nb", seq=0, text="x"), data="json")
+    (event,) = _parse_sse(raw)
+    assert json.loads(event.data)["stream_id"] == "a\nb"
 
 
 # ------------------------------------------------------------------------------ WS
 def test_ws_json_has_the_chunk_fields_and_extra_keys() -> None:
     chunk = StreamChunk(stream_id="s", seq=2, text="é\n", done=True, meta={"k": [1, 2]})
-    frame = chunk_to_ws_json(chunk, type="chunk", request="r1")
+    frame = chunk_to_ws_json(chunk, extra={"type": "chunk", "request": "r1"})
     assert json.loads(frame) == {
         "stream_id": "s",
         "seq": 2,
@@ -793,4 +819,4 @@ def test_ws_json_sends_meta_values_json_cannot_represent_as_text() -> None:
 def test_ws_json_refuses_extra_keys_that_overwrite_chunk_fields() -> None:
     chunk = StreamChunk(stream_id="s", seq=0, text="x")
     with pytest.raises(ValueError, match=r"\['seq'\]"):
-        chunk_to_ws_json(chunk, seq=5)
+        chunk_to_ws_json(chunk, extra={"seq": 5})

@@ -9,6 +9,7 @@ WebSocket frames.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import (
     AsyncGenerator,
@@ -33,9 +34,9 @@ from ._types import Message, StreamChunk
 
 __all__ = ["chunk_to_ws_json", "emit_stream_events", "format_sse_event", "stream_flow"]
 
-ChunkParts = str | tuple[str, Mapping[str, Any]] | None
+ChunkParts = str | tuple[str, Mapping[str, Any]] | tuple[str, bool, Mapping[str, Any] | None] | None
 """What an ``emit_stream_events`` adapter returns for one source item: the chunk's text, its text
-and meta, or None to skip the item."""
+and meta, its text, ``done`` flag and meta, or None to skip the item."""
 
 
 # ------------------------------------------------------------------------ reading a stream
@@ -80,7 +81,7 @@ class _TraceWatch:
             except ValueError:
                 pass
 
-    async def next_item(self, idle_timeout_s: float | None) -> tuple[bool, Any]:
+    async def next_item(self, timeout: float | None) -> tuple[bool, Any]:
         """The trace's next Rookery item as ``(True, item)``, or ``(False, None)`` once it ended.
 
         Raises ``TraceCancelled`` or the trace's ``FlowError`` when it ended that way.
@@ -88,7 +89,7 @@ class _TraceWatch:
         flow, key = self._flow, self._key
         self.attach()
         if not self.ended:
-            with anyio.fail_after(idle_timeout_s), CancelScope() as scope:
+            with anyio.fail_after(timeout), CancelScope() as scope:
                 self._scope = scope
                 try:
                     return True, await flow.fetch(trace_id=key)
@@ -122,7 +123,7 @@ def stream_flow(
     to: Node | str | Sequence[Node | str] | None = None,
     emit: bool = True,
     include_final: Literal[False] = False,
-    idle_timeout_s: float | None = None,
+    timeout: float | None = None,
     cancel_on_exit: bool = True,
 ) -> AsyncGenerator[StreamChunk]: ...
 
@@ -135,7 +136,7 @@ def stream_flow(
     to: Node | str | Sequence[Node | str] | None = None,
     emit: bool = True,
     include_final: bool,
-    idle_timeout_s: float | None = None,
+    timeout: float | None = None,
     cancel_on_exit: bool = True,
 ) -> AsyncGenerator[Any]: ...
 
@@ -147,7 +148,7 @@ async def stream_flow(
     to: Node | str | Sequence[Node | str] | None = None,
     emit: bool = True,
     include_final: bool = False,
-    idle_timeout_s: float | None = None,
+    timeout: float | None = None,
     cancel_on_exit: bool = True,
 ) -> AsyncGenerator[Any]:
     """Iterate over the ``StreamChunk``s of one trace: ``parent_msg.trace_id``.
@@ -161,9 +162,11 @@ async def stream_flow(
 
     The stream ends after the first chunk with ``done=True``; with ``include_final=True`` it yields
     the trace's other Rookery items too (typically the node's final result, after the chunks) and
-    ends when the trace has finished and everything it delivered was yielded. In both modes it also
-    ends when the trace finishes without a ``done`` chunk, so a producer that forgets ``done=True``
-    never hangs its reader; check ``done`` on the last chunk to tell a complete stream.
+    ends when the trace has finished and everything it delivered was yielded. Those items are
+    payloads, like the chunks: what the node returned, or the payload of a ``Message`` that
+    reached Rookery. In both modes it also ends when the trace finishes without a ``done`` chunk,
+    so a producer that forgets ``done=True`` never hangs its reader; check ``done`` on the last
+    chunk to tell a complete stream.
 
     Args:
         flow: A running flow.
@@ -171,10 +174,10 @@ async def stream_flow(
         to: Ingress node(s) to emit ``parent_msg`` to (see ``flow.emit``).
         emit: Emit ``parent_msg`` first. With False, emit it yourself before iterating; chunks
             already buffered for the trace are yielded first.
-        include_final: Also yield non-chunk items (without it they are skipped), and read until the
-            trace finishes rather than until the ``done`` chunk.
-        idle_timeout_s: Longest wait for the next item (None = no limit); ``TimeoutError`` when
-            exceeded.
+        include_final: Also yield non-chunk payloads (without it they are skipped), and read until
+            the trace finishes rather than until the ``done`` chunk.
+        timeout: Longest wait in seconds for each next item (None = no limit); ``TimeoutError``
+            when exceeded.
         cancel_on_exit: Cancel the trace (``flow.cancel``) when the iterator is left before the
             stream ended: the consumer stopped early, was cancelled or timed out, so nobody will
             read the rest. Nothing is cancelled after a normal end.
@@ -183,7 +186,7 @@ async def stream_flow(
         FlowError: The trace failed (raised from the trace-scoped fetch, or delivered to Rookery
             with ``emit_errors_to_rookery=True``).
         TraceCancelled: The trace was cancelled by someone else.
-        TimeoutError: No item arrived within ``idle_timeout_s``.
+        TimeoutError: No item arrived within ``timeout``.
     """
     key = parent_msg.trace_id
     watch = _TraceWatch(flow, key)
@@ -196,7 +199,7 @@ async def stream_flow(
             try:
                 item = flow.fetch_nowait(trace_id=key)
             except asyncio.QueueEmpty:
-                found, item = await watch.next_item(idle_timeout_s)
+                found, item = await watch.next_item(timeout)
                 if not found:
                     finished = True
                     return
@@ -210,7 +213,7 @@ async def stream_flow(
                     finished = True
                     return
             elif include_final:
-                yield item
+                yield item.payload if isinstance(item, Message) else item
     finally:
         watch.detach()
         if cancel_on_exit and not finished:
@@ -255,7 +258,7 @@ async def emit_stream_events(
     final_meta: Mapping[str, Any] | None = None,
     to: Target | Sequence[Target] | None = None,
 ) -> str:
-    """Emit every item of ``source`` as a chunk of one stream, then a closing ``done`` chunk.
+    """Emit every item of ``source`` as a chunk of one stream, and close the stream.
 
     Use it inside a node to relay an async token stream (an LLM SDK's, say) into the flow::
 
@@ -264,19 +267,21 @@ async def emit_stream_events(
             return FinalAnswer(text=text)
 
     Each chunk waits for room downstream (backpressure), so a slow reader slows the source down
-    rather than piling up chunks. The closing chunk has ``text=""``, ``done=True`` and
-    ``final_meta``; it is sent only when ``source`` is exhausted, so a source that raises leaves
-    the stream open and the node fails as usual. ``source`` is closed (``aclose``) on the way out
-    when it supports it.
+    rather than piling up chunks. When ``source`` is exhausted and its last chunk was not a
+    ``done`` one (an adapter can mark one, see below), a closing chunk with ``text=""``,
+    ``done=True`` and ``final_meta`` is sent; a source that raises leaves the stream open and the
+    node fails as usual. ``source`` is closed (``aclose``) on the way out when it supports it.
 
     Args:
         source: Async iterable of items; ``str`` items are used as the chunk text as is.
         ctx: The calling node's context.
         parent_msg: The message being answered; chunks travel in its envelope.
-        adapter: Maps a source item to its text, to ``(text, meta)``, or to None to skip it.
-            Required when the items are not strings.
+        adapter: Maps a source item to its text, to ``(text, meta)``, to ``(text, done, meta)``
+            (``meta`` may be None), or to None to skip it. Required when the items are not
+            strings. A chunk with ``done=True`` closes the stream; a later item starts the next
+            stream of the same ``stream_id``, at ``seq`` 0.
         stream_id: The stream's id (default: the parent's trace id).
-        final_meta: Meta for the closing ``done`` chunk.
+        final_meta: Meta for the closing chunk.
         to: Where the chunks go (see ``ctx.emit``; default: every successor, or Rookery).
 
     Returns:
@@ -284,9 +289,10 @@ async def emit_stream_events(
 
     Raises:
         TypeError: An item is not a string and no ``adapter`` was given, or the adapter returned
-            something else than text, ``(text, meta)`` or None.
+            something else than text, ``(text, meta)``, ``(text, done, meta)`` or None.
     """
     parts: list[str] = []
+    closed = False
     aclose: Callable[[], Awaitable[object]] | None = getattr(source, "aclose", None)
     try:
         async for item in source:
@@ -294,109 +300,142 @@ async def emit_stream_events(
             if converted is None and adapter is not None:
                 continue
             meta: Mapping[str, Any] | None = None
+            done = False
             if isinstance(converted, tuple):
-                text, meta = _text_and_meta(cast(tuple[Any, ...], converted))
+                text, done, meta = _chunk_parts(cast(tuple[Any, ...], converted))
             elif isinstance(converted, str):
                 text = converted
             elif adapter is None:
                 raise TypeError(
                     f"emit_stream_events got a {type(item).__name__} item; pass "
-                    "adapter=... to turn source items into text (or (text, meta))"
+                    "adapter=... to turn source items into text (or (text, done, meta))"
                 )
             else:
                 raise TypeError(
-                    "an emit_stream_events adapter must return str, (str, meta) or None, "
-                    f"got {type(converted).__name__}"
+                    "an emit_stream_events adapter must return str, (str, meta), "
+                    f"(str, bool, meta) or None, got {type(converted).__name__}"
                 )
             await ctx.emit_chunk(
                 parent=parent_msg,
                 text=text,
                 stream_id=stream_id,
+                done=done,
                 meta=dict(meta) if meta else None,
                 to=to,
             )
             parts.append(text)
+            closed = done
     finally:
         if aclose is not None:
             await aclose()
-    await ctx.emit_chunk(
-        parent=parent_msg,
-        text="",
-        stream_id=stream_id,
-        done=True,
-        meta=dict(final_meta) if final_meta else None,
-        to=to,
-    )
+    if not closed:
+        await ctx.emit_chunk(
+            parent=parent_msg,
+            text="",
+            stream_id=stream_id,
+            done=True,
+            meta=dict(final_meta) if final_meta else None,
+            to=to,
+        )
     return "".join(parts)
 
 
-def _text_and_meta(parts: tuple[Any, ...]) -> tuple[str, Mapping[str, Any]]:
-    if len(parts) == 2 and isinstance(parts[0], str) and isinstance(parts[1], Mapping):
-        return parts[0], cast(Mapping[str, Any], parts[1])
-    raise TypeError("an emit_stream_events adapter's tuple must be (text: str, meta: Mapping)")
+def _chunk_parts(parts: tuple[Any, ...]) -> tuple[str, bool, Mapping[str, Any] | None]:
+    """``(text, meta)`` or ``(text, done, meta)`` from an adapter, checked."""
+    text: Any
+    done: Any = False
+    meta: Any
+    if len(parts) == 2:
+        text, meta = parts
+    elif len(parts) == 3:
+        text, done, meta = parts
+    else:
+        raise _bad_tuple(parts)
+    if not (
+        isinstance(text, str)
+        and isinstance(done, bool)
+        and (meta is None or isinstance(meta, Mapping))
+    ):
+        raise _bad_tuple(parts)
+    return text, done, cast(Mapping[str, Any] | None, meta)
+
+
+def _bad_tuple(parts: tuple[Any, ...]) -> TypeError:
+    return TypeError(
+        "an emit_stream_events adapter's tuple must be (text: str, meta: Mapping) or "
+        f"(text: str, done: bool, meta: Mapping | None), got {parts!r}"
+    )
 
 
 # ------------------------------------------------------------------------------- framing
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 """What the SSE spec treats as the end of a line (nothing else: not VT, FF or U+2028)."""
 
+_CHUNK_FIELDS = frozenset({"stream_id", "seq", "text", "done", "meta"})
+
 
 def format_sse_event(
     chunk: StreamChunk,
     *,
-    event: str | None = None,
+    event_name: str | None = None,
     id: str | None = None,
-    data: Literal["json", "text"] = "json",
+    data: Literal["text", "json"] = "text",
     retry_ms: int | None = None,
 ) -> str:
     r"""Frame ``chunk`` as one Server-Sent Event (``text/event-stream``), blank line included.
 
-    The ``data`` field holds the JSON of the chunk (``stream_id, seq, text, done, meta``, as in
-    ``chunk_to_ws_json``) by default, or the chunk's raw text with ``data="text"``. Text spanning
-    several lines becomes several ``data:`` lines, split at every ``\r\n``, ``\r`` and ``\n``
-    as the SSE spec defines lines, so a client reassembles it joined with ``\n`` (a ``\r\n`` or
-    ``\r`` arrives as ``\n``; the SSE format cannot carry those two). Empty text still gets one
-    ``data:`` line so that the event is dispatched.
+    By default the event is ``event:`` (the name), ``id:`` (the chunk's ``seq``), the chunk's text
+    as ``data:`` lines and, when the chunk has meta, one more ``data:`` line with the meta as
+    JSON; then ``retry:`` when given. Text spanning several lines becomes several ``data:`` lines,
+    split at every ``\r\n``, ``\r`` and ``\n`` as the SSE spec defines lines, so a client
+    reassembles it joined with ``\n`` (a ``\r\n`` or ``\r`` arrives as ``\n``; the SSE format
+    cannot carry those two). Empty text still gets one ``data:`` line so that the event is
+    dispatched. With ``data="json"`` the single ``data:`` line is the JSON of the whole chunk
+    (``stream_id, seq, text, done, meta``, as in ``chunk_to_ws_json``): use it when the client
+    must tell text from meta, or needs ``stream_id`` and ``done``.
 
     Args:
         chunk: The chunk to send.
-        event: The event name; default ``"chunk"``, or ``"done"`` for a chunk with ``done=True``
-            (so a browser ``EventSource`` can listen for the end).
-        id: The event id (what the browser sends back as ``Last-Event-ID``); default
-            ``"{stream_id}:{seq}"``.
-        data: ``"json"`` for the whole chunk as JSON, ``"text"`` for its text only.
+        event_name: The event name; default ``"chunk"``, or ``"done"`` for a chunk with
+            ``done=True`` (so a browser ``EventSource`` can listen for the end).
+        id: The event id (what the browser sends back as ``Last-Event-ID``); default the
+            chunk's ``seq``. Pass ``f"{chunk.stream_id}:{chunk.seq}"`` when one connection
+            carries several streams.
+        data: ``"text"`` for the text (and meta) lines, ``"json"`` for the whole chunk as JSON.
         retry_ms: Optional reconnection delay to announce to the client.
 
     Raises:
-        ValueError: ``event`` or ``id`` (or the ``stream_id`` the default id is built from)
-            contains a line break, or ``id`` contains NUL, which the SSE format cannot carry.
+        ValueError: ``event_name`` or ``id`` contains a line break, or ``id`` contains NUL, which
+            the SSE format cannot carry.
     """
-    name = event if event is not None else ("done" if chunk.done else "chunk")
+    name = event_name or ("done" if chunk.done else "chunk")
     if _LINE_BREAK.search(name):
         raise ValueError(f"an SSE event name cannot contain a line break: {name!r}")
-    event_id = id if id is not None else f"{chunk.stream_id}:{chunk.seq}"
+    event_id = id if id is not None else str(chunk.seq)
     if _LINE_BREAK.search(event_id) or "\0" in event_id:
         raise ValueError(f"an SSE event id cannot contain a line break or NUL: {event_id!r}")
-    body = chunk.text if data == "text" else _chunk_json(chunk)
     lines = [f"event: {name}", f"id: {event_id}"]
+    if data == "json":
+        lines.append(f"data: {_chunk_json(chunk)}")
+    else:
+        lines.extend(f"data: {line}" for line in _LINE_BREAK.split(chunk.text))
+        if chunk.meta:
+            # JSON escapes every line break inside strings: the meta is always one line.
+            meta = json.dumps(chunk.meta, ensure_ascii=False, default=str)
+            lines.append(f"data: {meta}")
     if retry_ms is not None:
         lines.append(f"retry: {int(retry_ms)}")
-    lines.extend(f"data: {line}" for line in _LINE_BREAK.split(body))
     return "\n".join(lines) + "\n\n"
 
 
-def _chunk_fields(chunk: StreamChunk) -> dict[str, Any]:
-    return {
+def _chunk_json(chunk: StreamChunk, extra: Mapping[str, Any] | None = None) -> str:
+    fields: dict[str, Any] = {
         "stream_id": chunk.stream_id,
         "seq": chunk.seq,
         "text": chunk.text,
         "done": chunk.done,
         "meta": chunk.meta,
     }
-
-
-def _chunk_json(chunk: StreamChunk, extra: Mapping[str, Any] | None = None) -> str:
-    fields = _chunk_fields(chunk)
     if extra:
         fields.update(extra)
     # serialize_unknown: a meta value JSON has no type for is sent as its str() rather than
@@ -404,16 +443,21 @@ def _chunk_json(chunk: StreamChunk, extra: Mapping[str, Any] | None = None) -> s
     return to_json(fields, serialize_unknown=True).decode()
 
 
-def chunk_to_ws_json(chunk: StreamChunk, **extra: Any) -> str:
+def chunk_to_ws_json(chunk: StreamChunk, *, extra: Mapping[str, Any] | None = None) -> str:
     """The JSON text of a WebSocket frame for ``chunk``: ``stream_id, seq, text, done, meta``.
 
-    ``extra`` keys are added to the object (for example ``type="chunk"`` or a request id). Meta
-    values that JSON cannot represent are sent as their ``str()``.
+    ``extra`` keys are merged into the object (for example ``{"type": "chunk"}`` or a request
+    id). Values that JSON cannot represent are sent as their ``str()``.
 
     Raises:
-        ValueError: An ``extra`` key would overwrite one of the chunk's fields.
+        ValueError: An ``extra`` key would overwrite one of the chunk's fields (send a changed
+            chunk instead: ``chunk.model_copy(update={...})``).
     """
-    clash = extra.keys() & {"stream_id", "seq", "text", "done", "meta"}
-    if clash:
-        raise ValueError(f"extra keys {sorted(clash)} would overwrite the chunk's own fields")
+    if extra:
+        clash = extra.keys() & _CHUNK_FIELDS
+        if clash:
+            raise ValueError(
+                f"extra keys {sorted(clash)} would overwrite the chunk's own fields; "
+                "pass chunk.model_copy(update={...}) to send changed fields"
+            )
     return _chunk_json(chunk, extra)
