@@ -77,6 +77,31 @@ async def test_remote_call_returns_the_agents_result_and_records_the_binding() -
     assert [(b.trace_id, b.task_id, b.context_id, b.agent_url) for b in store.bindings] == [
         ("t1", "task-1", "ctx-1", AGENT)
     ]
+    (binding,) = store.bindings
+    assert (binding.remote_skill, binding.tenant_id, binding.last_remote_task_id) == (
+        "echo",
+        "acme",
+        "task-1",
+    )
+    assert (binding.router_session_id, binding.user_id, binding.is_terminal) == (None, None, False)
+    assert dict(binding.metadata) == {"source": "remote_node"}
+
+
+async def test_the_binding_names_the_session_and_user_from_the_message_meta() -> None:
+    store = InMemoryStateStore()
+    node = RemoteNode(transport=EchoAgent(), skill="echo", agent_url=AGENT, name="remote")
+    flow = create(node.to(), state_store=store)
+    message = msg("hello").with_meta(session_id="s-1", user_id="u-7", tenant_id="other")
+    with anyio.fail_after(5):
+        async with flow.running():
+            await flow.emit(message)
+            await flow.fetch(trace_id="t1")
+    (binding,) = store.bindings
+    assert (binding.router_session_id, binding.user_id, binding.tenant_id) == (
+        "s-1",
+        "u-7",
+        "other",
+    )
 
 
 async def test_streaming_remote_call_mirrors_chunks_in_order_then_the_result() -> None:

@@ -73,6 +73,20 @@ class RemoteBinding:
     """The remote task id (what ``RemoteTransport.cancel`` needs)."""
     agent_url: str
     """Where the remote agent lives."""
+    router_session_id: str | None = None
+    """The local session that made the call (the message's ``meta["session_id"]``), if any."""
+    remote_skill: str | None = None
+    """The remote skill invoked, if known."""
+    tenant_id: str | None = None
+    """The tenant the binding belongs to."""
+    user_id: str | None = None
+    """The user the binding belongs to (the message's ``meta["user_id"]``), if any."""
+    last_remote_task_id: str | None = None
+    """The latest remote task id, for follow-up turns."""
+    is_terminal: bool = False
+    """Whether the remote task has ended (the binding is not to be reused)."""
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Free-form facts about the binding."""
 
 
 @runtime_checkable

@@ -202,11 +202,18 @@ class _RemoteCall:
     ) -> None:
         if not self.record_binding:
             return
+        meta = message.meta
         binding = RemoteBinding(
             trace_id=message.trace_id,
             context_id=context_id,
             task_id=task_id,
             agent_url=agent_url,
+            router_session_id=_meta_text(meta, "session_id"),
+            remote_skill=self.skill,
+            tenant_id=_meta_text(meta, "tenant_id", "tenant") or message.headers.tenant,
+            user_id=_meta_text(meta, "user_id"),
+            last_remote_task_id=task_id,
+            metadata=MappingProxyType({"source": "remote_node"}),
         )
         await ctx.save_remote_binding(binding)
 
