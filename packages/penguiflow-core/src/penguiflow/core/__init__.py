@@ -12,7 +12,7 @@ messages in with ``flow.emit`` and take results out with ``flow.fetch``::
     flow = create(shout_node.to())
     async with flow.running():
         await flow.emit(Message(payload="hi", headers=Headers(tenant="demo")))
-        print((await flow.fetch()).payload)   # HI
+        print(await flow.fetch())   # HI: what the node returned, as it returned it
 """
 
 import importlib as _importlib
