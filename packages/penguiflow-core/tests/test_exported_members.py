@@ -36,6 +36,16 @@ EXPECTED = {
     "RegistryError",
     "TraceCancelled",
     "TraceEnded",
+    "ScopeMismatch",
+    "StoreClosed",
+    "StoreError",
+    "StoreUnavailable",
+    "VersionConflict",
+    # durable state
+    "DurableStore",
+    "LogEntry",
+    "Record",
+    "Scope",
     # observability
     "EventHook",
     "ExtraFormatter",

@@ -481,7 +481,13 @@ async def test_bus_sees_every_edge_crossing_of_a_chain() -> None:
         assert emitted.trace_id == trace_id
         assert [e.payload for e in mine[1:]] == ["x", "x"]
         for envelope in mine:  # every crossing carries the trace's envelope
-            assert envelope.headers == {"tenant": "t", "topic": None, "priority": 0}
+            assert envelope.headers == {
+                "tenant": "t",
+                "topic": None,
+                "priority": 0,
+                "user": None,
+                "session": None,
+            }
             assert envelope.meta == {}
     assert len(bus.envelopes) == 3 * len(traces)
 

@@ -22,12 +22,15 @@ KEPT_IN_THEIR_MODULE = {
     "BusEnvelope",
     "FlowEvent",
     "FlowStatistics",
+    "LogEntry",
     "NodePolicy",
+    "Record",
     "RemoteBinding",
     "RemoteCallRequest",
     "RemoteCallResult",
     "RemoteStreamEvent",
     "RoutingRequest",
+    "Scope",
     "StoredEvent",
 }
 """Stdlib dataclasses and NamedTuples: pydantic resolves their string annotations in their

@@ -30,6 +30,7 @@ from ._distribution import (
     StateStore,
     StoredEvent,
 )
+from ._durable import DurableStore, LogEntry, Record, Scope
 from ._errors import (
     CycleError,
     FlowError,
@@ -38,8 +39,13 @@ from ._errors import (
     GraphError,
     PenguiFlowError,
     RegistryError,
+    ScopeMismatch,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
     TraceCancelled,
     TraceEnded,
+    VersionConflict,
 )
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware, format_flow_event
 from ._flow import FlowStatistics, PenguiFlow, create
@@ -140,6 +146,11 @@ __all__ = [
     "RegistryError",
     "TraceCancelled",
     "TraceEnded",
+    "VersionConflict",
+    "ScopeMismatch",
+    "StoreClosed",
+    "StoreError",
+    "StoreUnavailable",
     # observability
     "EventHook",
     "ExtraFormatter",
@@ -177,6 +188,11 @@ __all__ = [
     "flow_to_mermaid",
     "to_dot",
     "to_mermaid",
+    # durable state
+    "DurableStore",
+    "LogEntry",
+    "Record",
+    "Scope",
     # distribution hooks
     "BusEnvelope",
     "InMemoryStateStore",

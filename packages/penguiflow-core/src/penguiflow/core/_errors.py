@@ -9,8 +9,13 @@ The tree::
     ├── FlowStopped                 the flow stopped while you were waiting on it
     ├── GraphError (ValueError)     the graph you built cannot run; fix it before run()
     │   └── CycleError              the graph has a cycle that was not allowed
-    └── RegistryError               run(registry=...) lacks nodes that validate
-                                    (a ValueError and a RuntimeError)
+    ├── RegistryError               run(registry=...) lacks nodes that validate
+    │                               (a ValueError and a RuntimeError)
+    └── StoreError                  a durable store could not do what was asked
+        ├── StoreUnavailable        the backend failed (connection, server); has original_exc
+        ├── StoreClosed             the store was closed
+        ├── VersionConflict         put(if_version=...) found another version
+        └── ScopeMismatch           the record or stream belongs to another tenant
 
 Run-time failures of a message always become one :class:`FlowError` carrying a stable
 :class:`FlowErrorCode`; ``call_playbook`` raises a ``FlowError`` with code ``NODE_TIMEOUT`` when
@@ -50,8 +55,13 @@ __all__ = [
     "GraphError",
     "PenguiFlowError",
     "RegistryError",
+    "ScopeMismatch",
+    "StoreClosed",
+    "StoreError",
+    "StoreUnavailable",
     "TraceCancelled",
     "TraceEnded",
+    "VersionConflict",
     "safe_repr",
     "safe_str",
 ]
@@ -150,6 +160,61 @@ class RegistryError(PenguiFlowError, ValueError, RuntimeError):
             "register them (registry.register(name, In, Out)), build the registry with "
             'ModelRegistry.from_annotations(flow), or use NodePolicy(validate="none")'
         )
+
+
+class StoreError(PenguiFlowError):
+    """A durable store could not do what was asked."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend failed (connection or server error).
+
+    Attributes:
+        original_exc: The backend's own exception.
+    """
+
+    def __init__(self, message: str, original_exc: BaseException | None = None) -> None:
+        self.original_exc: BaseException | None = original_exc
+        super().__init__(message)
+
+
+class StoreClosed(StoreError):
+    """The store was closed; open a new one."""
+
+
+class VersionConflict(StoreError):
+    """``put(..., if_version=expected)`` found the record at another version.
+
+    Attributes:
+        namespace: The record's namespace.
+        key: The record's key.
+        expected: The version the caller expected (0: the record must not exist).
+        actual: The version found (0: there is no record).
+    """
+
+    def __init__(self, namespace: str, key: str, expected: int, actual: int) -> None:
+        self.namespace: str = namespace
+        self.key: str = key
+        self.expected: int = expected
+        self.actual: int = actual
+        super().__init__(
+            f"{namespace}/{key}: expected version {expected}, found {actual}; read it again "
+            "and retry with if_version=<the version you read>"
+        )
+
+
+class ScopeMismatch(StoreError):
+    """The record or stream already belongs to another tenant.
+
+    Attributes:
+        existing: The owner's scope.
+        given: The scope of the call.
+    """
+
+    def __init__(self, existing: object, given: object) -> None:
+        self.existing: object = existing
+        self.given: object = given
+        super().__init__(f"owned by {existing!r}, not {given!r}: use another key or stream")
 
 
 class TraceCancelled(PenguiFlowError):

@@ -40,6 +40,10 @@ class Headers(BaseModel):
     """Optional topic label."""
     priority: int = 0
     """Higher means more urgent; informational for routing policies."""
+    user: str | None = None
+    """The user the message acts for, if any (part of its durable ``Scope``)."""
+    session: str | None = None
+    """The session it belongs to, if any (part of its durable ``Scope``)."""
 
 
 class Message(BaseModel):
