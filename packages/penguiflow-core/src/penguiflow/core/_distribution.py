@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from ._durable import Scope
 from ._events import FlowEvent
 
 __all__ = [
@@ -46,6 +47,8 @@ class StoredEvent:
     """That node's unique id."""
     payload: Mapping[str, Any] = field(default=_EMPTY)
     """The event's ``to_payload()``."""
+    scope: Scope | None = None
+    """Who owns the trace (``Scope.of`` its first message), when known."""
 
     @classmethod
     def from_flow_event(cls, event: FlowEvent, event_id: str) -> StoredEvent:
@@ -87,6 +90,8 @@ class RemoteBinding:
     """Whether the remote task has ended (the binding is not to be reused)."""
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     """Free-form facts about the binding."""
+    scope: Scope | None = None
+    """Who owns the binding (``RemoteNode`` fills it from the message)."""
 
 
 @runtime_checkable

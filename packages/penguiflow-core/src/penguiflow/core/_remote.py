@@ -17,6 +17,7 @@ from anyio import CancelScope, get_cancelled_exc_class
 
 from ._context import Context
 from ._distribution import RemoteBinding
+from ._durable import Scope
 from ._node import Node, NodePolicy
 from ._types import Message, copy_with, merge_meta
 
@@ -214,6 +215,7 @@ class _RemoteCall:
             user_id=_meta_text(meta, "user_id"),
             last_remote_task_id=task_id,
             metadata=MappingProxyType({"source": "remote_node"}),
+            scope=Scope.of(message),
         )
         await ctx.save_remote_binding(binding)
 
