@@ -12,15 +12,19 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from ._distribution import BusEnvelope, MessageBus, RemoteBinding, StateStore, StoredEvent
+from ._durable import Scope
 from ._events import EventHook, FlowEvent, Middleware
 from ._types import Carried, Message
 
 __all__ = ["Dispatcher", "OverflowPolicy"]
+
+_KEEP_OWNERS = 4096
+"""How many recent traces' scopes the dispatcher remembers (for events after a trace ended)."""
 
 logger = logging.getLogger("penguiflow.core")
 
@@ -53,7 +57,10 @@ class Dispatcher:
         self.message_bus = message_bus
         self.buffer_size = buffer_size
         self.overflow: OverflowPolicy = overflow
-        self.events: deque[FlowEvent] = deque()
+        self.events: deque[tuple[FlowEvent, Scope | None]] = deque()
+        self._owners: OrderedDict[str, Scope] = OrderedDict()
+        """The scope of recent traces (bounded), for their events after they ended."""
+        """Events waiting for async sinks, with the scope of their trace."""
         self.envelopes: deque[BusEnvelope] = deque()
         self.ready: asyncio.Event | None = None
         self.events_dropped: int = 0
@@ -79,7 +86,7 @@ class Dispatcher:
         )
 
     # ------------------------------------------------------------------ intake
-    def dispatch(self, event: FlowEvent) -> None:
+    def dispatch(self, event: FlowEvent, scope: Scope | None = None) -> None:
         """Run sync hooks now; queue the event for async sinks."""
         for hook in self.hooks:
             try:
@@ -88,9 +95,23 @@ class Dispatcher:
                 self.listener_errors += 1
                 logger.exception("event hook %r failed on %s", hook, event.event_type)
         if self.middlewares or self.state_store is not None:
+            if self.state_store is not None and event.trace_id is not None:
+                scope = self._owner_of(event.trace_id, scope)
             if self._admit(self.events):
-                self.events.append(event)
+                self.events.append((event, scope))
                 self._wake()
+
+    def _owner_of(self, trace_id: str, scope: Scope | None) -> Scope | None:
+        """One scope for every stored event of a trace, also for events after it ended."""
+        owners = self._owners
+        if scope is None:
+            return owners.get(trace_id)
+        if owners.get(trace_id) != scope:
+            owners[trace_id] = scope
+            owners.move_to_end(trace_id)
+            if len(owners) > _KEEP_OWNERS:
+                owners.popitem(last=False)
+        return scope
 
     def publish(self, source: str, target: str, trace_id: str | None, item: Any) -> None:
         """Queue one edge crossing for the message bus."""
@@ -148,11 +169,11 @@ class Dispatcher:
         """Deliver everything buffered so far."""
         while self.events or self.envelopes:
             if self.events:
-                await self._deliver_event(self.events.popleft())
+                await self._deliver_event(*self.events.popleft())
             if self.envelopes:
                 await self._deliver_envelope(self.envelopes.popleft())
 
-    async def _deliver_event(self, event: FlowEvent) -> None:
+    async def _deliver_event(self, event: FlowEvent, scope: Scope | None) -> None:
         for middleware in self.middlewares:
             try:
                 await middleware(event)
@@ -160,7 +181,8 @@ class Dispatcher:
                 self.listener_errors += 1
                 logger.exception("middleware %r failed on %s", middleware, event.event_type)
         if self.state_store is not None:
-            stored = StoredEvent.from_flow_event(event, f"{self._prefix}{next(self._event_ids)}")
+            event_id = f"{self._prefix}{next(self._event_ids)}"
+            stored = StoredEvent.from_flow_event(event, event_id, scope)
             try:
                 await self.state_store.save_event(stored)
             except Exception:

@@ -51,8 +51,10 @@ class StoredEvent:
     """Who owns the trace (``Scope.of`` its first message), when known."""
 
     @classmethod
-    def from_flow_event(cls, event: FlowEvent, event_id: str) -> StoredEvent:
-        """Convert a runtime event."""
+    def from_flow_event(
+        cls, event: FlowEvent, event_id: str, scope: Scope | None = None
+    ) -> StoredEvent:
+        """Convert a runtime event (of a trace owned by ``scope``, when known)."""
         return cls(
             event_id=event_id,
             trace_id=event.trace_id,
@@ -61,6 +63,7 @@ class StoredEvent:
             node_name=event.node_name,
             node_id=event.node_id,
             payload=MappingProxyType(event.to_payload()),
+            scope=scope,
         )
 
 

@@ -15,6 +15,7 @@ from anyio.abc import TaskStatus
 
 from ._dispatch import Dispatcher, OverflowPolicy
 from ._distribution import MessageBus, StateStore, StoredEvent
+from ._durable import Scope
 from ._errors import RegistryError
 from ._events import EventHook, FlowEventType, Middleware
 from ._floe import Floe
@@ -270,6 +271,12 @@ class PenguiFlow:
             floes.append(floe)
         return tuple(floes)
 
+    def _owner(self, msg: Any) -> Scope | None:
+        """The scope a stored event of ``msg``'s trace is kept under (with a state store)."""
+        if self._rt.dispatcher.state_store is None or not isinstance(msg, Message):
+            return None
+        return Scope.of(msg)
+
     def _stamped(self, msg: Any, trace_id: str | None) -> tuple[Any, str | None]:
         """``(message, trace key)``: ``trace_id`` re-stamps a ``Message`` (on a copy).
 
@@ -311,9 +318,17 @@ class PenguiFlow:
             msg, key = self._stamped(msg, trace_id)
         if rt.observed:
             rt.check_open(key)
-            rt.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
+            rt.event(
+                FlowEventType.EMIT,
+                None,
+                key,
+                extra={"targets": [f.target for f in floes]},
+                owner=self._owner(msg),
+            )
         if not rt.try_deliver(OPEN_SEA.name, key, msg, floes):  # else wait for room
             await rt.deliver(OPEN_SEA.name, key, msg, floes, outside=True)
+        if rt.dispatcher.state_store is not None:
+            rt.note_owner(key, msg)
 
     def emit_nowait(
         self,
@@ -332,8 +347,16 @@ class PenguiFlow:
         msg, key = self._stamped(msg, trace_id)
         if rt.observed and not any(floe.full_for(key) for floe in floes):
             rt.check_open(key)
-            rt.event(FlowEventType.EMIT, None, key, extra={"targets": [f.target for f in floes]})
+            rt.event(
+                FlowEventType.EMIT,
+                None,
+                key,
+                extra={"targets": [f.target for f in floes]},
+                owner=self._owner(msg),
+            )
         rt.deliver_nowait(OPEN_SEA.name, key, msg, floes)
+        if rt.dispatcher.state_store is not None:
+            rt.note_owner(key, msg)
 
     async def emit_chunk(
         self,

@@ -26,6 +26,7 @@ from anyio import CancelScope
 from anyio.abc import TaskGroup
 
 from ._dispatch import Dispatcher
+from ._durable import Scope
 from ._errors import FlowError, FlowErrorCode, FlowStopped, TraceCancelled, TraceEnded
 from ._events import FlowEvent, FlowEventType
 from ._floe import Floe
@@ -111,6 +112,12 @@ class Runtime:
         """Scopes of callers outside the flow blocked waiting for room (woken by ``finish``)."""
         self.cause: BaseException | None = None
         """What crashed the flow, if a node raised a ``BaseException`` that ended it."""
+
+    def note_owner(self, key: str | None, message: Any) -> None:
+        """Remember who owns trace ``key`` (its first message's scope), for stored events."""
+        state = self.traces.get(key)
+        if state is not None and state.owner is None and isinstance(message, Message):
+            state.owner = Scope.of(message)
 
     def listeners_changed(self) -> None:
         """Recompute the fast-path flags after a listener was added."""
@@ -463,10 +470,12 @@ class Runtime:
         latency_ms: float | None = None,
         extra: dict[str, Any] | None = None,
         endpoint: Endpoint | None = None,
+        owner: Scope | None = None,
     ) -> None:
         """Build and dispatch one event (callers check ``observed`` first).
 
-        ``station`` is the node it is about; ``endpoint`` names OpenSea or Rookery instead.
+        ``station`` is the node it is about; ``endpoint`` names OpenSea or Rookery instead;
+        ``owner`` is the trace's scope when the trace does not know it yet (its first emit).
         """
         state = None if trace_id is None else self.traces.states.get(trace_id)
         if station is None:
@@ -502,5 +511,6 @@ class Runtime:
                     False if state is None else state.cancelled,
                     _NO_EXTRA if extra is None else MappingProxyType(extra),
                 ),
-            )
+            ),
+            owner if owner is not None or state is None else state.owner,
         )

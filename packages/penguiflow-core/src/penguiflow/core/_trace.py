@@ -15,6 +15,7 @@ from contextvars import ContextVar
 
 from anyio import CancelScope
 
+from ._durable import Scope
 from ._errors import FlowError, TraceCancelled, TraceEnded
 
 __all__ = ["TraceState", "TraceTable", "current_trace_id"]
@@ -39,6 +40,7 @@ class TraceState:
         "failed",
         "finished",
         "inflight",
+        "owner",
         "pending",
         "scopes",
     )
@@ -64,6 +66,8 @@ class TraceState:
         """The last failure not delivered to Rookery (answered to trace-scoped fetchers)."""
         self.finished: asyncio.Event | None = None
         """Set when the trace ends; created only by someone who waits for it."""
+        self.owner: Scope | None = None
+        """Who owns the trace (``Scope.of`` its first message); kept only with a state store."""
 
 
 Ending = FlowError | type[TraceCancelled] | type[TraceEnded]
