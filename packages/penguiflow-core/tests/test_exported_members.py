@@ -43,9 +43,11 @@ EXPECTED = {
     "VersionConflict",
     # durable state
     "DurableStore",
+    "InMemoryDurableStore",
     "LogEntry",
     "Record",
     "Scope",
+    "as_state_store",
     # observability
     "EventHook",
     "ExtraFormatter",

@@ -1,5 +1,8 @@
 """The public surface of penguiflow.testkit is exactly what __all__ documents."""
 
+import json
+import subprocess
+import sys
 from types import ModuleType
 
 import penguiflow.testkit as testkit
@@ -20,6 +23,9 @@ EXPECTED = {
     "ErrorSimulator",
     "probe_message",
     "simulate_error",
+    # store backends
+    "DurableStoreConformance",
+    "ManualClock",
     # failures
     "EnvelopeNotPreserved",
     "FlowTestError",
@@ -53,3 +59,22 @@ def test_version_is_the_distribution_version() -> None:
     from importlib.metadata import version
 
     assert testkit.__version__ == version("penguiflow-testkit")
+
+
+def test_importing_testkit_loads_neither_pytest_nor_the_store_suite() -> None:
+    code = (
+        "import json, sys, penguiflow.testkit; "
+        "print(json.dumps([m for m in ('pytest', 'penguiflow.testkit.stores') "
+        "if m in sys.modules]))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(completed.stdout) == []
+
+
+def test_store_names_load_lazily_from_the_stores_module() -> None:
+    from penguiflow.testkit import stores
+
+    assert testkit.ManualClock is stores.ManualClock
+    assert testkit.DurableStoreConformance is stores.DurableStoreConformance

@@ -86,6 +86,8 @@ if _typing.TYPE_CHECKING:
         predicate_router,
         union_router,
     )
+    from ._store_history import as_state_store
+    from ._store_memory import InMemoryDurableStore
     from ._viz import flow_to_dot, flow_to_mermaid, to_dot, to_mermaid
 
 _LAZY = {
@@ -112,6 +114,9 @@ _LAZY = {
         "_routing",
     ),
     **dict.fromkeys(("flow_to_dot", "flow_to_mermaid", "to_dot", "to_mermaid"), "_viz"),
+    # Backends load on first use: `import penguiflow.core` loads no store module (nor sqlite3).
+    "InMemoryDurableStore": "_store_memory",
+    "as_state_store": "_store_history",
 }
 
 __all__ = [
@@ -190,9 +195,11 @@ __all__ = [
     "to_mermaid",
     # durable state
     "DurableStore",
+    "InMemoryDurableStore",
     "LogEntry",
     "Record",
     "Scope",
+    "as_state_store",
     # distribution hooks
     "BusEnvelope",
     "InMemoryStateStore",

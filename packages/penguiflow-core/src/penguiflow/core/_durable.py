@@ -217,14 +217,33 @@ def check_namespace(namespace: str) -> None:
 
 def check_key(key: str) -> None:
     """``key``: 1-512 UTF-8 bytes, no NUL."""
-    if not isinstance(key, str) or not key or "\x00" in key or len(key.encode()) > 512:  # pyright: ignore[reportUnnecessaryIsInstance]
+    if (
+        not isinstance(key, str)  # pyright: ignore[reportUnnecessaryIsInstance]
+        or not key
+        or "\x00" in key
+        or not 0 < _utf8_len(key) <= 512
+    ):
         raise ValueError(f"key must be 1-512 UTF-8 bytes without NUL, got {key!r:.80}")
 
 
 def check_stream(stream: str) -> None:
     """``stream``: 1-256 characters, no NUL."""
-    if not isinstance(stream, str) or not stream or "\x00" in stream or len(stream) > 256:  # pyright: ignore[reportUnnecessaryIsInstance]
+    if (
+        not isinstance(stream, str)  # pyright: ignore[reportUnnecessaryIsInstance]
+        or not stream
+        or "\x00" in stream
+        or len(stream) > 256
+        or _utf8_len(stream) < 0
+    ):
         raise ValueError(f"stream must be 1-256 characters without NUL, got {stream!r:.80}")
+
+
+def _utf8_len(text: str) -> int:
+    # A lone surrogate has no UTF-8 form: no backend could store it (-1 fails every check).
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        return -1
 
 
 def check_value(value: bytes, max_value_bytes: int) -> None:

@@ -14,7 +14,14 @@ Every recorder belongs to one flow, so tests that run flows concurrently stay in
 trace id alone finds the recorder that saw it (a bounded index that holds recorders weakly). The
 pytest plugin (``penguiflow.testkit.pytest_plugin``, loaded automatically) provides the
 ``flow_kit`` and ``event_recorder`` fixtures.
+
+For store backends, ``DurableStoreConformance`` (subclass it, provide an ``open_store`` fixture)
+and ``ManualClock`` live in ``penguiflow.testkit.stores``; they are re-exported here and loaded on
+first use, since that module imports pytest.
 """
+
+import importlib as _importlib
+import typing as _typing
 
 from ._assertions import assert_node_sequence, get_recorded_events, recorder_of
 from ._envelope import assert_preserves_message_envelope, probe_message
@@ -29,6 +36,11 @@ from ._kit import FlowKitFactory, FlowTestKit
 from ._recorder import EventRecorder, format_events
 from ._run import run_one
 from ._simulate import ErrorSimulator, simulate_error
+
+if _typing.TYPE_CHECKING:
+    from .stores import DurableStoreConformance, ManualClock
+
+_LAZY = {"DurableStoreConformance": "stores", "ManualClock": "stores"}
 
 __all__ = [
     # running flows
@@ -46,6 +58,9 @@ __all__ = [
     "ErrorSimulator",
     "probe_message",
     "simulate_error",
+    # store backends
+    "DurableStoreConformance",
+    "ManualClock",
     # failures
     "EnvelopeNotPreserved",
     "FlowTestError",
@@ -55,9 +70,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is not None:  # imports pytest: only on first use
+        value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
     if name == "__version__":
         from importlib.metadata import version
 
         return version("penguiflow-testkit")
     raise AttributeError(f"module 'penguiflow.testkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
