@@ -45,6 +45,7 @@ EXPECTED = {
     "DurableStore",
     "LogEntry",
     "Record",
+    "SQLiteDurableStore",
     "Scope",
     # observability
     "EventHook",

@@ -86,6 +86,7 @@ if _typing.TYPE_CHECKING:
         predicate_router,
         union_router,
     )
+    from ._store_sqlite import SQLiteDurableStore
     from ._viz import flow_to_dot, flow_to_mermaid, to_dot, to_mermaid
 
 _LAZY = {
@@ -111,6 +112,7 @@ _LAZY = {
         ),
         "_routing",
     ),
+    "SQLiteDurableStore": "_store_sqlite",
     **dict.fromkeys(("flow_to_dot", "flow_to_mermaid", "to_dot", "to_mermaid"), "_viz"),
 }
 
@@ -192,6 +194,7 @@ __all__ = [
     "DurableStore",
     "LogEntry",
     "Record",
+    "SQLiteDurableStore",
     "Scope",
     # distribution hooks
     "BusEnvelope",
