@@ -7,7 +7,8 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import anyio
@@ -436,7 +437,28 @@ async def test_erase_by_session(store: SQLiteDurableStore) -> None:
 
 
 # ---------------------------------------------------------------------- group commit
-async def test_concurrent_operations_share_commits() -> None:
+async def gather_in_one_batch(store: SQLiteDurableStore, *calls: Awaitable[object]) -> list[object]:
+    """Run ``calls`` while the writer thread is held, so they queue up and commit together."""
+    gate = threading.Event()
+    hold = asyncio.ensure_future(
+        store._call(lambda conn, now: gate.wait(10), writes=False)  # pyright: ignore[reportPrivateUsage]
+    )
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    await asyncio.sleep(0)  # every call is queued behind the hold
+    gate.set()
+    with anyio.fail_after(10):
+        await hold
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+
+async def test_concurrent_operations_share_one_commit(store: SQLiteDurableStore) -> None:
+    before = commits(store)
+    puts = [store.put("ns", f"k{i}", b"x" * 120, scope=ACME) for i in range(64)]
+    assert await gather_in_one_batch(store, *puts) == [1] * 64
+    assert commits(store) - before <= 2  # the hold's batch, maybe, and the 64 puts'
+
+
+async def test_concurrent_operations_commit_in_fewer_commits_than_operations() -> None:
     async with SQLiteDurableStore.open(":memory:") as store:
         before = commits(store)
         versions = await asyncio.gather(
@@ -448,15 +470,29 @@ async def test_concurrent_operations_share_commits() -> None:
 
 async def test_a_failing_operation_does_not_undo_its_batch(store: SQLiteDurableStore) -> None:
     await store.put("ns", "k", b"", scope=ACME)
-    results = await asyncio.gather(
+    await store.append("log", b"a", scope=ACME)
+
+    def plant(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON pf_idempotency BEGIN "
+            "SELECT RAISE(ABORT, 'boom'); END"
+        )
+
+    await store._call(plant, writes=True)  # pyright: ignore[reportPrivateUsage]
+    results = await gather_in_one_batch(
+        store,
         store.put("ns", "a", b"", scope=ACME),
         store.put("ns", "k", b"", scope=ACME, if_version=0),
+        store.append("log", b"b", scope=ACME, idempotency_key="fails halfway"),
         store.put("ns", "b", b"", scope=ACME),
-        return_exceptions=True,
+        store.append("log", b"c", scope=ACME),
     )
-    assert results[0] == 1 and results[2] == 1
+    assert results[0] == 1 and results[3] == 1
     assert isinstance(results[1], VersionConflict)
+    assert isinstance(results[2], StoreUnavailable)
+    assert results[4] == 2  # the failed append's entry and seq were taken back
     assert [r.key for r in await store.scan("ns")] == ["a", "b", "k"]
+    assert [e.value for e in await store.read("log")] == [b"a", b"c"]
 
 
 async def test_an_operation_failing_halfway_leaves_nothing(store: SQLiteDurableStore) -> None:

@@ -260,39 +260,43 @@ class _Writer:
                 self.conn = self._connect()
             conn = self.conn
             writes = any(op.writes for op in batch)
+            # One operation alone needs no savepoint: the transaction is its boundary.
+            alone = len(batch) == 1
             conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
             try:
                 for op in batch:
-                    outcomes.append(self._run_one(conn, op))
-                conn.execute("COMMIT")
+                    outcomes.append(self._run_one(conn, op, savepoint=not alone))
+                if alone and outcomes[0][1] is not None:
+                    conn.execute("ROLLBACK")
+                else:
+                    conn.execute("COMMIT")
+                    self.commits += 1
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            self.commits += 1
         except Exception as exc:  # the transaction failed as a whole: every operation did
             error = self._map(exc)
             outcomes = [(None, error)] * len(batch)
         self._deliver(batch, outcomes)
 
-    def _run_one(self, conn: sqlite3.Connection, op: _Op) -> tuple[object, BaseException | None]:
-        if not op.writes:
-            try:
-                return op.fn(conn, self.clock()), None
-            except sqlite3.Error:
-                raise  # a read failing means the connection is in trouble: fail the batch
-            except Exception as exc:
-                return None, exc
-        conn.execute("SAVEPOINT op")
+    def _run_one(
+        self, conn: sqlite3.Connection, op: _Op, *, savepoint: bool
+    ) -> tuple[object, BaseException | None]:
+        savepoint = savepoint and op.writes  # a read changes nothing to take back
+        if savepoint:
+            conn.execute("SAVEPOINT op")
         try:
             result = op.fn(conn, self.clock())
         except Exception as exc:
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
+            if savepoint:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
             if op.future is None:
                 _logger.warning("SQLite store %s: purging expired items failed", self.path)
             return None, self._map(exc)
-        conn.execute("RELEASE op")
+        if savepoint:
+            conn.execute("RELEASE op")
         return result, None
 
     def _map(self, exc: Exception) -> Exception:
