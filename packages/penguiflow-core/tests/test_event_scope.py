@@ -55,3 +55,22 @@ def test_scope_of_a_message_reads_its_headers() -> None:
     assert Scope.of(message) == Scope("acme", None, "s")
     binding = RemoteBinding(trace_id="t", context_id=None, task_id="k", agent_url="x://a")
     assert binding.scope is None
+
+
+async def test_a_durable_store_keeps_the_scope_and_erase_forgets_the_tenants_history() -> None:
+    from penguiflow.core import InMemoryDurableStore
+
+    async def work(message: Message, ctx: Context) -> str:
+        return "done"
+
+    async with InMemoryDurableStore() as store:
+        flow = create(Node(work).to(), state_store=store)
+        message = Message(payload="x", headers=Headers(tenant="acme", user="u1"), trace_id="t1")
+        with anyio.fail_after(5):
+            async with flow.running():
+                await flow.emit(message)
+                assert await flow.fetch(trace_id="t1") == "done"
+        history = await flow.load_history("t1")
+        assert history and {e.scope for e in history} == {Scope("acme", "u1")}
+        assert await store.erase("acme", user="u1") >= 1
+        assert await flow.load_history("t1") == []

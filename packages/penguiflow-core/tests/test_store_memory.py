@@ -142,11 +142,6 @@ async def _shout(message: Message, _ctx: Any) -> Message:
     return message.with_payload(str(message.payload).upper())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: stopping a flow cancels the event drain mid-save_event, losing that event "
-    "(_flow._serve cancels the task group running Dispatcher.run; the popped event is gone)",
-)
 async def test_stopping_a_flow_keeps_the_event_being_saved() -> None:
     store = InMemoryDurableStore()
     flow = create(Node(_shout, name="shout").to(), state_store=store)

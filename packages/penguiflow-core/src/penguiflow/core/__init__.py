@@ -88,6 +88,7 @@ if _typing.TYPE_CHECKING:
     )
     from ._store_history import as_state_store
     from ._store_memory import InMemoryDurableStore
+    from ._store_sqlite import SQLiteDurableStore
     from ._viz import flow_to_dot, flow_to_mermaid, to_dot, to_mermaid
 
 _LAZY = {
@@ -113,6 +114,7 @@ _LAZY = {
         ),
         "_routing",
     ),
+    "SQLiteDurableStore": "_store_sqlite",
     **dict.fromkeys(("flow_to_dot", "flow_to_mermaid", "to_dot", "to_mermaid"), "_viz"),
     # Backends load on first use: `import penguiflow.core` loads no store module (nor sqlite3).
     "InMemoryDurableStore": "_store_memory",
@@ -198,6 +200,7 @@ __all__ = [
     "InMemoryDurableStore",
     "LogEntry",
     "Record",
+    "SQLiteDurableStore",
     "Scope",
     "as_state_store",
     # distribution hooks

@@ -16,6 +16,8 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import anyio
+
 from ._distribution import BusEnvelope, MessageBus, RemoteBinding, StateStore, StoredEvent
 from ._durable import Scope
 from ._events import EventHook, FlowEvent, Middleware
@@ -57,6 +59,8 @@ class Dispatcher:
         self.message_bus = message_bus
         self.buffer_size = buffer_size
         self.overflow: OverflowPolicy = overflow
+        self.delivery_timeout_s: float = 5.0
+        """How long one delivery to a sink may hold up a stopping flow."""
         self.events: deque[tuple[FlowEvent, Scope | None]] = deque()
         self._owners: OrderedDict[str, Scope] = OrderedDict()
         """The scope of recent traces (bounded), for their events after they ended."""
@@ -166,12 +170,20 @@ class Dispatcher:
             await self.flush()
 
     async def flush(self) -> None:
-        """Deliver everything buffered so far."""
+        """Deliver everything buffered so far.
+
+        A delivery once begun is finished even when the drain is cancelled (the flow stopping),
+        within ``delivery_timeout_s``: an item taken off the buffer is never silently lost.
+        """
         while self.events or self.envelopes:
             if self.events:
-                await self._deliver_event(*self.events.popleft())
+                event = self.events.popleft()
+                with anyio.move_on_after(self.delivery_timeout_s, shield=True):
+                    await self._deliver_event(*event)
             if self.envelopes:
-                await self._deliver_envelope(self.envelopes.popleft())
+                envelope = self.envelopes.popleft()
+                with anyio.move_on_after(self.delivery_timeout_s, shield=True):
+                    await self._deliver_envelope(envelope)
 
     async def _deliver_event(self, event: FlowEvent, scope: Scope | None) -> None:
         for middleware in self.middlewares:

@@ -41,9 +41,14 @@ def _encode_event(event: StoredEvent) -> bytes:
             "node_name": event.node_name,
             "node_id": event.node_id,
             "payload": dict(event.payload),
+            "scope": None if event.scope is None else _scope_json(event.scope),
         },
         fallback=repr,
     )
+
+
+def _scope_json(scope: Scope) -> dict[str, str | None]:
+    return {"tenant": scope.tenant, "user": scope.user, "session": scope.session}
 
 
 def _decode_event(value: bytes) -> StoredEvent:
@@ -56,6 +61,7 @@ def _decode_event(value: bytes) -> StoredEvent:
         node_name=data["node_name"],
         node_id=data["node_id"],
         payload=MappingProxyType(data["payload"]),
+        scope=None if data.get("scope") is None else Scope(**data["scope"]),
     )
 
 

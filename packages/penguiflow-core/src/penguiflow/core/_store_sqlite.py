@@ -1,0 +1,793 @@
+"""``SQLiteDurableStore``: a ``DurableStore`` in one SQLite file (stdlib ``sqlite3``, WAL mode).
+
+One dedicated writer thread per store owns the connection. Every operation is one hop: the
+caller queues it and awaits a future that the thread resolves with ``call_soon_threadsafe``.
+The thread group-commits: whatever is queued when it wakes runs in one ``BEGIN IMMEDIATE …
+COMMIT``, each operation inside its own savepoint, so one failing operation undoes only itself.
+A cancelled caller stops waiting; the thread still runs the queued operation, whole. Keys are
+stored as UTF-8 BLOBs, so SQLite's ``memcmp`` order is the byte order the other backends scan
+in. sqlite3 errors become ``StoreUnavailable`` here, in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self, cast
+
+from ._durable import (
+    DEFAULT_MAX_VALUE_BYTES,
+    LogEntry,
+    Record,
+    Scope,
+    check_key,
+    check_limit,
+    check_namespace,
+    check_stream,
+    check_ttl,
+    check_value,
+    retention_ttl,
+)
+from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
+from ._store_history import HistoryOnStore
+
+__all__ = ["SCHEMA_VERSION", "SQLiteDurableStore"]
+
+SCHEMA_VERSION = 1
+"""The schema this module writes (kept in ``PRAGMA user_version``)."""
+
+_MAX_BATCH = 1024  # operations per transaction: bounds the latency of one commit
+_logger = logging.getLogger("penguiflow.core")
+
+_SCHEMA = """
+CREATE TABLE pf_records (
+    namespace  TEXT    NOT NULL,
+    key        BLOB    NOT NULL,
+    value      BLOB    NOT NULL,
+    tenant     TEXT    NOT NULL,
+    user_id    TEXT,
+    session_id TEXT,
+    version    INTEGER NOT NULL,
+    expires_at REAL,
+    updated_at REAL    NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+CREATE INDEX pf_records_scope ON pf_records (tenant, user_id, session_id);
+CREATE INDEX pf_records_expiry ON pf_records (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE pf_streams (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL UNIQUE,
+    tenant     TEXT    NOT NULL,
+    user_id    TEXT,
+    session_id TEXT,
+    last_seq   INTEGER NOT NULL,
+    expires_at REAL
+);
+CREATE INDEX pf_streams_scope ON pf_streams (tenant, user_id, session_id);
+CREATE INDEX pf_streams_expiry ON pf_streams (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE pf_entries (
+    stream_id       INTEGER NOT NULL,
+    seq             INTEGER NOT NULL,
+    value           BLOB    NOT NULL,
+    ts              REAL    NOT NULL,
+    idempotency_key TEXT,
+    PRIMARY KEY (stream_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE pf_idempotency (
+    stream_id INTEGER NOT NULL,
+    key       TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, key)
+) WITHOUT ROWID;
+"""
+
+_RECORD_COLUMNS = "key, value, tenant, user_id, session_id, version, expires_at, updated_at"
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_SELECTED = "tenant = ? AND (? IS NULL OR user_id = ?) AND (? IS NULL OR session_id = ?)"
+
+type _Row = tuple[Any, ...]
+type _Fn = Callable[[sqlite3.Connection, float], object]
+
+
+def _filter_args(scope: Scope) -> tuple[str, str | None, str | None, str | None, str | None]:
+    return (scope.tenant, scope.user, scope.user, scope.session, scope.session)
+
+
+def _scope_of(row: _Row, at: int) -> Scope:
+    return Scope(row[at], row[at + 1], row[at + 2])
+
+
+def _live(expires_at: float | None, now: float) -> bool:
+    return expires_at is None or now < expires_at
+
+
+def _record(namespace: str, row: _Row) -> Record:
+    return Record(
+        namespace=namespace,
+        key=bytes(row[0]).decode(),
+        value=bytes(row[1]),
+        scope=_scope_of(row, 2),
+        version=row[5],
+        expires_at=row[6],
+        updated_at=row[7],
+    )
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    # The smallest byte string above every string starting with ``prefix``. UTF-8 never holds
+    # 0xFF, so incrementing the last byte always works for a non-empty prefix.
+    return prefix[:-1] + bytes([prefix[-1] + 1]) if prefix else None
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: _Fn
+    writes: bool
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[Any] | None
+
+
+@dataclass(slots=True)
+class _Stop:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _settle(items: Sequence[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:
+    for future, result, exc in items:
+        if future.done():  # the caller was cancelled: it no longer waits
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+class _Writer:
+    """The thread that owns the connection and commits queued operations in groups."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str,
+        clock: Callable[[], float],
+        busy_timeout_s: float,
+        purge_every_s: float,
+        purge: _Fn,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.clock = clock
+        self.busy_timeout_s = busy_timeout_s
+        self.purge_every_s = purge_every_s
+        self.purge = purge
+        self.queue: queue.SimpleQueue[_Op | _Stop] = queue.SimpleQueue()
+        self.commits = 0  # a test hook: how many transactions committed
+        self.thread = threading.Thread(
+            target=self._main, name=f"penguiflow-sqlite:{path}", daemon=True
+        )
+        self.conn: sqlite3.Connection | None = None
+
+    # ----------------------------------------------------------------------- in the thread
+    def _main(self) -> None:
+        next_purge = time.monotonic() + self.purge_every_s
+        stop: _Stop | None = None
+        while stop is None:
+            timeout = max(0.0, next_purge - time.monotonic())
+            try:
+                first = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                first = _Op(self.purge, True, None, None)
+            batch: list[_Op] = []
+            item: _Op | _Stop = first
+            while True:
+                if isinstance(item, _Stop):
+                    stop = item
+                    break
+                batch.append(item)
+                if len(batch) >= _MAX_BATCH:
+                    break
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + self.purge_every_s
+                if not any(op.future is None for op in batch):
+                    batch.append(_Op(self.purge, True, None, None))
+            if batch:
+                self._run(batch)
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except sqlite3.Error:  # pragma: no cover - closing a healthy connection
+                pass
+        try:
+            stop.loop.call_soon_threadsafe(_settle, [(stop.future, None, None)])
+        except RuntimeError:  # pragma: no cover - the loop closed first
+            pass
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        found: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = conn.execute("PRAGMA user_version").fetchone()[0]  # another process?
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {found}, but this penguiflow-core "
+                    f"supports versions up to {SCHEMA_VERSION}: upgrade penguiflow-core"
+                )
+            if found == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _run(self, batch: list[_Op]) -> None:
+        outcomes: list[tuple[object, BaseException | None]] = []
+        try:
+            if self.conn is None:
+                self.conn = self._connect()
+            conn = self.conn
+            writes = any(op.writes for op in batch)
+            # One operation alone needs no savepoint: the transaction is its boundary.
+            alone = len(batch) == 1
+            conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
+            try:
+                for op in batch:
+                    outcomes.append(self._run_one(conn, op, savepoint=not alone))
+                if alone and outcomes[0][1] is not None:
+                    conn.execute("ROLLBACK")
+                else:
+                    conn.execute("COMMIT")
+                    self.commits += 1
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # the transaction failed as a whole: every operation did
+            error = self._map(exc)
+            outcomes = [(None, error)] * len(batch)
+        self._deliver(batch, outcomes)
+
+    def _run_one(
+        self, conn: sqlite3.Connection, op: _Op, *, savepoint: bool
+    ) -> tuple[object, BaseException | None]:
+        savepoint = savepoint and op.writes  # a read changes nothing to take back
+        if savepoint:
+            conn.execute("SAVEPOINT op")
+        try:
+            result = op.fn(conn, self.clock())
+        except Exception as exc:
+            if savepoint:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+            if op.future is None:
+                _logger.warning("SQLite store %s: purging expired items failed", self.path)
+            return None, self._map(exc)
+        if savepoint:
+            conn.execute("RELEASE op")
+        return result, None
+
+    def _map(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.Error):
+            error = StoreUnavailable(f"SQLite store {self.path}: {exc}", original_exc=exc)
+            error.__cause__ = exc
+            return error
+        return exc
+
+    def _deliver(
+        self, batch: list[_Op], outcomes: list[tuple[object, BaseException | None]]
+    ) -> None:
+        by_loop: dict[
+            asyncio.AbstractEventLoop,
+            list[tuple[asyncio.Future[Any], object, BaseException | None]],
+        ] = {}
+        for op, (result, exc) in zip(batch, outcomes, strict=True):
+            if op.loop is not None and op.future is not None:
+                by_loop.setdefault(op.loop, []).append((op.future, result, exc))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+
+class SQLiteDurableStore(HistoryOnStore):
+    """A ``DurableStore`` (and core ``StateStore``) in one SQLite file, or ``":memory:"``.
+
+    Open it with ``async with SQLiteDurableStore.open(path) as store:``. WAL mode;
+    ``synchronous="NORMAL"`` survives a process crash but may lose the last commits on power
+    loss, ``"FULL"`` does not. Several processes of one host may open the same file: writes
+    serialise on SQLite's lock, waiting up to ``busy_timeout_s``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        clock: Callable[[], float] = time.time,
+        retention: Mapping[str, float] | None = None,
+        busy_timeout_s: float = 5.0,
+        purge_every_s: float = 60.0,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        """Check the options; the store runs once entered (prefer ``open``)."""
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if not isinstance(path, str) or not path:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f'path must be a file path or ":memory:", got {path!r}')
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f'synchronous must be "NORMAL" or "FULL", got {synchronous!r}')
+        if not math.isfinite(busy_timeout_s) or busy_timeout_s < 0:
+            raise ValueError(f"busy_timeout_s must be >= 0 seconds, got {busy_timeout_s}")
+        if not math.isfinite(purge_every_s) or purge_every_s <= 0:
+            raise ValueError(f"purge_every_s must be > 0 seconds, got {purge_every_s}")
+        if max_value_bytes < 1:
+            raise ValueError(f"max_value_bytes must be >= 1, got {max_value_bytes}")
+        for name, ttl in (retention or {}).items():
+            if not math.isfinite(ttl) or ttl <= 0:
+                raise ValueError(f"retention[{name!r}] must be > 0 seconds, got {ttl}")
+        self._path = path
+        self._clock = clock
+        self._retention = dict(retention or {})
+        self._max_value_bytes = max_value_bytes
+        self._writer = _Writer(
+            path,
+            synchronous=synchronous,
+            clock=clock,
+            busy_timeout_s=busy_timeout_s,
+            purge_every_s=purge_every_s,
+            purge=_purge,
+        )
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._closing: asyncio.Future[Any] | None = None
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        clock: Callable[[], float] = time.time,
+        retention: Mapping[str, float] | None = None,
+        busy_timeout_s: float = 5.0,
+        purge_every_s: float = 60.0,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> AbstractAsyncContextManager[SQLiteDurableStore]:
+        """Open (creating if needed) the store at ``path``; leaving the block closes it.
+
+        Args:
+            path: A file path, or ``":memory:"`` for a private in-memory database.
+            synchronous: ``"NORMAL"`` (the default) or ``"FULL"`` (durable on power loss).
+            clock: Where time comes from (seconds); TTLs and timestamps use it.
+            retention: Default TTLs by namespace/stream prefix (longest prefix wins).
+            busy_timeout_s: How long a write waits for another process's lock.
+            purge_every_s: How often the writer thread removes expired items.
+            max_value_bytes: The largest value accepted.
+
+        Raises:
+            ValueError: An option is out of range (at once).
+            StoreError: The file's schema is newer than this package supports (on entering).
+            StoreUnavailable: SQLite could not open the file (on entering).
+        """
+        return _opened(
+            cls(
+                path,
+                synchronous=synchronous,
+                clock=clock,
+                retention=retention,
+                busy_timeout_s=busy_timeout_s,
+                purge_every_s=purge_every_s,
+                max_value_bytes=max_value_bytes,
+            )
+        )
+
+    async def __aenter__(self) -> Self:
+        """Start the store (if not started yet) and return it."""
+        if self._state == "new":
+            self._state = "open"
+            self._writer.thread.start()
+            try:
+                await self._call(lambda conn, now: None, writes=False)
+            except BaseException:
+                await self.aclose()
+                raise
+        elif self._state == "closed":
+            raise StoreClosed(f"SQLite store {self._path} is closed; open a new one")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Finish the queued operations, close the connection and join the writer thread.
+
+        Idempotent; any later call raises ``StoreClosed``.
+        """
+        if self._state == "new":
+            self._state = "closed"
+            return
+        self._state = "closed"
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+            self._writer.queue.put(_Stop(asyncio.get_running_loop(), self._closing))
+        await asyncio.shield(self._closing)
+        self._writer.thread.join()  # it has closed the connection: only its return is left
+
+    # ------------------------------------------------------------------------ the hop
+    async def _call(self, fn: _Fn, *, writes: bool) -> Any:
+        if self._state != "open":
+            raise StoreClosed(
+                f"SQLite store {self._path} is closed; open a new one"
+                if self._state == "closed"
+                else "the store is not open: use `async with SQLiteDurableStore.open(path)`"
+            )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._writer.queue.put(_Op(fn, writes, loop, future))
+        return await future
+
+    def _default_ttl(self, name: str, ttl_s: float | None) -> float | None:
+        return ttl_s if ttl_s is not None else retention_ttl(self._retention, name)
+
+    # --------------------------------------------------------------------------- records
+    async def put(
+        self,
+        namespace: str,
+        key: str,
+        value: bytes,
+        *,
+        scope: Scope,
+        ttl_s: float | None = None,
+        if_version: int | None = None,
+    ) -> int:
+        """Store ``value``; returns the new version (1 on create, +1 per put).
+
+        ``if_version=0`` creates only, ``n`` replaces only version ``n`` (else
+        ``VersionConflict``). Each put sets the TTL anew (None: the retention default, or no
+        expiry). A record of another tenant raises ``ScopeMismatch``.
+        """
+        check_namespace(namespace)
+        check_key(key)
+        check_value(value, self._max_value_bytes)
+        check_ttl(ttl_s)
+        if if_version is not None and if_version < 0:
+            raise ValueError(
+                f"if_version must be None, 0 (create only) or n >= 1, got {if_version}"
+            )
+        data, kb = bytes(value), key.encode()
+        ttl = self._default_ttl(namespace, ttl_s)
+
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            row = conn.execute(
+                "SELECT version, tenant, user_id, session_id, expires_at FROM pf_records "
+                "WHERE namespace = ? AND key = ?",
+                (namespace, kb),
+            ).fetchone()
+            actual = 0
+            if row is not None and _live(row[4], now):
+                if row[1] != scope.tenant:
+                    raise ScopeMismatch(_scope_of(row, 1), scope)
+                actual = row[0]
+            if if_version is not None and if_version != actual:
+                raise VersionConflict(namespace, key, if_version, actual)
+            version = actual + 1
+            conn.execute(
+                "INSERT OR REPLACE INTO pf_records (namespace, key, value, tenant, user_id, "
+                "session_id, version, expires_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    namespace,
+                    kb,
+                    data,
+                    scope.tenant,
+                    scope.user,
+                    scope.session,
+                    version,
+                    None if ttl is None else now + ttl,
+                    now,
+                ),
+            )
+            return version
+
+        return cast(int, await self._call(run, writes=True))
+
+    async def get(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
+        """The record, or None when missing, expired or not selected by ``scope``."""
+        check_namespace(namespace)
+        check_key(key)
+        kb = key.encode()
+
+        def run(conn: sqlite3.Connection, now: float) -> Record | None:
+            row = _live_record(conn, namespace, kb, now)
+            if row is None or (scope is not None and not scope.selects(_scope_of(row, 2))):
+                return None
+            return _record(namespace, row)
+
+        return cast(Record | None, await self._call(run, writes=False))
+
+    async def take(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
+        """Get and delete atomically: of concurrent takes exactly one gets the record.
+
+        A take whose ``scope`` does not select the record returns None and leaves it.
+        """
+        check_namespace(namespace)
+        check_key(key)
+        kb = key.encode()
+
+        def run(conn: sqlite3.Connection, now: float) -> Record | None:
+            row = _live_record(conn, namespace, kb, now)
+            if row is None or (scope is not None and not scope.selects(_scope_of(row, 2))):
+                return None
+            conn.execute("DELETE FROM pf_records WHERE namespace = ? AND key = ?", (namespace, kb))
+            return _record(namespace, row)
+
+        return cast(Record | None, await self._call(run, writes=True))
+
+    async def delete(self, namespace: str, key: str, *, scope: Scope | None = None) -> bool:
+        """Delete the record; True when something was deleted (nothing if ``scope`` misses)."""
+        check_namespace(namespace)
+        check_key(key)
+        kb = key.encode()
+
+        def run(conn: sqlite3.Connection, now: float) -> bool:
+            row = _live_record(conn, namespace, kb, now)
+            if row is None or (scope is not None and not scope.selects(_scope_of(row, 2))):
+                return False
+            conn.execute("DELETE FROM pf_records WHERE namespace = ? AND key = ?", (namespace, kb))
+            return True
+
+        return cast(bool, await self._call(run, writes=True))
+
+    async def scan(
+        self,
+        namespace: str,
+        prefix: str = "",
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        scope: Scope | None = None,
+    ) -> list[Record]:
+        """Records whose key starts with ``prefix``, ascending by UTF-8 bytes, after ``after``.
+
+        ``prefix`` is literal (``%``, ``_``, ``*`` are plain characters); up to ``limit``
+        records, fewer meaning there are no more.
+        """
+        check_namespace(namespace)
+        check_limit(limit)
+        if not isinstance(prefix, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"prefix must be a string, got {prefix!r}")
+        low, high = prefix.encode(), _prefix_end(prefix.encode())
+        sql = f"SELECT {_RECORD_COLUMNS} FROM pf_records WHERE namespace = ? AND {_LIVE}"
+        args: list[object] = [namespace]
+        if low:
+            sql += " AND key >= ? AND key < ?"
+        if after is not None:
+            sql += " AND key > ?"
+        if scope is not None:
+            sql += f" AND {_SELECTED}"
+        sql += " ORDER BY key LIMIT ?"
+
+        def run(conn: sqlite3.Connection, now: float) -> list[Record]:
+            params: list[object] = [*args, now]
+            if low:
+                params += [low, high]
+            if after is not None:
+                params.append(after.encode())
+            if scope is not None:
+                params += _filter_args(scope)
+            params.append(limit)
+            return [_record(namespace, row) for row in conn.execute(sql, params)]
+
+        return cast(list[Record], await self._call(run, writes=False))
+
+    # ------------------------------------------------------------------------------ logs
+    async def append(
+        self,
+        stream: str,
+        value: bytes,
+        *,
+        scope: Scope,
+        idempotency_key: str | None = None,
+        ttl_s: float | None = None,
+    ) -> int:
+        """Append to ``stream``; returns its seq (1, 2, 3 … with no gaps).
+
+        A repeated ``idempotency_key`` returns the first entry's seq and writes nothing. The
+        first append fixes the stream's scope (another tenant: ``ScopeMismatch``). ``ttl_s``
+        sets the whole stream's expiry anew; None keeps it (the retention default on the
+        first append).
+        """
+        check_stream(stream)
+        check_value(value, self._max_value_bytes)
+        check_ttl(ttl_s)
+        data = bytes(value)
+        first_ttl = self._default_ttl(stream, ttl_s)
+
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            row = conn.execute(
+                "SELECT id, tenant, user_id, session_id, last_seq, expires_at FROM pf_streams "
+                "WHERE name = ?",
+                (stream,),
+            ).fetchone()
+            if row is not None and not _live(row[5], now):
+                _drop_streams(conn, "id = ?", (row[0],))  # expired: this append starts anew
+                row = None
+            if row is None:
+                expires_at = None if first_ttl is None else now + first_ttl
+                cursor = conn.execute(
+                    "INSERT INTO pf_streams (name, tenant, user_id, session_id, last_seq, "
+                    "expires_at) VALUES (?, ?, ?, ?, 1, ?)",
+                    (stream, scope.tenant, scope.user, scope.session, expires_at),
+                )
+                stream_id, seq = cast(int, cursor.lastrowid), 1
+            else:
+                if row[1] != scope.tenant:
+                    raise ScopeMismatch(_scope_of(row, 1), scope)
+                stream_id = row[0]
+                if idempotency_key is not None:
+                    known = conn.execute(
+                        "SELECT seq FROM pf_idempotency WHERE stream_id = ? AND key = ?",
+                        (stream_id, idempotency_key),
+                    ).fetchone()
+                    if known is not None:
+                        return known[0]
+                seq = row[4] + 1
+                expires_at = row[5] if ttl_s is None else now + ttl_s
+                conn.execute(
+                    "UPDATE pf_streams SET last_seq = ?, expires_at = ? WHERE id = ?",
+                    (seq, expires_at, stream_id),
+                )
+            conn.execute(
+                "INSERT INTO pf_entries (stream_id, seq, value, ts, idempotency_key) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (stream_id, seq, data, now, idempotency_key),
+            )
+            if idempotency_key is not None:
+                conn.execute(
+                    "INSERT INTO pf_idempotency (stream_id, key, seq) VALUES (?, ?, ?)",
+                    (stream_id, idempotency_key, seq),
+                )
+            return seq
+
+        return cast(int, await self._call(run, writes=True))
+
+    async def read(
+        self, stream: str, after: int = 0, *, limit: int = 1000, scope: Scope | None = None
+    ) -> list[LogEntry]:
+        """Entries with ``seq > after``, ascending; ``[]`` for unknown, expired or unselected."""
+        check_stream(stream)
+        check_limit(limit)
+
+        def run(conn: sqlite3.Connection, now: float) -> list[LogEntry]:
+            row = _live_stream(conn, stream, now)
+            if row is None or (scope is not None and not scope.selects(_scope_of(row, 1))):
+                return []
+            return [
+                LogEntry(stream, seq, bytes(value), ts, key)
+                for seq, value, ts, key in conn.execute(
+                    "SELECT seq, value, ts, idempotency_key FROM pf_entries "
+                    "WHERE stream_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    (row[0], after, limit),
+                )
+            ]
+
+        return cast(list[LogEntry], await self._call(run, writes=False))
+
+    async def trim(self, stream: str, *, before: int) -> int:
+        """Drop entries with ``seq < before``; returns how many went. Later seqs continue."""
+        check_stream(stream)
+        if before < 1:
+            raise ValueError(f"before must be a seq >= 1, got {before}")
+
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            row = _live_stream(conn, stream, now)
+            if row is None:
+                return 0
+            cursor = conn.execute(
+                "DELETE FROM pf_entries WHERE stream_id = ? AND seq < ?", (row[0], before)
+            )
+            return cursor.rowcount
+
+        return cast(int, await self._call(run, writes=True))
+
+    # ------------------------------------------------------------------------- retention
+    async def erase(
+        self, tenant: str, *, user: str | None = None, session: str | None = None
+    ) -> int:
+        """Remove every record and stream the filter selects, in every namespace.
+
+        Returns records + streams removed (those still readable). Afterwards a put starts at
+        version 1, an append at seq 1, and the streams' idempotency keys are forgotten.
+        """
+        where = _SELECTED
+        args = _filter_args(Scope(tenant, user, session))
+
+        def run(conn: sqlite3.Connection, now: float) -> int:
+            live = f"SELECT COUNT(*) FROM {{}} WHERE {where} AND {_LIVE}"
+            count: int = conn.execute(live.format("pf_records"), (*args, now)).fetchone()[0]
+            count += conn.execute(live.format("pf_streams"), (*args, now)).fetchone()[0]
+            conn.execute(f"DELETE FROM pf_records WHERE {where}", args)
+            _drop_streams(conn, where, args)
+            return count
+
+        return cast(int, await self._call(run, writes=True))
+
+    async def purge_expired(self) -> int:
+        """Physically remove expired records and streams; returns how many.
+
+        The writer thread also runs this every ``purge_every_s``.
+        """
+        return cast(int, await self._call(_purge, writes=True))
+
+
+# --------------------------------------------------------------------------- shared SQL
+def _live_record(conn: sqlite3.Connection, namespace: str, key: bytes, now: float) -> _Row | None:
+    return conn.execute(
+        f"SELECT {_RECORD_COLUMNS} FROM pf_records WHERE namespace = ? AND key = ? AND {_LIVE}",
+        (namespace, key, now),
+    ).fetchone()
+
+
+def _live_stream(conn: sqlite3.Connection, stream: str, now: float) -> _Row | None:
+    return conn.execute(
+        f"SELECT id, tenant, user_id, session_id FROM pf_streams WHERE name = ? AND {_LIVE}",
+        (stream, now),
+    ).fetchone()
+
+
+def _drop_streams(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
+    ids = f"SELECT id FROM pf_streams WHERE {where}"
+    conn.execute(f"DELETE FROM pf_entries WHERE stream_id IN ({ids})", args)
+    conn.execute(f"DELETE FROM pf_idempotency WHERE stream_id IN ({ids})", args)
+    return conn.execute(f"DELETE FROM pf_streams WHERE {where}", args).rowcount
+
+
+def _purge(conn: sqlite3.Connection, now: float) -> int:
+    expired = "expires_at IS NOT NULL AND expires_at <= ?"
+    count = conn.execute(f"DELETE FROM pf_records WHERE {expired}", (now,)).rowcount
+    return count + _drop_streams(conn, expired, (now,))
+
+
+@asynccontextmanager
+async def _opened(store: SQLiteDurableStore) -> AsyncGenerator[SQLiteDurableStore]:
+    async with store:
+        yield store
