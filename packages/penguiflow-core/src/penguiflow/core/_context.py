@@ -258,6 +258,8 @@ class Context:
         state = self._wiring()[0].traces.get(trace_id)
         if state is None:
             return False
+        if state.aborts is None:
+            state.aborts = []  # created on first use: most traces never need one
         state.aborts.append(callback)
         return True
 

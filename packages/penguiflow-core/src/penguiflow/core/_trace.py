@@ -58,7 +58,7 @@ class TraceState:
         callers blocked emitting it."""
         self.cleanups: list[Callable[[], None]] = []
         """Node-local per-trace state to free when the trace ends (join buckets, timers...)."""
-        self.aborts: list[Callable[[], None]] = []
+        self.aborts: list[Callable[[], None]] | None = None
         """Called (before ``cleanups``) when the trace ends cancelled or failed."""
         self.failed: bool = False
         """Whether a message of the trace failed (whether or not its error reached Rookery)."""
@@ -139,7 +139,7 @@ class TraceTable:
             return
         del self.states[key]
         if state.aborts:
-            aborts, state.aborts = state.aborts, []
+            aborts, state.aborts = state.aborts, None
             if state.cancelled or state.failed:
                 for abort in aborts:
                     abort()
