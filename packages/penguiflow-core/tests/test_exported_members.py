@@ -45,6 +45,7 @@ EXPECTED = {
     "DurableStore",
     "InMemoryDurableStore",
     "LogEntry",
+    "PostgresDurableStore",
     "Record",
     "SQLiteDurableStore",
     "Scope",

@@ -88,6 +88,7 @@ if _typing.TYPE_CHECKING:
     )
     from ._store_history import as_state_store
     from ._store_memory import InMemoryDurableStore
+    from ._store_postgres import PostgresDurableStore
     from ._store_sqlite import SQLiteDurableStore
     from ._viz import flow_to_dot, flow_to_mermaid, to_dot, to_mermaid
 
@@ -118,6 +119,7 @@ _LAZY = {
     **dict.fromkeys(("flow_to_dot", "flow_to_mermaid", "to_dot", "to_mermaid"), "_viz"),
     # Backends load on first use: `import penguiflow.core` loads no store module (nor sqlite3).
     "InMemoryDurableStore": "_store_memory",
+    "PostgresDurableStore": "_store_postgres",
     "as_state_store": "_store_history",
 }
 
@@ -199,6 +201,7 @@ __all__ = [
     "DurableStore",
     "InMemoryDurableStore",
     "LogEntry",
+    "PostgresDurableStore",
     "Record",
     "SQLiteDurableStore",
     "Scope",

@@ -67,6 +67,8 @@ class Dispatcher:
         """Events waiting for async sinks, with the scope of their trace."""
         self.envelopes: deque[BusEnvelope] = deque()
         self.ready: asyncio.Event | None = None
+        self._flushing = asyncio.Lock()
+        """One flush at a time: events reach the store in the order they happened."""
         self.events_dropped: int = 0
         self.envelopes_dropped: int = 0
         self.listener_errors: int = 0
@@ -174,16 +176,19 @@ class Dispatcher:
 
         A delivery once begun is finished even when the drain is cancelled (the flow stopping),
         within ``delivery_timeout_s``: an item taken off the buffer is never silently lost.
+        Flushes run one at a time (``flow.load_history`` flushes while the drain may be
+        delivering), so a store with concurrent writers still saves events in order.
         """
-        while self.events or self.envelopes:
-            if self.events:
-                event = self.events.popleft()
-                with anyio.move_on_after(self.delivery_timeout_s, shield=True):
-                    await self._deliver_event(*event)
-            if self.envelopes:
-                envelope = self.envelopes.popleft()
-                with anyio.move_on_after(self.delivery_timeout_s, shield=True):
-                    await self._deliver_envelope(envelope)
+        async with self._flushing:
+            while self.events or self.envelopes:
+                if self.events:
+                    event = self.events.popleft()
+                    with anyio.move_on_after(self.delivery_timeout_s, shield=True):
+                        await self._deliver_event(*event)
+                if self.envelopes:
+                    envelope = self.envelopes.popleft()
+                    with anyio.move_on_after(self.delivery_timeout_s, shield=True):
+                        await self._deliver_envelope(envelope)
 
     async def _deliver_event(self, event: FlowEvent, scope: Scope | None) -> None:
         for middleware in self.middlewares:

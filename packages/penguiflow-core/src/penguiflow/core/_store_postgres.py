@@ -1,0 +1,815 @@
+"""``PostgresDurableStore``: a ``DurableStore`` in PostgreSQL through an asyncpg pool.
+
+Loaded on first use (``penguiflow.core.PostgresDurableStore``); asyncpg, the ``postgres`` extra,
+is imported when a store is opened. The tables live in their own schema, created under an
+advisory lock (so stores opening at once do not race) and versioned in ``pf_meta``. Keys are
+``text COLLATE "C"``: PostgreSQL compares them byte by byte, the UTF-8 order the other backends
+scan in, and a prefix scan is a range on the primary key (never ``LIKE``). Values are ``bytea``;
+times come from the store's clock and travel as parameters. Every operation is one statement,
+so the server applies it whole or not at all: ``put`` and ``append`` are PL/pgSQL functions
+that lock the row they change (``FOR UPDATE``), which makes appends gap-free, visible in seq
+order and idempotent under concurrency in one round trip. asyncpg errors become
+``StoreUnavailable`` here, in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import re
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from ._durable import (
+    DEFAULT_MAX_VALUE_BYTES,
+    LogEntry,
+    Record,
+    Scope,
+    check_key,
+    check_limit,
+    check_namespace,
+    check_stream,
+    check_ttl,
+    check_value,
+    retention_ttl,
+)
+from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
+from ._store_history import HistoryOnStore
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["SCHEMA_VERSION", "PostgresDurableStore"]
+
+SCHEMA_VERSION = 1
+"""The schema this module writes (kept in the ``pf_meta`` table of the store's schema)."""
+
+_INSTALL = 'PostgresDurableStore needs asyncpg: pip install "penguiflow-core[postgres]"'
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_logger = logging.getLogger("penguiflow.core")
+
+# {s} is the quoted schema name. One statement per list item (asyncpg runs them in order).
+_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS {s}",
+    """CREATE TABLE {s}.pf_meta (
+        id      integer PRIMARY KEY CHECK (id = 1),
+        version integer NOT NULL
+    )""",
+    """CREATE TABLE {s}.pf_records (
+        namespace  text COLLATE "C" NOT NULL,
+        key        text COLLATE "C" NOT NULL,
+        value      bytea            NOT NULL,
+        tenant     text             NOT NULL,
+        user_id    text,
+        session_id text,
+        version    bigint           NOT NULL,
+        expires_at double precision,
+        updated_at double precision NOT NULL,
+        PRIMARY KEY (namespace, key)
+    )""",
+    "CREATE INDEX pf_records_scope ON {s}.pf_records (tenant, user_id, session_id)",
+    "CREATE INDEX pf_records_expiry ON {s}.pf_records (expires_at) WHERE expires_at IS NOT NULL",
+    """CREATE TABLE {s}.pf_streams (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name       text COLLATE "C" NOT NULL UNIQUE,
+        tenant     text             NOT NULL,
+        user_id    text,
+        session_id text,
+        last_seq   bigint           NOT NULL,
+        expires_at double precision
+    )""",
+    "CREATE INDEX pf_streams_scope ON {s}.pf_streams (tenant, user_id, session_id)",
+    "CREATE INDEX pf_streams_expiry ON {s}.pf_streams (expires_at) WHERE expires_at IS NOT NULL",
+    """CREATE TABLE {s}.pf_entries (
+        stream_id       bigint NOT NULL REFERENCES {s}.pf_streams (id) ON DELETE CASCADE,
+        seq             bigint NOT NULL,
+        value           bytea  NOT NULL,
+        ts              double precision NOT NULL,
+        idempotency_key text,
+        PRIMARY KEY (stream_id, seq)
+    )""",
+    """CREATE TABLE {s}.pf_idempotency (
+        stream_id bigint NOT NULL REFERENCES {s}.pf_streams (id) ON DELETE CASCADE,
+        key       text   NOT NULL,
+        seq       bigint NOT NULL,
+        PRIMARY KEY (stream_id, key)
+    )""",
+    # put: o_status 0 = written (o_version the new version), 1 = another tenant's record
+    # (o_tenant/o_user/o_session its scope), 2 = version conflict (o_version the actual one).
+    """CREATE FUNCTION {s}.pf_put(
+        p_namespace text, p_key text, p_value bytea, p_tenant text, p_user text,
+        p_session text, p_ttl double precision, p_if_version bigint, p_now double precision,
+        OUT o_status integer, OUT o_version bigint,
+        OUT o_tenant text, OUT o_user text, OUT o_session text
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        r record;
+        found_row boolean;
+        actual bigint;
+    BEGIN
+        LOOP
+            SELECT version, tenant, user_id, session_id, expires_at INTO r
+              FROM {s}.pf_records WHERE namespace = p_namespace AND key = p_key FOR UPDATE;
+            found_row := FOUND;
+            actual := 0;
+            IF found_row AND (r.expires_at IS NULL OR r.expires_at > p_now) THEN
+                IF r.tenant <> p_tenant THEN
+                    o_status := 1; o_tenant := r.tenant; o_user := r.user_id;
+                    o_session := r.session_id;
+                    RETURN;
+                END IF;
+                actual := r.version;
+            END IF;
+            IF p_if_version IS NOT NULL AND p_if_version <> actual THEN
+                o_status := 2; o_version := actual;
+                RETURN;
+            END IF;
+            IF found_row THEN
+                UPDATE {s}.pf_records SET value = p_value, tenant = p_tenant, user_id = p_user,
+                       session_id = p_session, version = actual + 1,
+                       expires_at = p_now + p_ttl, updated_at = p_now
+                 WHERE namespace = p_namespace AND key = p_key;
+            ELSE
+                INSERT INTO {s}.pf_records (namespace, key, value, tenant, user_id, session_id,
+                                            version, expires_at, updated_at)
+                     VALUES (p_namespace, p_key, p_value, p_tenant, p_user, p_session, 1,
+                             p_now + p_ttl, p_now)
+                ON CONFLICT (namespace, key) DO NOTHING;
+                IF NOT FOUND THEN
+                    CONTINUE;  -- a concurrent put created it first: look again
+                END IF;
+            END IF;
+            o_status := 0; o_version := actual + 1;
+            RETURN;
+        END LOOP;
+    END
+    $$""",
+    # append: o_status 0 = appended or known key (o_seq), 1 = another tenant's stream.
+    """CREATE FUNCTION {s}.pf_append(
+        p_stream text, p_value bytea, p_tenant text, p_user text, p_session text,
+        p_key text, p_ttl double precision, p_first_ttl double precision,
+        p_now double precision,
+        OUT o_status integer, OUT o_seq bigint,
+        OUT o_tenant text, OUT o_user text, OUT o_session text
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        r record;
+        v_stream bigint;
+    BEGIN
+        LOOP
+            SELECT id, tenant, user_id, session_id, last_seq, expires_at INTO r
+              FROM {s}.pf_streams WHERE name = p_stream FOR UPDATE;
+            IF FOUND AND r.expires_at IS NOT NULL AND r.expires_at <= p_now THEN
+                DELETE FROM {s}.pf_streams WHERE id = r.id;  -- expired: start it anew
+            ELSIF FOUND THEN
+                IF r.tenant <> p_tenant THEN
+                    o_status := 1; o_tenant := r.tenant; o_user := r.user_id;
+                    o_session := r.session_id;
+                    RETURN;
+                END IF;
+                IF p_key IS NOT NULL THEN
+                    SELECT i.seq INTO o_seq FROM {s}.pf_idempotency i
+                     WHERE i.stream_id = r.id AND i.key = p_key;
+                    IF FOUND THEN
+                        o_status := 0;
+                        RETURN;
+                    END IF;
+                END IF;
+                o_seq := r.last_seq + 1;
+                UPDATE {s}.pf_streams
+                   SET last_seq = o_seq,
+                       expires_at = CASE WHEN p_ttl IS NULL THEN r.expires_at
+                                         ELSE p_now + p_ttl END
+                 WHERE id = r.id;
+                v_stream := r.id;
+                EXIT;
+            END IF;
+            INSERT INTO {s}.pf_streams (name, tenant, user_id, session_id, last_seq, expires_at)
+                 VALUES (p_stream, p_tenant, p_user, p_session, 1, p_now + p_first_ttl)
+            ON CONFLICT (name) DO NOTHING
+            RETURNING id INTO v_stream;
+            IF v_stream IS NOT NULL THEN
+                o_seq := 1;
+                EXIT;
+            END IF;
+            -- a concurrent first append created the stream: look again
+        END LOOP;
+        INSERT INTO {s}.pf_entries (stream_id, seq, value, ts, idempotency_key)
+             VALUES (v_stream, o_seq, p_value, p_now, p_key);
+        IF p_key IS NOT NULL THEN
+            INSERT INTO {s}.pf_idempotency (stream_id, key, seq) VALUES (v_stream, p_key, o_seq);
+        END IF;
+        o_status := 0;
+    END
+    $$""",
+)
+
+_RECORD_COLUMNS = "key, value, tenant, user_id, session_id, version, expires_at, updated_at"
+_LIVE = "(expires_at IS NULL OR expires_at > $now)"
+_SELECTED = (
+    "tenant = $tenant AND ($user::text IS NULL OR user_id = $user) "
+    "AND ($session::text IS NULL OR session_id = $session)"
+)
+
+
+def _import_asyncpg() -> ModuleType:
+    try:
+        import asyncpg
+    except ImportError as exc:
+        raise ImportError(_INSTALL) from exc
+    return asyncpg
+
+
+def _prefix_end(prefix: str) -> str | None:
+    # The smallest string above every string starting with ``prefix``, in code point order
+    # (= UTF-8 byte order): the prefix with its last character raised by one.
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:  # skip the surrogates: no key holds one
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
+
+
+def _lock_id(schema: str) -> int:
+    digest = hashlib.sha256(f"penguiflow-store:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _scope_of(row: asyncpg.Record, prefix: str = "") -> Scope:
+    return Scope(row[f"{prefix}tenant"], row[f"{prefix}user_id"], row[f"{prefix}session_id"])
+
+
+def _record(namespace: str, row: asyncpg.Record) -> Record:
+    return Record(
+        namespace=namespace,
+        key=row["key"],
+        value=bytes(row["value"]),
+        scope=_scope_of(row),
+        version=row["version"],
+        expires_at=row["expires_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _count(status: str) -> int:
+    # asyncpg's command status: "DELETE 3", "UPDATE 1" …
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class _Sql:
+    """The statements of one schema, with named parameters turned into asyncpg's ``$n``."""
+
+    def __init__(self, schema: str) -> None:
+        s = f'"{schema}"'
+        self.ddl = tuple(statement.replace("{s}", s) for statement in _DDL)
+        self.meta = f"{s}.pf_meta"
+        scoped = f"AND {_SELECTED}"
+        fields = f"SELECT {_RECORD_COLUMNS} FROM {s}.pf_records"
+        self.put = _named(
+            f"SELECT * FROM {s}.pf_put($namespace, $key, $value, $tenant, $user, $session, "
+            "$ttl, $if_version, $now)"
+        )
+        self.get = _named(f"{fields} WHERE namespace = $namespace AND key = $key AND {_LIVE}")
+        self.get_scoped = _named(
+            f"{fields} WHERE namespace = $namespace AND key = $key AND {_LIVE} {scoped}"
+        )
+        take = f"DELETE FROM {s}.pf_records WHERE namespace = $namespace AND key = $key AND {_LIVE}"
+        self.take = _named(f"{take} RETURNING {_RECORD_COLUMNS}")
+        self.take_scoped = _named(f"{take} {scoped} RETURNING {_RECORD_COLUMNS}")
+        self.delete = _named(take)
+        self.delete_scoped = _named(f"{take} {scoped}")
+        self.scan_sql = f"{fields} WHERE namespace = $namespace AND {_LIVE}"
+        self.append = _named(
+            f"SELECT * FROM {s}.pf_append($stream, $value, $tenant, $user, $session, $key, "
+            "$ttl, $first_ttl, $now)"
+        )
+        read = (
+            f"SELECT e.seq, e.value, e.ts, e.idempotency_key FROM {s}.pf_entries e "
+            f"JOIN {s}.pf_streams t ON t.id = e.stream_id "
+            "WHERE t.name = $stream AND (t.expires_at IS NULL OR t.expires_at > $now) "
+            "AND e.seq > $after"
+        )
+        order = " ORDER BY e.seq LIMIT $limit"
+        self.read = _named(read + order)
+        self.read_scoped = _named(
+            f"{read} AND t.tenant = $tenant AND ($user::text IS NULL OR t.user_id = $user) "
+            f"AND ($session::text IS NULL OR t.session_id = $session){order}"
+        )
+        self.trim = _named(
+            f"DELETE FROM {s}.pf_entries WHERE stream_id = (SELECT id FROM {s}.pf_streams "
+            f"WHERE name = $stream AND {_LIVE}) AND seq < $before"
+        )
+        self.erase = _named(
+            f"WITH r AS (DELETE FROM {s}.pf_records WHERE {_SELECTED} RETURNING expires_at), "
+            f"t AS (DELETE FROM {s}.pf_streams WHERE {_SELECTED} RETURNING expires_at) "
+            f"SELECT (SELECT count(*) FROM r WHERE {_LIVE}) "
+            f"+ (SELECT count(*) FROM t WHERE {_LIVE})"
+        )
+        expired = "expires_at IS NOT NULL AND expires_at <= $now"
+        self.purge = _named(
+            f"WITH r AS (DELETE FROM {s}.pf_records WHERE {expired} RETURNING 1), "
+            f"t AS (DELETE FROM {s}.pf_streams WHERE {expired} RETURNING 1) "
+            "SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM t)"
+        )
+
+
+class _Named:
+    """A statement with ``$name`` parameters, numbered in order of first use."""
+
+    __slots__ = ("names", "text")
+
+    def __init__(self, text: str, names: tuple[str, ...]) -> None:
+        self.text = text
+        self.names = names
+
+    def args(self, **values: object) -> list[object]:
+        return [values[name] for name in self.names]
+
+
+def _named(sql: str) -> _Named:
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _Named(re.sub(r"\$([a-z_]+)", number, sql), tuple(names))
+
+
+class PostgresDurableStore(HistoryOnStore):
+    """A ``DurableStore`` (and core ``StateStore``) in PostgreSQL, through an asyncpg pool.
+
+    Open it with ``async with PostgresDurableStore.open(dsn) as store:`` (extra ``postgres``).
+    Every process and machine that reaches the server shares the data of one ``schema``.
+    Behind pgbouncer in transaction mode pass ``connect_kwargs={"statement_cache_size": 0}``.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "penguiflow",
+        min_size: int = 1,
+        max_size: int = 10,
+        clock: Callable[[], float] = time.time,
+        retention: Mapping[str, float] | None = None,
+        purge_every_s: float = 60.0,
+        connect_kwargs: Mapping[str, Any] | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        """Check the options; the store connects once entered (prefer ``open``)."""
+        self._asyncpg = _import_asyncpg()
+        if not isinstance(dsn, str) or not dsn:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"dsn must be a PostgreSQL URL such as postgresql://…, got {dsn!r}")
+        if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(
+                "schema must be 1-63 characters of [a-z0-9_], not starting with a digit, "
+                f"got {schema!r}"
+            )
+        if min_size < 0 or max_size < 1 or min_size > max_size:
+            raise ValueError(
+                f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}"
+            )
+        if not math.isfinite(purge_every_s) or purge_every_s <= 0:
+            raise ValueError(f"purge_every_s must be > 0 seconds, got {purge_every_s}")
+        if max_value_bytes < 1:
+            raise ValueError(f"max_value_bytes must be >= 1, got {max_value_bytes}")
+        for name, ttl in (retention or {}).items():
+            if not math.isfinite(ttl) or ttl <= 0:
+                raise ValueError(f"retention[{name!r}] must be > 0 seconds, got {ttl}")
+        self._dsn = dsn
+        self._schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._clock = clock
+        self._retention = dict(retention or {})
+        self._purge_every_s = purge_every_s
+        self._connect_kwargs = dict(connect_kwargs or {})
+        self._max_value_bytes = max_value_bytes
+        self._sql = _Sql(schema)
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._purger: asyncio.Task[None] | None = None
+        self._state: Literal["new", "opening", "open", "closed"] = "new"
+
+    @classmethod
+    def open(
+        cls,
+        dsn: str,
+        *,
+        schema: str = "penguiflow",
+        min_size: int = 1,
+        max_size: int = 10,
+        clock: Callable[[], float] = time.time,
+        retention: Mapping[str, float] | None = None,
+        purge_every_s: float = 60.0,
+        connect_kwargs: Mapping[str, Any] | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> AbstractAsyncContextManager[PostgresDurableStore]:
+        """Connect to ``dsn`` (creating the tables if needed); leaving the block closes the pool.
+
+        Args:
+            dsn: A PostgreSQL URL, e.g. ``postgresql://user@host:5432/db``.
+            schema: The schema holding the store's tables (one store's data per schema).
+            min_size: Connections the pool keeps open.
+            max_size: Connections the pool opens at most.
+            clock: Where time comes from (seconds); TTLs and timestamps use it.
+            retention: Default TTLs by namespace/stream prefix (longest prefix wins).
+            purge_every_s: How often the store removes expired items in the background.
+            connect_kwargs: More keyword arguments for ``asyncpg.create_pool``.
+            max_value_bytes: The largest value accepted.
+
+        Raises:
+            ImportError: asyncpg is not installed (the ``postgres`` extra).
+            ValueError: An option is out of range (at once).
+            StoreError: The schema is newer than this package supports (on entering).
+            StoreUnavailable: The server could not be reached (on entering).
+        """
+        return _opened(
+            cls(
+                dsn,
+                schema=schema,
+                min_size=min_size,
+                max_size=max_size,
+                clock=clock,
+                retention=retention,
+                purge_every_s=purge_every_s,
+                connect_kwargs=connect_kwargs,
+                max_value_bytes=max_value_bytes,
+            )
+        )
+
+    async def __aenter__(self) -> Self:
+        """Connect (if not connected yet), create or check the schema, and return the store."""
+        if self._state == "closed":
+            raise StoreClosed(f"PostgreSQL store (schema {self._schema}) is closed; open a new one")
+        if self._state != "new":
+            return self
+        self._state = "opening"
+        try:
+            self._pool = await self._guard(
+                self._asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    **self._connect_kwargs,
+                )
+            )
+            await self._guard(self._migrate())
+        except BaseException:
+            await self.aclose()
+            raise
+        self._state = "open"
+        self._purger = asyncio.create_task(self._purge_loop(), name="penguiflow-postgres-purge")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the background purge and close the pool.
+
+        Idempotent; any later call raises ``StoreClosed``.
+        """
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        purger, self._purger = self._purger, None
+        if purger is not None:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await pool.close()
+            except (OSError, self._asyncpg.PostgresError, self._asyncpg.InterfaceError):
+                pool.terminate()
+
+    # ---------------------------------------------------------------------- the boundary
+    async def _guard[T](self, work: Awaitable[T]) -> T:
+        # The one place asyncpg (and socket) errors become StoreUnavailable.
+        try:
+            return await work
+        except (
+            OSError,
+            TimeoutError,
+            self._asyncpg.PostgresError,
+            self._asyncpg.InterfaceError,
+            self._asyncpg.InternalClientError,
+        ) as exc:
+            error = StoreUnavailable(
+                f"PostgreSQL store (schema {self._schema}): {type(exc).__name__}: {exc}",
+                original_exc=exc,
+            )
+            raise error from exc
+
+    def _open_pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        if self._state != "open" or self._pool is None:
+            raise StoreClosed(
+                f"PostgreSQL store (schema {self._schema}) is closed; open a new one"
+                if self._state == "closed"
+                else "the store is not open: use `async with PostgresDurableStore.open(dsn)`"
+            )
+        return self._pool
+
+    async def _fetchrow(self, sql: _Named, **values: object) -> asyncpg.Record | None:
+        pool = self._open_pool()
+        return await self._guard(pool.fetchrow(sql.text, *sql.args(**values)))
+
+    async def _fetch(self, sql: _Named, **values: object) -> list[asyncpg.Record]:
+        pool = self._open_pool()
+        return await self._guard(pool.fetch(sql.text, *sql.args(**values)))
+
+    async def _execute(self, sql: _Named, **values: object) -> str:
+        pool = self._open_pool()
+        return await self._guard(pool.execute(sql.text, *sql.args(**values)))
+
+    async def _migrate(self) -> None:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_id(self._schema))
+            exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", self._sql.meta)
+            found: int = 0
+            if exists:
+                found = await conn.fetchval(f"SELECT version FROM {self._sql.meta}") or 0
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"PostgreSQL schema {self._schema} has store schema version {found}, but "
+                    f"this penguiflow-core supports versions up to {SCHEMA_VERSION}: upgrade "
+                    "penguiflow-core"
+                )
+            if found == 0:
+                for statement in self._sql.ddl:
+                    await conn.execute(statement)
+                await conn.execute(
+                    f"INSERT INTO {self._sql.meta} (id, version) VALUES (1, $1)", SCHEMA_VERSION
+                )
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._purge_every_s)
+            try:
+                await self.purge_expired()
+            except StoreError:
+                _logger.warning(
+                    "PostgreSQL store (schema %s): purging expired items failed",
+                    self._schema,
+                    exc_info=True,
+                )
+
+    def _default_ttl(self, name: str, ttl_s: float | None) -> float | None:
+        return ttl_s if ttl_s is not None else retention_ttl(self._retention, name)
+
+    # --------------------------------------------------------------------------- records
+    async def put(
+        self,
+        namespace: str,
+        key: str,
+        value: bytes,
+        *,
+        scope: Scope,
+        ttl_s: float | None = None,
+        if_version: int | None = None,
+    ) -> int:
+        """Store ``value``; returns the new version (1 on create, +1 per put).
+
+        ``if_version=0`` creates only, ``n`` replaces only version ``n`` (else
+        ``VersionConflict``). Each put sets the TTL anew (None: the retention default, or no
+        expiry). A record of another tenant raises ``ScopeMismatch``.
+        """
+        check_namespace(namespace)
+        check_key(key)
+        check_value(value, self._max_value_bytes)
+        check_ttl(ttl_s)
+        if if_version is not None and (isinstance(if_version, bool) or if_version < 0):
+            raise ValueError(
+                f"if_version must be None, 0 (create only) or n >= 1, got {if_version!r}"
+            )
+        row = await self._fetchrow(
+            self._sql.put,
+            namespace=namespace,
+            key=key,
+            value=bytes(value),
+            tenant=scope.tenant,
+            user=scope.user,
+            session=scope.session,
+            ttl=self._default_ttl(namespace, ttl_s),
+            if_version=if_version,
+            now=self._clock(),
+        )
+        assert row is not None
+        if row["o_status"] == 1:
+            raise ScopeMismatch(Scope(row["o_tenant"], row["o_user"], row["o_session"]), scope)
+        if row["o_status"] == 2:
+            assert if_version is not None
+            raise VersionConflict(namespace, key, if_version, row["o_version"])
+        return row["o_version"]
+
+    async def get(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
+        """The record, or None when missing, expired or not selected by ``scope``."""
+        check_namespace(namespace)
+        check_key(key)
+        if scope is None:
+            row = await self._fetchrow(
+                self._sql.get, namespace=namespace, key=key, now=self._clock()
+            )
+        else:
+            row = await self._fetchrow(
+                self._sql.get_scoped, namespace=namespace, key=key, now=self._clock(),
+                tenant=scope.tenant, user=scope.user, session=scope.session,
+            )  # fmt: skip
+        return None if row is None else _record(namespace, row)
+
+    async def take(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
+        """Get and delete atomically: of concurrent takes exactly one gets the record.
+
+        A take whose ``scope`` does not select the record returns None and leaves it.
+        """
+        check_namespace(namespace)
+        check_key(key)
+        if scope is None:
+            row = await self._fetchrow(
+                self._sql.take, namespace=namespace, key=key, now=self._clock()
+            )
+        else:
+            row = await self._fetchrow(
+                self._sql.take_scoped, namespace=namespace, key=key, now=self._clock(),
+                tenant=scope.tenant, user=scope.user, session=scope.session,
+            )  # fmt: skip
+        return None if row is None else _record(namespace, row)
+
+    async def delete(self, namespace: str, key: str, *, scope: Scope | None = None) -> bool:
+        """Delete the record; True when something was deleted (nothing if ``scope`` misses)."""
+        check_namespace(namespace)
+        check_key(key)
+        if scope is None:
+            status = await self._execute(
+                self._sql.delete, namespace=namespace, key=key, now=self._clock()
+            )
+        else:
+            status = await self._execute(
+                self._sql.delete_scoped, namespace=namespace, key=key, now=self._clock(),
+                tenant=scope.tenant, user=scope.user, session=scope.session,
+            )  # fmt: skip
+        return _count(status) > 0
+
+    async def scan(
+        self,
+        namespace: str,
+        prefix: str = "",
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        scope: Scope | None = None,
+    ) -> list[Record]:
+        """Records whose key starts with ``prefix``, ascending by UTF-8 bytes, after ``after``.
+
+        ``prefix`` is literal (``%``, ``_``, ``*`` are plain characters): the scan is a range
+        on the byte-ordered key. Up to ``limit`` records, fewer meaning there are no more.
+        """
+        check_namespace(namespace)
+        check_limit(limit)
+        if not isinstance(prefix, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"prefix must be a string, got {prefix!r}")
+        sql = self._sql.scan_sql
+        values: dict[str, object] = {"namespace": namespace, "now": self._clock()}
+        if prefix:
+            sql += " AND key >= $low"
+            values["low"] = prefix
+            high = _prefix_end(prefix)
+            if high is not None:
+                sql += " AND key < $high"
+                values["high"] = high
+        if after is not None:
+            sql += " AND key > $after"
+            values["after"] = after
+        if scope is not None:
+            sql += f" AND {_SELECTED}"
+            values.update(tenant=scope.tenant, user=scope.user, session=scope.session)
+        sql += " ORDER BY key LIMIT $limit"
+        values["limit"] = limit
+        rows = await self._fetch(_named(sql), **values)
+        return [_record(namespace, row) for row in rows]
+
+    # ------------------------------------------------------------------------------ logs
+    async def append(
+        self,
+        stream: str,
+        value: bytes,
+        *,
+        scope: Scope,
+        idempotency_key: str | None = None,
+        ttl_s: float | None = None,
+    ) -> int:
+        """Append to ``stream``; returns its seq (1, 2, 3 … with no gaps).
+
+        One round trip to a function that locks the stream's row: concurrent appends get
+        consecutive seqs and commit in seq order. A repeated ``idempotency_key`` returns the
+        first entry's seq and writes nothing. The first append fixes the stream's scope
+        (another tenant: ``ScopeMismatch``). ``ttl_s`` sets the whole stream's expiry anew;
+        None keeps it (the retention default on the first append). An append to an expired
+        stream starts it anew.
+        """
+        check_stream(stream)
+        check_value(value, self._max_value_bytes)
+        check_ttl(ttl_s)
+        if idempotency_key is not None and not isinstance(idempotency_key, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"idempotency_key must be a string or None, got {idempotency_key!r}")
+        row = await self._fetchrow(
+            self._sql.append,
+            stream=stream,
+            value=bytes(value),
+            tenant=scope.tenant,
+            user=scope.user,
+            session=scope.session,
+            key=idempotency_key,
+            ttl=ttl_s,
+            first_ttl=self._default_ttl(stream, ttl_s),
+            now=self._clock(),
+        )
+        assert row is not None
+        if row["o_status"] == 1:
+            raise ScopeMismatch(Scope(row["o_tenant"], row["o_user"], row["o_session"]), scope)
+        return row["o_seq"]
+
+    async def read(
+        self, stream: str, after: int = 0, *, limit: int = 1000, scope: Scope | None = None
+    ) -> list[LogEntry]:
+        """Entries with ``seq > after``, ascending; ``[]`` for unknown, expired or unselected."""
+        check_stream(stream)
+        check_limit(limit)
+        if scope is None:
+            rows = await self._fetch(
+                self._sql.read, stream=stream, now=self._clock(), after=after, limit=limit
+            )
+        else:
+            rows = await self._fetch(
+                self._sql.read_scoped, stream=stream, now=self._clock(), after=after,
+                limit=limit, tenant=scope.tenant, user=scope.user, session=scope.session,
+            )  # fmt: skip
+        return [
+            LogEntry(stream, row["seq"], bytes(row["value"]), row["ts"], row["idempotency_key"])
+            for row in rows
+        ]
+
+    async def trim(self, stream: str, *, before: int) -> int:
+        """Drop entries with ``seq < before``; returns how many went. Later seqs continue."""
+        check_stream(stream)
+        if isinstance(before, bool) or before < 1:
+            raise ValueError(f"before must be a seq >= 1, got {before!r}")
+        status = await self._execute(
+            self._sql.trim, stream=stream, now=self._clock(), before=before
+        )
+        return _count(status)
+
+    # ------------------------------------------------------------------------- retention
+    async def erase(
+        self, tenant: str, *, user: str | None = None, session: str | None = None
+    ) -> int:
+        """Remove every record and stream the filter selects, in every namespace.
+
+        Returns records + streams removed (those still readable). Afterwards a put starts at
+        version 1, an append at seq 1, and the streams' idempotency keys are forgotten.
+        """
+        selector = Scope(tenant, user, session)
+        row = await self._fetchrow(
+            self._sql.erase,
+            tenant=selector.tenant,
+            user=selector.user,
+            session=selector.session,
+            now=self._clock(),
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def purge_expired(self) -> int:
+        """Physically remove expired records and streams; returns how many.
+
+        The store also runs this every ``purge_every_s`` in the background.
+        """
+        row = await self._fetchrow(self._sql.purge, now=self._clock())
+        assert row is not None
+        return int(row[0])
+
+
+@asynccontextmanager
+async def _opened(store: PostgresDurableStore) -> AsyncGenerator[PostgresDurableStore]:
+    async with store:
+        yield store

@@ -1,0 +1,316 @@
+"""PostgresDurableStore on a real PostgreSQL server: the conformance suite, then what is its own.
+
+Each test gets a fresh schema (a random name), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+from penguiflow.core import (
+    DurableStore,
+    PostgresDurableStore,
+    Scope,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
+)
+from penguiflow.testkit import DurableStoreConformance, ManualClock
+from penguiflow.testkit.stores import StoreOpener
+
+ACME = Scope("acme")
+
+
+def _drop(url: str, schema: str) -> None:
+    async def drop() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def schema(postgres_url: str) -> Iterator[str]:
+    """A fresh schema name, dropped (with everything in it) after the test."""
+    name = f"pf_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    _drop(postgres_url, name)
+
+
+@pytest.fixture
+async def conn(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to look at the tables directly."""
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+class TestPostgresDurableStore(DurableStoreConformance):
+    persistent = True
+
+    @pytest.fixture
+    def open_store(self, postgres_url: str, schema: str) -> StoreOpener:
+        def open_(
+            clock: Callable[[], float], /, **options: Any
+        ) -> AbstractAsyncContextManager[DurableStore]:
+            return PostgresDurableStore.open(postgres_url, schema=schema, clock=clock, **options)
+
+        return open_
+
+
+# --------------------------------------------------------------------------- concurrency
+async def test_200_concurrent_appends_get_seqs_1_to_200(postgres_url: str, schema: str) -> None:
+    async with PostgresDurableStore.open(postgres_url, schema=schema, max_size=10) as store:
+        with anyio.fail_after(20):
+            seqs = await asyncio.gather(
+                *(store.append("log", str(i).encode(), scope=ACME) for i in range(200))
+            )
+        assert sorted(seqs) == list(range(1, 201))
+        entries = await store.read("log")
+        assert [e.seq for e in entries] == list(range(1, 201))
+        assert {int(e.value) for e in entries} == set(range(200))
+
+
+async def test_20_concurrent_same_key_appends_write_one_seq(postgres_url: str, schema: str) -> None:
+    async with PostgresDurableStore.open(postgres_url, schema=schema, max_size=10) as store:
+        await store.append("log", b"first", scope=ACME)
+        with anyio.fail_after(10):
+            seqs = await asyncio.gather(
+                *(store.append("log", b"x", scope=ACME, idempotency_key="k") for _ in range(20))
+            )
+        assert set(seqs) == {2}
+        assert [e.seq for e in await store.read("log")] == [1, 2]
+
+
+async def test_concurrent_first_appends_to_a_new_stream_are_gap_free(
+    postgres_url: str, schema: str
+) -> None:
+    async with PostgresDurableStore.open(postgres_url, schema=schema, max_size=10) as store:
+        with anyio.fail_after(10):
+            seqs = await asyncio.gather(
+                *(store.append(f"s{i % 3}", b"v", scope=ACME) for i in range(30))
+            )
+        assert sorted(seqs) == sorted([*range(1, 11)] * 3)
+
+
+async def test_a_reader_following_after_never_skips_an_entry(
+    postgres_url: str, schema: str
+) -> None:
+    async with PostgresDurableStore.open(postgres_url, schema=schema, max_size=8) as store:
+        seen: list[int] = []
+        done = asyncio.Event()
+
+        async def follow() -> None:
+            after = 0
+            while not done.is_set() or after < 100:
+                for entry in await store.read("log", after):
+                    seen.append(entry.seq)
+                    after = entry.seq
+                await asyncio.sleep(0)
+
+        with anyio.fail_after(15):
+            reader = asyncio.create_task(follow())
+            await asyncio.gather(*(store.append("log", b"v", scope=ACME) for _ in range(100)))
+            done.set()
+            await reader
+        assert seen == list(range(1, 101))
+
+
+async def test_two_pools_on_one_schema_see_each_others_writes(
+    postgres_url: str, schema: str
+) -> None:
+    async with (
+        PostgresDurableStore.open(postgres_url, schema=schema) as one,
+        PostgresDurableStore.open(postgres_url, schema=schema) as two,
+    ):
+        assert await one.put("ns", "k", b"v1", scope=ACME) == 1
+        record = await two.get("ns", "k")
+        assert record is not None and record.value == b"v1"
+        assert await two.put("ns", "k", b"v2", scope=ACME, if_version=1) == 2
+        assert await one.append("log", b"a", scope=ACME) == 1
+        assert await two.append("log", b"b", scope=ACME) == 2
+        assert [e.value for e in await one.read("log")] == [b"a", b"b"]
+        assert await two.take("ns", "k") is not None
+        assert await one.get("ns", "k") is None
+
+
+async def test_stores_opening_a_new_schema_at_once_both_succeed(
+    postgres_url: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    async def open_and_put(i: int) -> int:
+        async with PostgresDurableStore.open(postgres_url, schema=schema) as store:
+            return await store.append("log", str(i).encode(), scope=ACME)
+
+    with anyio.fail_after(20):
+        seqs = await asyncio.gather(*(open_and_put(i) for i in range(4)))
+    assert sorted(seqs) == [1, 2, 3, 4]
+    assert await conn.fetchval(f'SELECT version FROM "{schema}".pf_meta') == 1
+
+
+# ------------------------------------------------------------------------ schema and keys
+async def test_a_newer_schema_version_is_a_store_error(
+    postgres_url: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    async with PostgresDurableStore.open(postgres_url, schema=schema):
+        pass
+    await conn.execute(f'UPDATE "{schema}".pf_meta SET version = 99')
+    with pytest.raises(StoreError, match=r"99.*up to 1: upgrade penguiflow-core"):
+        async with PostgresDurableStore.open(postgres_url, schema=schema):
+            pass  # pragma: no cover
+
+
+async def test_keys_are_c_collated_text_and_values_bytea(
+    postgres_url: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    async with PostgresDurableStore.open(postgres_url, schema=schema):
+        pass
+    rows = await conn.fetch(
+        "SELECT table_name, column_name, data_type, collation_name "
+        "FROM information_schema.columns WHERE table_schema = $1 "
+        "AND column_name IN ('key', 'name', 'value')",
+        schema,
+    )
+    columns = {
+        (r["table_name"], r["column_name"]): (r["data_type"], r["collation_name"]) for r in rows
+    }
+    assert columns[("pf_records", "key")] == ("text", "C")
+    assert columns[("pf_streams", "name")] == ("text", "C")
+    assert columns[("pf_records", "value")][0] == "bytea"
+    assert columns[("pf_entries", "value")][0] == "bytea"
+
+
+async def test_scan_prefix_ending_in_the_last_code_point_of_a_range(
+    postgres_url: str, schema: str
+) -> None:
+    async with PostgresDurableStore.open(postgres_url, schema=schema) as store:
+        keys = ["a\U0010ffff", "a\U0010ffffz", "b", "a\ud7ffx", "a\ue000", "a\x7f", "a\x80"]
+        for key in keys:
+            await store.put("ns", key, b"v", scope=ACME)
+        assert [r.key for r in await store.scan("ns", "a\U0010ffff")] == [
+            "a\U0010ffff",
+            "a\U0010ffffz",
+        ]
+        assert [r.key for r in await store.scan("ns", "a\ud7ff")] == ["a\ud7ffx"]
+        assert [r.key for r in await store.scan("ns", "a\x7f")] == ["a\x7f"]
+        assert [r.key for r in await store.scan("ns", "a")] == sorted(
+            [k for k in keys if k.startswith("a")], key=str.encode
+        )
+
+
+# ------------------------------------------------------------------------ purge, errors
+async def test_the_background_purge_removes_expired_rows_physically(
+    postgres_url: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    clock = ManualClock()
+    async with PostgresDurableStore.open(
+        postgres_url, schema=schema, clock=clock, purge_every_s=0.02
+    ) as store:
+        await store.put("ns", "k", b"v", scope=ACME, ttl_s=10)
+        await store.append("log", b"v", scope=ACME, ttl_s=10)
+        clock.advance(10)
+        with anyio.fail_after(5):
+            while True:
+                left = await conn.fetchval(
+                    f'SELECT (SELECT count(*) FROM "{schema}".pf_records) '
+                    f'+ (SELECT count(*) FROM "{schema}".pf_entries)'
+                )
+                if not left:
+                    break
+                await asyncio.sleep(0.01)
+        purger = store._purger  # pyright: ignore[reportPrivateUsage]
+        assert purger is not None and not purger.done()
+    assert purger.done()
+
+
+async def test_an_unreachable_server_is_store_unavailable(schema: str) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with anyio.fail_after(10), pytest.raises(StoreUnavailable) as caught:
+        async with PostgresDurableStore.open(
+            f"postgresql://postgres@127.0.0.1:{port}/postgres",
+            schema=schema,
+            connect_kwargs={"timeout": 2},
+        ):
+            pass  # pragma: no cover
+    assert isinstance(caught.value.original_exc, OSError)
+
+
+async def test_a_server_error_is_store_unavailable_with_the_asyncpg_error(
+    postgres_url: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    async with PostgresDurableStore.open(postgres_url, schema=schema) as store:
+        await conn.execute(f'DROP TABLE "{schema}".pf_records CASCADE')
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.get("ns", "k")
+        assert isinstance(caught.value.original_exc, asyncpg.PostgresError)
+        assert await store.append("log", b"still works", scope=ACME) == 1
+
+
+async def test_aclose_is_idempotent_and_later_calls_are_store_closed(
+    postgres_url: str, schema: str
+) -> None:
+    store = PostgresDurableStore(postgres_url, schema=schema)
+    with pytest.raises(StoreClosed, match="not open"):
+        await store.get("ns", "k")
+    async with store:
+        await store.put("ns", "k", b"v", scope=ACME)
+    await store.aclose()
+    with pytest.raises(StoreClosed, match="closed"):
+        await store.append("log", b"v", scope=ACME)
+    with pytest.raises(StoreClosed):
+        async with store:
+            pass  # pragma: no cover
+
+
+def test_bad_options_are_value_errors(postgres_url: str) -> None:
+    with pytest.raises(ValueError, match="schema must be"):
+        PostgresDurableStore.open(postgres_url, schema='x"; DROP TABLE y')
+    with pytest.raises(ValueError, match="min_size"):
+        PostgresDurableStore.open(postgres_url, min_size=5, max_size=2)
+    with pytest.raises(ValueError, match="purge_every_s"):
+        PostgresDurableStore.open(postgres_url, purge_every_s=0)
+    with pytest.raises(ValueError, match="retention"):
+        PostgresDurableStore.open(postgres_url, retention={"pf.": -1})
+
+
+# ------------------------------------------------------------------------ import discipline
+def test_open_without_asyncpg_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    with pytest.raises(ImportError) as caught:
+        PostgresDurableStore.open("postgresql://127.0.0.1/none")
+    assert str(caught.value) == (
+        'PostgresDurableStore needs asyncpg: pip install "penguiflow-core[postgres]"'
+    )
+
+
+def test_importing_penguiflow_core_loads_neither_asyncpg_nor_the_backend() -> None:
+    code = (
+        "import sys, penguiflow.core\n"
+        "loaded = [m for m in ('asyncpg', 'penguiflow.core._store_postgres') if m in sys.modules]\n"
+        "print(loaded)\n"
+        "penguiflow.core.PostgresDurableStore\n"
+        "print('penguiflow.core._store_postgres' in sys.modules, 'asyncpg' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert result.stdout.splitlines() == ["[]", "True False"]
+    assert PostgresDurableStore.__module__ == "penguiflow.core"
