@@ -46,6 +46,7 @@ EXPECTED = {
     "InMemoryDurableStore",
     "LogEntry",
     "Record",
+    "RedisDurableStore",
     "SQLiteDurableStore",
     "Scope",
     "as_state_store",
