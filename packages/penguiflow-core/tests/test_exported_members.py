@@ -47,6 +47,7 @@ EXPECTED = {
     "LogEntry",
     "PostgresDurableStore",
     "Record",
+    "RedisDurableStore",
     "SQLiteDurableStore",
     "Scope",
     "as_state_store",

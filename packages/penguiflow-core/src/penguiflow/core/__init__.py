@@ -89,6 +89,7 @@ if _typing.TYPE_CHECKING:
     from ._store_history import as_state_store
     from ._store_memory import InMemoryDurableStore
     from ._store_postgres import PostgresDurableStore
+    from ._store_redis import RedisDurableStore
     from ._store_sqlite import SQLiteDurableStore
     from ._viz import flow_to_dot, flow_to_mermaid, to_dot, to_mermaid
 
@@ -115,6 +116,7 @@ _LAZY = {
         ),
         "_routing",
     ),
+    "RedisDurableStore": "_store_redis",
     "SQLiteDurableStore": "_store_sqlite",
     **dict.fromkeys(("flow_to_dot", "flow_to_mermaid", "to_dot", "to_mermaid"), "_viz"),
     # Backends load on first use: `import penguiflow.core` loads no store module (nor sqlite3).
@@ -203,6 +205,7 @@ __all__ = [
     "LogEntry",
     "PostgresDurableStore",
     "Record",
+    "RedisDurableStore",
     "SQLiteDurableStore",
     "Scope",
     "as_state_store",

@@ -1,0 +1,838 @@
+"""``RedisDurableStore``: a ``DurableStore`` on a Redis server (redis-py asyncio, extra ``redis``).
+
+Layout under ``prefix`` (``P``): a record is hash ``P:r:{ns}|{key}`` (value, tenant, user,
+session, version, exp, updated; namespaces hold no ``|``), listed in sorted set ``P:k:{ns}`` (all
+scores 0, so ``ZRANGE … BYLEX`` is byte order). A log is stream ``P:l:{name}`` with ids
+``seq-0``, its metadata hash ``P:lm:{name}`` (scope, last seq, exp) and its idempotency keys in
+hash ``P:li:{name}``. Set ``P:t:{tenant}`` indexes what a tenant owns (``erase``), sorted set
+``P:x`` what expires when (``purge_expired``). Every write, and every read that must see one
+consistent state, is one Lua script: atomic on the server. ``exp`` (store-clock seconds) is
+checked on every read; native expiry, from real time with a margin, is only a backstop.
+
+Scripts run in call order: calls queue, and whoever finds no batch in flight sends everything
+queued as one pipeline on one connection (one round trip for a burst, like SQLite's group
+commit), so concurrent callers' writes reach the server in the order they were made. redis
+errors become ``StoreUnavailable`` here, in one place (``_unavailable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from ._durable import (
+    DEFAULT_MAX_VALUE_BYTES,
+    LogEntry,
+    Record,
+    Scope,
+    check_key,
+    check_limit,
+    check_namespace,
+    check_stream,
+    check_ttl,
+    check_value,
+    retention_ttl,
+)
+from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
+from ._store_history import HistoryOnStore
+
+__all__ = ["MIN_REDIS_VERSION", "RedisDurableStore", "check_redis_version"]
+
+MIN_REDIS_VERSION = (6, 2)
+"""The oldest server this store runs on (``ZRANGE … BYLEX``, ``XTRIM MINID``)."""
+
+_INSTALL = 'RedisDurableStore needs redis: pip install "penguiflow-core[redis]"'
+_MARGIN_MS = 60_000  # native expiry trails the store clock's: a backstop, never the rule
+_PURGE_BATCH = 500
+_MAX_BATCH = 1024  # script calls per pipeline: bounds one round trip
+_MAX_CONNECTIONS = 64  # per store; more concurrent calls queue for a connection
+_logger = logging.getLogger("penguiflow.core")
+
+# --------------------------------------------------------------------------- Lua scripts
+_LIB = """
+local P = ARGV[1]
+local function rec_key(ns, key) return P .. ':r:' .. ns .. '|' .. key end
+local function keys_of(ns) return P .. ':k:' .. ns end
+local function owned(tenant) return P .. ':t:' .. tenant end
+local EXPIRY = P .. ':x'
+local function live(exp, now) return exp == '' or tonumber(exp) > tonumber(now) end
+local function selects(ft, fu, fs, t, u, s)
+  return ft == t and (fu == '' or fu == u) and (fs == '' or fs == s)
+end
+local RF = {'value', 'tenant', 'user', 'session', 'version', 'exp', 'updated'}
+local function drop_record(ns, key, tenant)
+  redis.call('DEL', rec_key(ns, key))
+  redis.call('ZREM', keys_of(ns), key)
+  redis.call('ZREM', EXPIRY, 'r' .. ns .. '|' .. key)
+  if tenant then redis.call('SREM', owned(tenant), 'r' .. ns .. '|' .. key) end
+end
+local function log_keys(name)
+  return P .. ':lm:' .. name, P .. ':l:' .. name, P .. ':li:' .. name
+end
+local function drop_stream(name, tenant)
+  local meta, log, idem = log_keys(name)
+  redis.call('DEL', meta, log, idem)
+  redis.call('ZREM', EXPIRY, 'l' .. name)
+  if tenant then redis.call('SREM', owned(tenant), 'l' .. name) end
+end
+"""
+
+# ARGV: P ns key value tenant user session if_version now exp native_ms
+_PUT = (
+    _LIB
+    + """
+local ns, key = ARGV[2], ARGV[3]
+local tenant, user, session = ARGV[5], ARGV[6], ARGV[7]
+local now, exp = ARGV[9], ARGV[10]
+local rk = rec_key(ns, key)
+local old = redis.call('HMGET', rk, 'tenant', 'user', 'session', 'version', 'exp')
+local actual = 0
+if old[1] then
+  if live(old[5], now) then
+    if old[1] ~= tenant then return {'scope', old[1], old[2], old[3]} end
+    actual = tonumber(old[4])
+  elseif old[1] ~= tenant then
+    redis.call('SREM', owned(old[1]), 'r' .. ns .. '|' .. key)
+  end
+end
+if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= actual then return {'version', tostring(actual)} end
+redis.call('HSET', rk, 'value', ARGV[4], 'tenant', tenant, 'user', user, 'session', session,
+  'version', actual + 1, 'exp', exp, 'updated', now)
+redis.call('ZADD', keys_of(ns), 0, key)
+redis.call('SADD', owned(tenant), 'r' .. ns .. '|' .. key)
+if exp == '' then
+  redis.call('ZREM', EXPIRY, 'r' .. ns .. '|' .. key)
+  redis.call('PERSIST', rk)
+else
+  redis.call('ZADD', EXPIRY, exp, 'r' .. ns .. '|' .. key)
+  redis.call('PEXPIRE', rk, ARGV[11])
+end
+return {'ok', tostring(actual + 1)}
+"""
+)
+
+# ARGV: P ns key now ftenant fuser fsession (ftenant '' = no filter)
+_TAKE = (
+    _LIB
+    + """
+local ns, key, now = ARGV[2], ARGV[3], ARGV[4]
+local r = redis.call('HMGET', rec_key(ns, key), unpack(RF))
+if not r[2] or not live(r[6], now) then return false end
+if ARGV[5] ~= '' and not selects(ARGV[5], ARGV[6], ARGV[7], r[2], r[3], r[4]) then return false end
+drop_record(ns, key, r[2])
+return r
+"""
+)
+
+# ARGV: P ns low high limit now ftenant fuser fsession
+_SCAN = (
+    _LIB
+    + """
+local ns, now, limit = ARGV[2], ARGV[6], tonumber(ARGV[5])
+local zk = keys_of(ns)
+local found, offset, batch = {}, 0, math.max(limit, 64)
+while #found < limit do
+  local keys = redis.call('ZRANGE', zk, ARGV[3], ARGV[4], 'BYLEX', 'LIMIT', offset, batch)
+  for _, key in ipairs(keys) do
+    local r = redis.call('HMGET', rec_key(ns, key), unpack(RF))
+    if r[2] and live(r[6], now)
+        and (ARGV[7] == '' or selects(ARGV[7], ARGV[8], ARGV[9], r[2], r[3], r[4])) then
+      found[#found + 1] = {key, r[1], r[2], r[3], r[4], r[5], r[6], r[7]}
+      if #found == limit then break end
+    end
+  end
+  if #keys < batch then break end
+  offset = offset + batch
+end
+return found
+"""
+)
+
+# ARGV: P stream value tenant user session idem now exp_if_ttl first_exp
+_APPEND = (
+    _LIB
+    + """
+local name, tenant, idem, now = ARGV[2], ARGV[4], ARGV[7], ARGV[8]
+local meta, log, ik = log_keys(name)
+local m = redis.call('HMGET', meta, 'tenant', 'user', 'session', 'last', 'exp')
+if m[1] and not live(m[5], now) then
+  drop_stream(name, m[1])  -- expired: this append starts the stream anew
+  m = {false}
+end
+local exp
+if not m[1] then
+  redis.call('DEL', log, ik)  -- leftovers of a natively expired stream
+  exp = ARGV[10]
+  redis.call('HSET', meta, 'tenant', tenant, 'user', ARGV[5], 'session', ARGV[6], 'last', 0)
+  redis.call('SADD', owned(tenant), 'l' .. name)
+  m = {tenant, ARGV[5], ARGV[6], '0', exp}
+elseif m[1] ~= tenant then
+  return {'scope', m[1], m[2], m[3]}
+else
+  exp = m[5]
+  if idem ~= '' then
+    local seen = redis.call('HGET', ik, idem)
+    if seen then return {'ok', seen} end
+  end
+end
+if ARGV[9] ~= '' then exp = ARGV[9] end
+local seq = tonumber(m[4]) + 1
+if idem ~= '' then
+  redis.call('XADD', log, seq .. '-0', 'v', ARGV[3], 't', now, 'k', idem)
+  redis.call('HSET', ik, idem, seq)
+else
+  redis.call('XADD', log, seq .. '-0', 'v', ARGV[3], 't', now)
+end
+redis.call('HSET', meta, 'last', seq, 'exp', exp)
+if exp ~= '' then
+  redis.call('ZADD', EXPIRY, exp, 'l' .. name)
+  local ms = math.ceil((tonumber(exp) - tonumber(now)) * 1000) + tonumber(ARGV[11])
+  redis.call('PEXPIRE', meta, ms)
+  redis.call('PEXPIRE', log, ms)
+  redis.call('PEXPIRE', ik, ms)
+end
+return {'ok', tostring(seq)}
+"""
+)
+
+# ARGV: P stream after limit now -> false | {tenant, user, session, entries}
+_READ = (
+    _LIB
+    + """
+local meta, log = log_keys(ARGV[2])
+local m = redis.call('HMGET', meta, 'tenant', 'user', 'session', 'exp')
+if not m[1] or not live(m[4], ARGV[5]) then return false end
+local entries = redis.call('XRANGE', log, (tonumber(ARGV[3]) + 1) .. '-0', '+', 'COUNT', ARGV[4])
+return {m[1], m[2], m[3], entries}
+"""
+)
+
+# ARGV: P stream before now
+_TRIM = (
+    _LIB
+    + """
+local meta, log = log_keys(ARGV[2])
+local m = redis.call('HMGET', meta, 'tenant', 'exp')
+if not m[1] or not live(m[2], ARGV[4]) then return 0 end
+return redis.call('XTRIM', log, 'MINID', ARGV[3] .. '-0')
+"""
+)
+
+# ARGV: P tenant user session now
+_ERASE = (
+    _LIB
+    + """
+local tenant, now = ARGV[2], ARGV[5]
+local set = owned(tenant)
+local count = 0
+for _, member in ipairs(redis.call('SMEMBERS', set)) do
+  local kind, rest = string.sub(member, 1, 1), string.sub(member, 2)
+  local f
+  if kind == 'r' then
+    local bar = string.find(rest, '|', 1, true)
+    local ns, key = string.sub(rest, 1, bar - 1), string.sub(rest, bar + 1)
+    f = redis.call('HMGET', rec_key(ns, key), 'tenant', 'user', 'session', 'exp')
+    if not f[1] or f[1] ~= tenant then
+      redis.call('SREM', set, member)
+    elseif selects(tenant, ARGV[3], ARGV[4], f[1], f[2], f[3]) then
+      if live(f[4], now) then count = count + 1 end
+      drop_record(ns, key, tenant)
+    end
+  else
+    f = redis.call('HMGET', P .. ':lm:' .. rest, 'tenant', 'user', 'session', 'exp')
+    if not f[1] or f[1] ~= tenant then
+      redis.call('SREM', set, member)
+    elseif selects(tenant, ARGV[3], ARGV[4], f[1], f[2], f[3]) then
+      if live(f[4], now) then count = count + 1 end
+      drop_stream(rest, tenant)
+    end
+  end
+end
+return count
+"""
+)
+
+# ARGV: P now batch -> {removed, looked_at}
+_PURGE = (
+    _LIB
+    + """
+local now = ARGV[2]
+local due = redis.call('ZRANGE', EXPIRY, '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]))
+local count = 0
+for _, member in ipairs(due) do
+  local kind, rest = string.sub(member, 1, 1), string.sub(member, 2)
+  if kind == 'r' then
+    local bar = string.find(rest, '|', 1, true)
+    local ns, key = string.sub(rest, 1, bar - 1), string.sub(rest, bar + 1)
+    local f = redis.call('HMGET', rec_key(ns, key), 'tenant', 'exp')
+    if not f[1] then
+      drop_record(ns, key, nil)
+    elseif not live(f[2], now) then
+      drop_record(ns, key, f[1])
+      count = count + 1
+    elseif f[2] == '' then
+      redis.call('ZREM', EXPIRY, member)
+    else
+      redis.call('ZADD', EXPIRY, f[2], member)
+    end
+  else
+    local f = redis.call('HMGET', P .. ':lm:' .. rest, 'tenant', 'exp')
+    if not f[1] then
+      drop_stream(rest, nil)
+    elseif not live(f[2], now) then
+      drop_stream(rest, f[1])
+      count = count + 1
+    elseif f[2] == '' then
+      redis.call('ZREM', EXPIRY, member)
+    else
+      redis.call('ZADD', EXPIRY, f[2], member)
+    end
+  end
+end
+return {count, #due}
+"""
+)
+
+
+# --------------------------------------------------------------------------- helpers
+def check_redis_version(found: str) -> None:
+    """Raise ``StoreError`` unless the server version ``found`` (``"7.0.15"``) is 6.2 or later."""
+    parts: list[int] = []
+    for part in found.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    if tuple(parts) < MIN_REDIS_VERSION:
+        needed = ".".join(map(str, MIN_REDIS_VERSION))
+        raise StoreError(
+            f"RedisDurableStore needs Redis >= {needed}, but the server is Redis {found}: "
+            "upgrade the server"
+        )
+
+
+def _import_redis() -> tuple[Any, Any]:
+    try:
+        import redis.asyncio as redis_asyncio
+        import redis.exceptions as redis_exceptions
+    except ImportError as exc:
+        raise ImportError(_INSTALL) from exc
+    return redis_asyncio, redis_exceptions
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _opt(value: object) -> str | None:
+    text = _text(value)
+    return text or None
+
+
+def _exp(expires_at: float | None) -> str:
+    return "" if expires_at is None else repr(expires_at)
+
+
+def _filter(scope: Scope | None) -> list[str]:
+    if scope is None:
+        return ["", "", ""]
+    return [scope.tenant, scope.user or "", scope.session or ""]
+
+
+def _record(namespace: str, key: str, fields: Sequence[Any]) -> Record:
+    # fields: value tenant user session version exp updated
+    exp = _text(fields[5])
+    return Record(
+        namespace=namespace,
+        key=key,
+        value=bytes(fields[0]),
+        scope=Scope(_text(fields[1]), _opt(fields[2]), _opt(fields[3])),
+        version=int(fields[4]),
+        expires_at=float(exp) if exp else None,
+        updated_at=float(_text(fields[6])),
+    )
+
+
+def _live(expires_at: float | None, now: float) -> bool:
+    return expires_at is None or now < expires_at
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    # The smallest byte string above every string starting with ``prefix`` (UTF-8 has no 0xFF).
+    return prefix[:-1] + bytes([prefix[-1] + 1]) if prefix else None
+
+
+def _native_ms(ttl_s: float) -> int:
+    return math.ceil(ttl_s * 1000) + _MARGIN_MS
+
+
+@dataclass(slots=True)
+class _Op:
+    name: str
+    args: list[object]
+    future: asyncio.Future[Any]
+
+
+def _check_scope(scope: Scope) -> None:
+    if not isinstance(scope, Scope):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"scope must be a Scope(tenant, user=None, session=None), got {scope!r}")
+
+
+class RedisDurableStore(HistoryOnStore):
+    """A ``DurableStore`` (and core ``StateStore``) on a Redis server, version 6.2 or later.
+
+    Open it with ``async with RedisDurableStore.open("redis://host:6379/0") as store:`` (or a
+    ``unix://`` URL). Every key lives under ``prefix``, so several stores share one database.
+    Durable only as far as the server persists (a warning is logged at open when
+    ``appendonly`` is off). Cluster mode is not supported.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "pf",
+        clock: Callable[[], float] = time.time,
+        retention: Mapping[str, float] | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        """Check the options; the store connects once entered (prefer ``open``)."""
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+        if not isinstance(prefix, str) or not prefix:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        if isinstance(max_value_bytes, bool) or max_value_bytes < 1:
+            raise ValueError(f"max_value_bytes must be >= 1, got {max_value_bytes!r}")
+        for name, ttl in (retention or {}).items():
+            if not math.isfinite(ttl) or ttl <= 0:
+                raise ValueError(f"retention[{name!r}] must be > 0 seconds, got {ttl}")
+        redis_asyncio, redis_exceptions = _import_redis()
+        self._url = url
+        self._prefix = prefix
+        self._clock = clock
+        self._retention = dict(retention or {})
+        self._max_value_bytes = max_value_bytes
+        self._redis_error: type[Exception] = redis_exceptions.RedisError
+        self._noscript_error: type[Exception] = redis_exceptions.NoScriptError
+        # A blocking pool: a burst of callers waits for a connection instead of failing.
+        pool = redis_asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=_MAX_CONNECTIONS, decode_responses=False
+        )
+        self._client: Any = redis_asyncio.Redis.from_pool(pool)
+        self._shas: dict[str, str] = {}
+        self._queue: deque[_Op] = deque()
+        self._flushing: asyncio.Task[None] | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+
+    def __repr__(self) -> str:
+        return f"<RedisDurableStore {self._state} prefix={self._prefix!r}>"
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        prefix: str = "pf",
+        clock: Callable[[], float] = time.time,
+        retention: Mapping[str, float] | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> AbstractAsyncContextManager[RedisDurableStore]:
+        """Connect to the server at ``url``; leaving the block closes the connections.
+
+        Args:
+            url: ``redis://[user:password@]host[:port][/db]``, ``rediss://…`` or
+                ``unix:///path/to/redis.sock[?db=N]``.
+            prefix: Every key of this store starts with ``{prefix}:``.
+            clock: Where time comes from (seconds); TTLs and timestamps use it.
+            retention: Default TTLs by namespace/stream prefix (longest prefix wins).
+            max_value_bytes: The largest value accepted.
+
+        Raises:
+            ImportError: redis-py is not installed (at once; the message says what to install).
+            ValueError: An option is out of range (at once).
+            StoreError: The server is older than Redis 6.2 (on entering).
+            StoreUnavailable: The server could not be reached (on entering).
+        """
+        return _opened(
+            cls(
+                url,
+                prefix=prefix,
+                clock=clock,
+                retention=retention,
+                max_value_bytes=max_value_bytes,
+            )
+        )
+
+    async def __aenter__(self) -> Self:
+        """Connect, check the server's version (and persistence), and return the store."""
+        if self._state == "closed":
+            raise StoreClosed(f"the RedisDurableStore at {self._url} is closed; open a new one")
+        if self._state == "new":
+            self._state = "open"
+            try:
+                info: dict[str, Any] = await self._run(lambda c: c.info("server"))
+                check_redis_version(_text(info.get("redis_version", "0")))
+                persistence: dict[str, Any] = await self._run(lambda c: c.info("persistence"))
+                if str(persistence.get("aof_enabled", "0")) != "1":
+                    _logger.warning(
+                        "Redis at %s has appendonly off: a server crash may lose recent writes "
+                        "of the RedisDurableStore (enable appendonly for durability)",
+                        self._url,
+                    )
+                await self._load_scripts()
+            except BaseException:
+                await self.aclose()
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections (idempotent); any later call raises ``StoreClosed``."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        if self._flushing is not None:  # let the batch in flight finish
+            await asyncio.shield(self._flushing)
+        try:
+            await self._client.aclose()
+        except self._redis_error:  # pragma: no cover - closing is best effort
+            pass
+
+    # ------------------------------------------------------------------------ the boundary
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise StoreClosed(
+                f"the RedisDurableStore at {self._url} is closed; open a new one"
+                if self._state == "closed"
+                else "the store is not open: use `async with RedisDurableStore.open(url)`"
+            )
+
+    async def _run(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        self._check_open()
+        try:
+            return await call(self._client)
+        except self._redis_error as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        error = StoreUnavailable(f"Redis store {self._url}: {exc}", original_exc=exc)
+        error.__cause__ = exc
+        return error
+
+    async def _load_scripts(self) -> None:
+        for name, source in _SOURCES.items():
+            self._shas[name] = _text(await self._run(lambda c, s=source: c.script_load(s)))
+
+    async def _script(self, name: str, *args: object) -> Any:
+        self._check_open()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(name, [self._prefix, *args], future))
+        if self._flushing is None:
+            # Shielded: a cancelled caller stops waiting, the batch (others' calls) goes on.
+            self._flushing = asyncio.ensure_future(self._flush())
+            await asyncio.shield(self._flushing)
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                count = min(len(self._queue), _MAX_BATCH)
+                batch = [self._queue.popleft() for _ in range(count)]
+                results: list[Any]
+                try:
+                    results = await self._pipeline(batch)
+                except Exception as exc:  # the round trip failed: so did every call in it
+                    results = [exc] * len(batch)
+                for op, result in zip(batch, results, strict=True):
+                    if op.future.done():
+                        continue
+                    if isinstance(result, self._redis_error):
+                        op.future.set_exception(self._unavailable(result))
+                    elif isinstance(result, BaseException):
+                        op.future.set_exception(result)
+                    else:
+                        op.future.set_result(result)
+        finally:
+            self._flushing = None
+
+    async def _pipeline(self, batch: list[_Op]) -> list[Any]:
+        results = await self._send(batch)
+        lost = [i for i, r in enumerate(results) if isinstance(r, self._noscript_error)]
+        if lost:  # the server forgot the scripts (restart, SCRIPT FLUSH): those did not run
+            await self._load_scripts()
+            for i, result in zip(lost, await self._send([batch[i] for i in lost]), strict=True):
+                results[i] = result
+        return results
+
+    async def _send(self, batch: list[_Op]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for op in batch:
+            pipe.evalsha(self._shas[op.name], 0, *op.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    def _default_ttl(self, name: str, ttl_s: float | None) -> float | None:
+        return ttl_s if ttl_s is not None else retention_ttl(self._retention, name)
+
+    # --------------------------------------------------------------------------- records
+    async def put(
+        self,
+        namespace: str,
+        key: str,
+        value: bytes,
+        *,
+        scope: Scope,
+        ttl_s: float | None = None,
+        if_version: int | None = None,
+    ) -> int:
+        """Store ``value``; returns the new version (1 on create, +1 per put).
+
+        ``if_version=0`` creates only, ``n`` replaces only version ``n`` (else
+        ``VersionConflict``). Each put sets the TTL anew (None: the retention default, or no
+        expiry). A record of another tenant raises ``ScopeMismatch``.
+        """
+        check_namespace(namespace)
+        check_key(key)
+        check_value(value, self._max_value_bytes)
+        check_ttl(ttl_s)
+        _check_scope(scope)
+        if if_version is not None and (isinstance(if_version, bool) or if_version < 0):
+            raise ValueError(
+                f"if_version must be None, 0 (create only) or n >= 1, got {if_version}"
+            )
+        ttl = self._default_ttl(namespace, ttl_s)
+        now = self._clock()
+        reply = await self._script(
+            "put",
+            namespace,
+            key,
+            bytes(value),
+            scope.tenant,
+            scope.user or "",
+            scope.session or "",
+            "" if if_version is None else str(if_version),
+            repr(now),
+            _exp(None if ttl is None else now + ttl),
+            "" if ttl is None else _native_ms(ttl),
+        )
+        outcome = _text(reply[0])
+        if outcome == "scope":
+            raise ScopeMismatch(Scope(_text(reply[1]), _opt(reply[2]), _opt(reply[3])), scope)
+        if outcome == "version":
+            raise VersionConflict(namespace, key, if_version or 0, int(reply[1]))
+        return int(reply[1])
+
+    async def get(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
+        """The record, or None when missing, expired or not selected by ``scope``."""
+        check_namespace(namespace)
+        check_key(key)
+        name = f"{self._prefix}:r:{namespace}|{key}"
+        fields: list[Any] = await self._run(
+            lambda c: c.hmget(
+                name, ["value", "tenant", "user", "session", "version", "exp", "updated"]
+            )
+        )
+        if fields[1] is None:
+            return None
+        record = _record(namespace, key, fields)
+        if not _live(record.expires_at, self._clock()):
+            return None
+        if scope is not None and not scope.selects(record.scope):
+            return None
+        return record
+
+    async def take(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
+        """Get and delete atomically: of concurrent takes exactly one gets the record.
+
+        A take whose ``scope`` does not select the record returns None and leaves it.
+        """
+        check_namespace(namespace)
+        check_key(key)
+        reply = await self._script("take", namespace, key, repr(self._clock()), *_filter(scope))
+        return None if reply is None else _record(namespace, key, reply)
+
+    async def delete(self, namespace: str, key: str, *, scope: Scope | None = None) -> bool:
+        """Delete the record; True when something was deleted (nothing if ``scope`` misses)."""
+        check_namespace(namespace)
+        check_key(key)
+        reply = await self._script("take", namespace, key, repr(self._clock()), *_filter(scope))
+        return reply is not None
+
+    async def scan(
+        self,
+        namespace: str,
+        prefix: str = "",
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        scope: Scope | None = None,
+    ) -> list[Record]:
+        """Records whose key starts with ``prefix``, ascending by UTF-8 bytes, after ``after``.
+
+        ``prefix`` is literal (``%``, ``_``, ``*`` are plain characters); up to ``limit``
+        records, fewer meaning there are no more.
+        """
+        check_namespace(namespace)
+        if not isinstance(prefix, str) or "\x00" in prefix:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"prefix must be a string without NUL, got {prefix!r:.80}")
+        if after is not None and not isinstance(after, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"after must be a key (str) or None, got {after!r:.80}")
+        check_limit(limit)
+        low = prefix.encode()
+        # Lex ranges are literal bytes: nothing in the prefix needs escaping.
+        start = b"[" + low
+        if after is not None and after.encode() >= low:
+            start = b"(" + after.encode()
+        end = _prefix_end(low)
+        stop = b"+" if end is None else b"(" + end
+        rows: list[Any] = await self._script(
+            "scan", namespace, start, stop, limit, repr(self._clock()), *_filter(scope)
+        )
+        return [_record(namespace, _text(row[0]), row[1:]) for row in rows]
+
+    # ------------------------------------------------------------------------------ logs
+    async def append(
+        self,
+        stream: str,
+        value: bytes,
+        *,
+        scope: Scope,
+        idempotency_key: str | None = None,
+        ttl_s: float | None = None,
+    ) -> int:
+        """Append to ``stream``; returns its seq (1, 2, 3 … with no gaps).
+
+        A repeated ``idempotency_key`` returns the first entry's seq and writes nothing. The
+        first append fixes the stream's scope (another tenant: ``ScopeMismatch``). ``ttl_s``
+        sets the whole stream's expiry anew; None keeps it (the retention default on the
+        first append).
+        """
+        check_stream(stream)
+        check_value(value, self._max_value_bytes)
+        check_ttl(ttl_s)
+        _check_scope(scope)
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key  # pyright: ignore[reportUnnecessaryIsInstance]
+        ):
+            raise ValueError(
+                f"idempotency_key must be a non-empty string or None, got {idempotency_key!r}"
+            )
+        first_ttl = self._default_ttl(stream, ttl_s)
+        now = self._clock()
+        reply = await self._script(
+            "append",
+            stream,
+            bytes(value),
+            scope.tenant,
+            scope.user or "",
+            scope.session or "",
+            idempotency_key or "",
+            repr(now),
+            _exp(None if ttl_s is None else now + ttl_s),
+            _exp(None if first_ttl is None else now + first_ttl),
+            _MARGIN_MS,
+        )
+        if _text(reply[0]) == "scope":
+            raise ScopeMismatch(Scope(_text(reply[1]), _opt(reply[2]), _opt(reply[3])), scope)
+        return int(reply[1])
+
+    async def read(
+        self, stream: str, after: int = 0, *, limit: int = 1000, scope: Scope | None = None
+    ) -> list[LogEntry]:
+        """Entries with ``seq > after``, ascending; ``[]`` for unknown, expired or unselected."""
+        check_stream(stream)
+        check_limit(limit)
+        reply = await self._script("read", stream, max(0, int(after)), limit, repr(self._clock()))
+        if reply is None:
+            return []
+        owner = Scope(_text(reply[0]), _opt(reply[1]), _opt(reply[2]))
+        if scope is not None and not scope.selects(owner):
+            return []
+        entries: list[LogEntry] = []
+        for entry_id, flat in reply[3]:
+            fields = {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+            key = fields.get("k")
+            entries.append(
+                LogEntry(
+                    stream,
+                    int(_text(entry_id).split("-")[0]),
+                    bytes(fields["v"]),
+                    float(_text(fields["t"])),
+                    None if key is None else _text(key),
+                )
+            )
+        return entries
+
+    async def trim(self, stream: str, *, before: int) -> int:
+        """Drop entries with ``seq < before``; returns how many went. Later seqs continue."""
+        check_stream(stream)
+        if isinstance(before, bool) or before < 1:
+            raise ValueError(f"before must be a seq >= 1, got {before!r}")
+        return int(await self._script("trim", stream, int(before), repr(self._clock())))
+
+    # ------------------------------------------------------------------------- retention
+    async def erase(
+        self, tenant: str, *, user: str | None = None, session: str | None = None
+    ) -> int:
+        """Remove every record and stream the filter selects, in every namespace.
+
+        Returns records + streams removed (those still readable). Afterwards a put starts at
+        version 1, an append at seq 1, and the streams' idempotency keys are forgotten.
+        """
+        selector = Scope(tenant, user, session)
+        return int(
+            await self._script(
+                "erase",
+                selector.tenant,
+                selector.user or "",
+                selector.session or "",
+                repr(self._clock()),
+            )
+        )
+
+    async def purge_expired(self) -> int:
+        """Physically remove expired records and streams; returns how many.
+
+        Redis also expires them natively (later, from real time), so nothing piles up when
+        this is never called.
+        """
+        now = repr(self._clock())
+        removed = 0
+        while True:
+            count, looked_at = await self._script("purge", now, _PURGE_BATCH)
+            removed += int(count)
+            if int(looked_at) < _PURGE_BATCH:
+                return removed
+
+
+_SOURCES = {
+    "put": _PUT,
+    "take": _TAKE,
+    "scan": _SCAN,
+    "append": _APPEND,
+    "read": _READ,
+    "trim": _TRIM,
+    "erase": _ERASE,
+    "purge": _PURGE,
+}
+
+
+@asynccontextmanager
+async def _opened(store: RedisDurableStore) -> AsyncGenerator[RedisDurableStore]:
+    async with store:
+        yield store
