@@ -67,7 +67,6 @@ class Runtime:
         "observed",
         "phase",
         "queue_maxsize",
-        "quiet",
         "rookery",
         "stations",
         "streams",
@@ -103,8 +102,6 @@ class Runtime:
         """Whether anyone listens; when False no ``FlowEvent`` is built."""
         self.tapped: bool = False
         """Whether edge crossings are mirrored to a message bus."""
-        self.quiet: bool = True
-        """Neither listened to nor tapped: nodes may take the fast path."""
         self.listeners_changed()
         self.phase: Phase = "idle"
         self.task_group: TaskGroup | None = None
@@ -123,7 +120,6 @@ class Runtime:
         """Recompute the fast-path flags after a listener was added."""
         self.observed = self.dispatcher.observed
         self.tapped = self.dispatcher.message_bus is not None
-        self.quiet = not (self.observed or self.tapped)
 
     # -------------------------------------------------------------- delivery
     def check_open(self, key: str | None) -> TraceState | None:
