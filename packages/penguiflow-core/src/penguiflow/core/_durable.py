@@ -20,10 +20,17 @@ __all__ = [
     "LogEntry",
     "Record",
     "Scope",
+    "check_append",
     "check_key",
     "check_limit",
     "check_namespace",
+    "check_options",
+    "check_put",
+    "check_record",
+    "check_scan",
+    "check_scope",
     "check_stream",
+    "check_trim",
     "check_ttl",
     "check_value",
     "retention_ttl",
@@ -267,6 +274,85 @@ def check_limit(limit: int) -> None:
     """``limit``: at least 1."""
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+
+
+def check_scope(scope: Scope) -> None:
+    """``scope``: a ``Scope``."""
+    if not isinstance(scope, Scope):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"scope must be a Scope(tenant, user=None, session=None), got {scope!r}")
+
+
+# One check per operation, shared by every backend: the same input gets the same error anywhere.
+def check_put(
+    namespace: str,
+    key: str,
+    value: bytes,
+    scope: Scope,
+    ttl_s: float | None,
+    if_version: int | None,
+    max_value_bytes: int,
+) -> None:
+    """The arguments of ``put``."""
+    check_namespace(namespace)
+    check_key(key)
+    check_value(value, max_value_bytes)
+    check_ttl(ttl_s)
+    check_scope(scope)
+    if if_version is not None and (isinstance(if_version, bool) or if_version < 0):
+        raise ValueError(f"if_version must be None, 0 (create only) or n >= 1, got {if_version}")
+
+
+def check_record(namespace: str, key: str) -> None:
+    """The arguments of ``get``, ``take`` and ``delete``."""
+    check_namespace(namespace)
+    check_key(key)
+
+
+def check_scan(namespace: str, prefix: str, after: str | None, limit: int) -> None:
+    """The arguments of ``scan``."""
+    check_namespace(namespace)
+    if not isinstance(prefix, str) or "\x00" in prefix:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"prefix must be a string without NUL, got {prefix!r:.80}")
+    if after is not None and not isinstance(after, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"after must be a key (str) or None, got {after!r:.80}")
+    check_limit(limit)
+
+
+def check_append(
+    stream: str,
+    value: bytes,
+    scope: Scope,
+    idempotency_key: str | None,
+    ttl_s: float | None,
+    max_value_bytes: int,
+) -> None:
+    """The arguments of ``append``."""
+    check_stream(stream)
+    check_value(value, max_value_bytes)
+    check_ttl(ttl_s)
+    check_scope(scope)
+    if idempotency_key is not None and not isinstance(idempotency_key, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"idempotency_key must be a string or None, got {idempotency_key!r}")
+
+
+def check_trim(stream: str, before: int) -> None:
+    """The arguments of ``trim``."""
+    check_stream(stream)
+    if isinstance(before, bool) or before < 1:
+        raise ValueError(f"before must be a seq >= 1, got {before!r}")
+
+
+def check_options(max_value_bytes: int, retention: Mapping[str, float] | None) -> dict[str, float]:
+    """A backend's common options; returns the retention table as a plain dict."""
+    if isinstance(max_value_bytes, bool) or max_value_bytes < 1:
+        raise ValueError(f"max_value_bytes must be >= 1, got {max_value_bytes!r}")
+    table = dict(retention or {})
+    for prefix, ttl in table.items():
+        if not isinstance(prefix, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"retention keys must be name prefixes (str), got {prefix!r}")
+        if not isinstance(ttl, int | float) or not math.isfinite(ttl) or ttl <= 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"retention[{prefix!r}] must be > 0 seconds, got {ttl}")
+    return table
 
 
 def retention_ttl(retention: Mapping[str, float] | None, name: str) -> float | None:

@@ -22,12 +22,14 @@ from ._durable import (
     LogEntry,
     Record,
     Scope,
-    check_key,
+    check_append,
     check_limit,
-    check_namespace,
+    check_options,
+    check_put,
+    check_record,
+    check_scan,
     check_stream,
-    check_ttl,
-    check_value,
+    check_trim,
     retention_ttl,
 )
 from ._errors import ScopeMismatch, StoreClosed, VersionConflict
@@ -79,15 +81,8 @@ class InMemoryDurableStore(HistoryOnStore):
     ) -> None:
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
-        retention = dict(retention or {})
-        for prefix, ttl in retention.items():
-            if not isinstance(prefix, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-                raise TypeError(f"retention keys must be name prefixes (str), got {prefix!r}")
-            check_ttl(ttl)
-        if isinstance(max_value_bytes, bool) or max_value_bytes < 1:
-            raise ValueError(f"max_value_bytes must be >= 1, got {max_value_bytes!r}")
+        self._retention = check_options(max_value_bytes, retention)
         self._clock = clock
-        self._retention = retention
         self._max_value_bytes = max_value_bytes
         self._namespaces: dict[str, _Namespace] = {}
         self._streams: dict[str, _Stream] = {}
@@ -114,15 +109,7 @@ class InMemoryDurableStore(HistoryOnStore):
         ``VersionConflict``). Each put sets the TTL anew: ``ttl_s``, else the retention default,
         else none. A record of another tenant raises ``ScopeMismatch``.
         """
-        check_namespace(namespace)
-        check_key(key)
-        check_value(value, self._max_value_bytes)
-        check_ttl(ttl_s)
-        _check_scope(scope)
-        if if_version is not None and (isinstance(if_version, bool) or if_version < 0):
-            raise ValueError(
-                f"if_version must be None, 0 (create only) or n >= 1, got {if_version}"
-            )
+        check_put(namespace, key, value, scope, ttl_s, if_version, self._max_value_bytes)
         await self._enter()
         now = self._clock()
         space = self._namespaces.get(namespace)
@@ -153,15 +140,13 @@ class InMemoryDurableStore(HistoryOnStore):
 
     async def get(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
         """The record, or None when missing, expired or not selected by ``scope``."""
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         await self._enter()
         return self._visible(namespace, key, scope)
 
     async def take(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
         """Get and delete atomically; a record ``scope`` does not select is left in place."""
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         await self._enter()
         record = self._visible(namespace, key, scope)
         if record is not None:
@@ -170,8 +155,7 @@ class InMemoryDurableStore(HistoryOnStore):
 
     async def delete(self, namespace: str, key: str, *, scope: Scope | None = None) -> bool:
         """Delete the record; True when a live record selected by ``scope`` was deleted."""
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         await self._enter()
         if self._visible(namespace, key, scope) is None:
             return False
@@ -191,12 +175,7 @@ class InMemoryDurableStore(HistoryOnStore):
 
         At most ``limit``; fewer than ``limit`` means there are no more.
         """
-        check_namespace(namespace)
-        if not isinstance(prefix, str) or "\x00" in prefix:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"prefix must be a string without NUL, got {prefix!r:.80}")
-        if after is not None and not isinstance(after, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"after must be a key (str) or None, got {after!r:.80}")
-        check_limit(limit)
+        check_scan(namespace, prefix, after, limit)
         await self._enter()
         space = self._namespaces.get(namespace)
         if space is None:
@@ -233,12 +212,7 @@ class InMemoryDurableStore(HistoryOnStore):
         the whole stream's expiry to now + ``ttl_s`` (None keeps it, or applies the retention
         default on the first append).
         """
-        check_stream(stream)
-        check_value(value, self._max_value_bytes)
-        check_ttl(ttl_s)
-        _check_scope(scope)
-        if idempotency_key is not None and not isinstance(idempotency_key, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"idempotency_key must be a string or None, got {idempotency_key!r}")
+        check_append(stream, value, scope, idempotency_key, ttl_s, self._max_value_bytes)
         await self._enter()
         now = self._clock()
         log = self._live_stream(stream, now)
@@ -276,9 +250,7 @@ class InMemoryDurableStore(HistoryOnStore):
 
     async def trim(self, stream: str, *, before: int) -> int:
         """Drop entries with ``seq < before``; returns how many were removed."""
-        check_stream(stream)
-        if isinstance(before, bool) or before < 1:
-            raise ValueError(f"before must be a seq >= 1, got {before!r}")
+        check_trim(stream, before)
         await self._enter()
         log = self._live_stream(stream, self._clock())
         if log is None or not log.entries:
@@ -377,8 +349,3 @@ class InMemoryDurableStore(HistoryOnStore):
         del space.keys[bisect.bisect_left(space.keys, key)]
         if not space.records:
             del self._namespaces[namespace]
-
-
-def _check_scope(scope: Scope) -> None:
-    if not isinstance(scope, Scope):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"scope must be a Scope(tenant, user=None, session=None), got {scope!r}")

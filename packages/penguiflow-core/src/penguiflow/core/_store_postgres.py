@@ -31,12 +31,14 @@ from ._durable import (
     LogEntry,
     Record,
     Scope,
-    check_key,
+    check_append,
     check_limit,
-    check_namespace,
+    check_options,
+    check_put,
+    check_record,
+    check_scan,
     check_stream,
-    check_ttl,
-    check_value,
+    check_trim,
     retention_ttl,
 )
 from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
@@ -383,17 +385,13 @@ class PostgresDurableStore(HistoryOnStore):
             )
         if not math.isfinite(purge_every_s) or purge_every_s <= 0:
             raise ValueError(f"purge_every_s must be > 0 seconds, got {purge_every_s}")
-        if max_value_bytes < 1:
-            raise ValueError(f"max_value_bytes must be >= 1, got {max_value_bytes}")
-        for name, ttl in (retention or {}).items():
-            if not math.isfinite(ttl) or ttl <= 0:
-                raise ValueError(f"retention[{name!r}] must be > 0 seconds, got {ttl}")
+        table = check_options(max_value_bytes, retention)
         self._dsn = dsn
         self._schema = schema
         self._min_size = min_size
         self._max_size = max_size
         self._clock = clock
-        self._retention = dict(retention or {})
+        self._retention = table
         self._purge_every_s = purge_every_s
         self._connect_kwargs = dict(connect_kwargs or {})
         self._max_value_bytes = max_value_bytes
@@ -594,14 +592,7 @@ class PostgresDurableStore(HistoryOnStore):
         ``VersionConflict``). Each put sets the TTL anew (None: the retention default, or no
         expiry). A record of another tenant raises ``ScopeMismatch``.
         """
-        check_namespace(namespace)
-        check_key(key)
-        check_value(value, self._max_value_bytes)
-        check_ttl(ttl_s)
-        if if_version is not None and (isinstance(if_version, bool) or if_version < 0):
-            raise ValueError(
-                f"if_version must be None, 0 (create only) or n >= 1, got {if_version!r}"
-            )
+        check_put(namespace, key, value, scope, ttl_s, if_version, self._max_value_bytes)
         row = await self._fetchrow(
             self._sql.put,
             namespace=namespace,
@@ -624,8 +615,7 @@ class PostgresDurableStore(HistoryOnStore):
 
     async def get(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
         """The record, or None when missing, expired or not selected by ``scope``."""
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         if scope is None:
             row = await self._fetchrow(
                 self._sql.get, namespace=namespace, key=key, now=self._clock()
@@ -642,8 +632,7 @@ class PostgresDurableStore(HistoryOnStore):
 
         A take whose ``scope`` does not select the record returns None and leaves it.
         """
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         if scope is None:
             row = await self._fetchrow(
                 self._sql.take, namespace=namespace, key=key, now=self._clock()
@@ -657,8 +646,7 @@ class PostgresDurableStore(HistoryOnStore):
 
     async def delete(self, namespace: str, key: str, *, scope: Scope | None = None) -> bool:
         """Delete the record; True when something was deleted (nothing if ``scope`` misses)."""
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         if scope is None:
             status = await self._execute(
                 self._sql.delete, namespace=namespace, key=key, now=self._clock()
@@ -684,10 +672,7 @@ class PostgresDurableStore(HistoryOnStore):
         ``prefix`` is literal (``%``, ``_``, ``*`` are plain characters): the scan is a range
         on the byte-ordered key. Up to ``limit`` records, fewer meaning there are no more.
         """
-        check_namespace(namespace)
-        check_limit(limit)
-        if not isinstance(prefix, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"prefix must be a string, got {prefix!r}")
+        check_scan(namespace, prefix, after, limit)
         sql = self._sql.scan_sql
         values: dict[str, object] = {"namespace": namespace, "now": self._clock()}
         if prefix:
@@ -727,11 +712,7 @@ class PostgresDurableStore(HistoryOnStore):
         None keeps it (the retention default on the first append). An append to an expired
         stream starts it anew.
         """
-        check_stream(stream)
-        check_value(value, self._max_value_bytes)
-        check_ttl(ttl_s)
-        if idempotency_key is not None and not isinstance(idempotency_key, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"idempotency_key must be a string or None, got {idempotency_key!r}")
+        check_append(stream, value, scope, idempotency_key, ttl_s, self._max_value_bytes)
         row = await self._fetchrow(
             self._sql.append,
             stream=stream,
@@ -771,9 +752,7 @@ class PostgresDurableStore(HistoryOnStore):
 
     async def trim(self, stream: str, *, before: int) -> int:
         """Drop entries with ``seq < before``; returns how many went. Later seqs continue."""
-        check_stream(stream)
-        if isinstance(before, bool) or before < 1:
-            raise ValueError(f"before must be a seq >= 1, got {before!r}")
+        check_trim(stream, before)
         status = await self._execute(
             self._sql.trim, stream=stream, now=self._clock(), before=before
         )

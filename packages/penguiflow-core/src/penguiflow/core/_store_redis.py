@@ -33,12 +33,14 @@ from ._durable import (
     LogEntry,
     Record,
     Scope,
-    check_key,
+    check_append,
     check_limit,
-    check_namespace,
+    check_options,
+    check_put,
+    check_record,
+    check_scan,
     check_stream,
-    check_ttl,
-    check_value,
+    check_trim,
     retention_ttl,
 )
 from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
@@ -379,11 +381,6 @@ class _Op:
     future: asyncio.Future[Any]
 
 
-def _check_scope(scope: Scope) -> None:
-    if not isinstance(scope, Scope):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"scope must be a Scope(tenant, user=None, session=None), got {scope!r}")
-
-
 class RedisDurableStore(HistoryOnStore):
     """A ``DurableStore`` (and core ``StateStore``) on a Redis server, version 6.2 or later.
 
@@ -409,16 +406,12 @@ class RedisDurableStore(HistoryOnStore):
             raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
-        if isinstance(max_value_bytes, bool) or max_value_bytes < 1:
-            raise ValueError(f"max_value_bytes must be >= 1, got {max_value_bytes!r}")
-        for name, ttl in (retention or {}).items():
-            if not math.isfinite(ttl) or ttl <= 0:
-                raise ValueError(f"retention[{name!r}] must be > 0 seconds, got {ttl}")
+        table = check_options(max_value_bytes, retention)
         redis_asyncio, redis_exceptions = _import_redis()
         self._url = url
         self._prefix = prefix
         self._clock = clock
-        self._retention = dict(retention or {})
+        self._retention = table
         self._max_value_bytes = max_value_bytes
         self._redis_error: type[Exception] = redis_exceptions.RedisError
         self._noscript_error: type[Exception] = redis_exceptions.NoScriptError
@@ -606,15 +599,7 @@ class RedisDurableStore(HistoryOnStore):
         ``VersionConflict``). Each put sets the TTL anew (None: the retention default, or no
         expiry). A record of another tenant raises ``ScopeMismatch``.
         """
-        check_namespace(namespace)
-        check_key(key)
-        check_value(value, self._max_value_bytes)
-        check_ttl(ttl_s)
-        _check_scope(scope)
-        if if_version is not None and (isinstance(if_version, bool) or if_version < 0):
-            raise ValueError(
-                f"if_version must be None, 0 (create only) or n >= 1, got {if_version}"
-            )
+        check_put(namespace, key, value, scope, ttl_s, if_version, self._max_value_bytes)
         ttl = self._default_ttl(namespace, ttl_s)
         now = self._clock()
         reply = await self._script(
@@ -639,8 +624,7 @@ class RedisDurableStore(HistoryOnStore):
 
     async def get(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
         """The record, or None when missing, expired or not selected by ``scope``."""
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         name = f"{self._prefix}:r:{namespace}|{key}"
         fields: list[Any] = await self._run(
             lambda c: c.hmget(
@@ -661,15 +645,13 @@ class RedisDurableStore(HistoryOnStore):
 
         A take whose ``scope`` does not select the record returns None and leaves it.
         """
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         reply = await self._script("take", namespace, key, repr(self._clock()), *_filter(scope))
         return None if reply is None else _record(namespace, key, reply)
 
     async def delete(self, namespace: str, key: str, *, scope: Scope | None = None) -> bool:
         """Delete the record; True when something was deleted (nothing if ``scope`` misses)."""
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         reply = await self._script("take", namespace, key, repr(self._clock()), *_filter(scope))
         return reply is not None
 
@@ -687,12 +669,7 @@ class RedisDurableStore(HistoryOnStore):
         ``prefix`` is literal (``%``, ``_``, ``*`` are plain characters); up to ``limit``
         records, fewer meaning there are no more.
         """
-        check_namespace(namespace)
-        if not isinstance(prefix, str) or "\x00" in prefix:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"prefix must be a string without NUL, got {prefix!r:.80}")
-        if after is not None and not isinstance(after, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"after must be a key (str) or None, got {after!r:.80}")
-        check_limit(limit)
+        check_scan(namespace, prefix, after, limit)
         low = prefix.encode()
         # Lex ranges are literal bytes: nothing in the prefix needs escaping.
         start = b"[" + low
@@ -722,10 +699,7 @@ class RedisDurableStore(HistoryOnStore):
         sets the whole stream's expiry anew; None keeps it (the retention default on the
         first append).
         """
-        check_stream(stream)
-        check_value(value, self._max_value_bytes)
-        check_ttl(ttl_s)
-        _check_scope(scope)
+        check_append(stream, value, scope, idempotency_key, ttl_s, self._max_value_bytes)
         if idempotency_key is not None and (
             not isinstance(idempotency_key, str) or not idempotency_key  # pyright: ignore[reportUnnecessaryIsInstance]
         ):
@@ -780,9 +754,7 @@ class RedisDurableStore(HistoryOnStore):
 
     async def trim(self, stream: str, *, before: int) -> int:
         """Drop entries with ``seq < before``; returns how many went. Later seqs continue."""
-        check_stream(stream)
-        if isinstance(before, bool) or before < 1:
-            raise ValueError(f"before must be a seq >= 1, got {before!r}")
+        check_trim(stream, before)
         return int(await self._script("trim", stream, int(before), repr(self._clock())))
 
     # ------------------------------------------------------------------------- retention

@@ -30,12 +30,14 @@ from ._durable import (
     LogEntry,
     Record,
     Scope,
-    check_key,
+    check_append,
     check_limit,
-    check_namespace,
+    check_options,
+    check_put,
+    check_record,
+    check_scan,
     check_stream,
-    check_ttl,
-    check_value,
+    check_trim,
     retention_ttl,
 )
 from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
@@ -355,14 +357,10 @@ class SQLiteDurableStore(HistoryOnStore):
             raise ValueError(f"busy_timeout_s must be >= 0 seconds, got {busy_timeout_s}")
         if not math.isfinite(purge_every_s) or purge_every_s <= 0:
             raise ValueError(f"purge_every_s must be > 0 seconds, got {purge_every_s}")
-        if max_value_bytes < 1:
-            raise ValueError(f"max_value_bytes must be >= 1, got {max_value_bytes}")
-        for name, ttl in (retention or {}).items():
-            if not math.isfinite(ttl) or ttl <= 0:
-                raise ValueError(f"retention[{name!r}] must be > 0 seconds, got {ttl}")
+        table = check_options(max_value_bytes, retention)
         self._path = path
         self._clock = clock
-        self._retention = dict(retention or {})
+        self._retention = table
         self._max_value_bytes = max_value_bytes
         self._writer = _Writer(
             path,
@@ -486,14 +484,7 @@ class SQLiteDurableStore(HistoryOnStore):
         ``VersionConflict``). Each put sets the TTL anew (None: the retention default, or no
         expiry). A record of another tenant raises ``ScopeMismatch``.
         """
-        check_namespace(namespace)
-        check_key(key)
-        check_value(value, self._max_value_bytes)
-        check_ttl(ttl_s)
-        if if_version is not None and if_version < 0:
-            raise ValueError(
-                f"if_version must be None, 0 (create only) or n >= 1, got {if_version}"
-            )
+        check_put(namespace, key, value, scope, ttl_s, if_version, self._max_value_bytes)
         data, kb = bytes(value), key.encode()
         ttl = self._default_ttl(namespace, ttl_s)
 
@@ -532,8 +523,7 @@ class SQLiteDurableStore(HistoryOnStore):
 
     async def get(self, namespace: str, key: str, *, scope: Scope | None = None) -> Record | None:
         """The record, or None when missing, expired or not selected by ``scope``."""
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         kb = key.encode()
 
         def run(conn: sqlite3.Connection, now: float) -> Record | None:
@@ -549,8 +539,7 @@ class SQLiteDurableStore(HistoryOnStore):
 
         A take whose ``scope`` does not select the record returns None and leaves it.
         """
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         kb = key.encode()
 
         def run(conn: sqlite3.Connection, now: float) -> Record | None:
@@ -564,8 +553,7 @@ class SQLiteDurableStore(HistoryOnStore):
 
     async def delete(self, namespace: str, key: str, *, scope: Scope | None = None) -> bool:
         """Delete the record; True when something was deleted (nothing if ``scope`` misses)."""
-        check_namespace(namespace)
-        check_key(key)
+        check_record(namespace, key)
         kb = key.encode()
 
         def run(conn: sqlite3.Connection, now: float) -> bool:
@@ -591,10 +579,7 @@ class SQLiteDurableStore(HistoryOnStore):
         ``prefix`` is literal (``%``, ``_``, ``*`` are plain characters); up to ``limit``
         records, fewer meaning there are no more.
         """
-        check_namespace(namespace)
-        check_limit(limit)
-        if not isinstance(prefix, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"prefix must be a string, got {prefix!r}")
+        check_scan(namespace, prefix, after, limit)
         low, high = prefix.encode(), _prefix_end(prefix.encode())
         sql = f"SELECT {_RECORD_COLUMNS} FROM pf_records WHERE namespace = ? AND {_LIVE}"
         args: list[object] = [namespace]
@@ -636,9 +621,7 @@ class SQLiteDurableStore(HistoryOnStore):
         sets the whole stream's expiry anew; None keeps it (the retention default on the
         first append).
         """
-        check_stream(stream)
-        check_value(value, self._max_value_bytes)
-        check_ttl(ttl_s)
+        check_append(stream, value, scope, idempotency_key, ttl_s, self._max_value_bytes)
         data = bytes(value)
         first_ttl = self._default_ttl(stream, ttl_s)
 
@@ -714,9 +697,7 @@ class SQLiteDurableStore(HistoryOnStore):
 
     async def trim(self, stream: str, *, before: int) -> int:
         """Drop entries with ``seq < before``; returns how many went. Later seqs continue."""
-        check_stream(stream)
-        if before < 1:
-            raise ValueError(f"before must be a seq >= 1, got {before}")
+        check_trim(stream, before)
 
         def run(conn: sqlite3.Connection, now: float) -> int:
             row = _live_stream(conn, stream, now)
