@@ -79,7 +79,18 @@ class _Join:
 
     async def __call__(self, message: Message, ctx: Context) -> Any:
         item: Any = message  # a Message, or a bare payload emitted with a trace id
-        key = item.trace_id if isinstance(item, Message) else current_trace_id()
+        key = item.trace_id if isinstance(item, Message) else self._bare_key(item)
+        bucket = self.buckets.get(key)
+        if bucket is None or (self._idle and key in self._idle):
+            bucket = self._watch(key, bucket, ctx)
+        bucket.append(item)
+        if len(bucket) < self.k:
+            return None
+        self._free(key)
+        return _merge(bucket)
+
+    def _bare_key(self, item: Any) -> str:
+        key = current_trace_id()
         if key is None:
             own = getattr(item, "trace_id", None)  # a payload object that names its trace
             key = own if isinstance(own, str) else None
@@ -88,30 +99,28 @@ class _Join:
                 f"join_k({self.name!r}) joins messages of one trace: emit Message objects, or "
                 "bare payloads with emit(..., trace_id=...)"
             )
-        bucket = self.buckets.get(key)
+        return key
+
+    def _watch(self, key: str, bucket: list[Any] | None, ctx: Context) -> list[Any]:
+        """A new bucket, or one whose trace is back: watch the trace it now waits in."""
         idle = self._idle.pop(key, None)
         if idle is not None:
-            idle.cancel()  # the trace is back: a piece emitted separately
+            idle.cancel()  # a piece emitted separately, after its trace had ended
         if bucket is None:
             bucket = self.buckets[key] = []
             if self.timeout_s is not None:
                 self._timers[key] = ctx.start_soon(None, lambda: self._expire(key, ctx))
-        if idle is not None or not bucket:
-            # Watch the trace the bucket now waits in (a new one when the pieces came apart).
-            ctx.on_trace_abort(key, lambda: self._free(key))
-            ctx.on_trace_end(key, lambda: self._went_idle(key, ctx))
-        bucket.append(item)
-        if len(bucket) < self.k:
-            return None
-        self._free(key)
-        return _merge(bucket)
+        ctx.on_trace_abort(key, lambda: self._free(key))
+        ctx.on_trace_end(key, lambda: self._went_idle(key, ctx))
+        return bucket
 
     def _free(self, key: str) -> None:
         self.buckets.pop(key, None)
         for timers in (self._timers, self._idle):
-            timer = timers.pop(key, None)
-            if timer is not None:
-                timer.cancel()
+            if timers:
+                timer = timers.pop(key, None)
+                if timer is not None:
+                    timer.cancel()
 
     def _went_idle(self, key: str, ctx: Context) -> None:
         """The trace ended normally with the bucket still partial: wait a while for the rest."""
