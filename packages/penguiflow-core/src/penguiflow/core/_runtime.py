@@ -3,10 +3,12 @@
 ``PenguiFlow`` is the public face; this object is what the node runners and ``Context`` receive.
 Its parts, in the order a message meets them:
 
-- **delivery** (:meth:`Runtime.deliver`, :meth:`Runtime.deliver_nowait`, :meth:`Runtime.hand_off`):
-  the one path that puts a message on its successors' floes or into Rookery — fan-out copies,
-  backpressure, trace scoping, cancellation and stop checks, then the message-bus mirror of what
-  really crossed. Ingress ``emit``, ``Context.emit``, node results and failures all go through it.
+- **delivery** (:meth:`Runtime.try_deliver`, :meth:`Runtime.deliver`,
+  :meth:`Runtime.deliver_nowait`, :meth:`Runtime.hand_off`, :meth:`Runtime.loop_back`): the one path
+  that puts a message on its successors' floes or into Rookery — fan-out copies, backpressure, trace
+  scoping, cancellation and stop checks, then the message-bus mirror of what really crossed. Ingress
+  ``emit``, ``Context.emit``, node results and failures all go through it; a bare value travels as
+  ``Carried`` with its envelope, and Rookery receives the value alone.
 - **failures** (:meth:`Runtime.fail`): a message's terminal ``FlowError``, reported once.
 - **trace endings** (:meth:`Runtime.trace_ended`): how a trace's waiting callers are answered.
 - **cancellation and stop** (:meth:`Runtime.cancel`, :meth:`Runtime.crashed`,
