@@ -3,21 +3,22 @@
 ``save_event`` appends to stream ``pf.events/{trace_id}`` (idempotent by event id, under the event's
 scope; events without one go under tenant ``"-"``), ``load_history`` reads that stream in seq order,
 ``save_remote_binding`` puts record ``pf.remote`` / ``{trace_id}/{task_id}``. The shipped backends
-inherit ``HistoryOnStore``; ``as_state_store`` adapts any other ``DurableStore``.
+inherit ``StoreBase`` (``HistoryOnStore`` plus what they all share); ``as_state_store`` adapts any
+other ``DurableStore``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Any, cast
 
 from pydantic_core import from_json, to_json
 
 from ._distribution import RemoteBinding, StoredEvent
-from ._durable import DurableStore, Scope
+from ._durable import DurableStore, Scope, retention_ttl
 
-__all__ = ["EVENTS", "REMOTE", "HistoryOnStore", "as_state_store"]
+__all__ = ["EVENTS", "REMOTE", "HistoryOnStore", "StoreBase", "as_state_store"]
 
 EVENTS = "pf.events/"
 """Stream prefix of a trace's events."""
@@ -109,6 +110,25 @@ class HistoryOnStore:
         )
         key = f"{binding.trace_id}/{binding.task_id}"
         await store.put(REMOTE, key, value, scope=_scope_of(binding))
+
+
+class StoreBase(HistoryOnStore):
+    """What every shipped backend shares: flow history, retention defaults, closing on exit."""
+
+    _retention: dict[str, float]
+
+    def _default_ttl(self, name: str, ttl_s: float | None) -> float | None:
+        """``ttl_s``, else the retention default for ``name`` (a namespace or stream)."""
+        return ttl_s if ttl_s is not None else retention_ttl(self._retention, name)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        await cast(DurableStore, self).aclose()
 
 
 class _StateStoreView(HistoryOnStore):

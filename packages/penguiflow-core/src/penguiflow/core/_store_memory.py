@@ -12,7 +12,6 @@ import bisect
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Self
 
 from anyio.lowlevel import checkpoint
@@ -33,7 +32,7 @@ from ._durable import (
     retention_ttl,
 )
 from ._errors import ScopeMismatch, StoreClosed, VersionConflict
-from ._store_history import HistoryOnStore
+from ._store_history import StoreBase
 
 __all__ = ["InMemoryDurableStore"]
 
@@ -58,7 +57,7 @@ def _live(expires_at: float | None, now: float) -> bool:
     return expires_at is None or now < expires_at
 
 
-class InMemoryDurableStore(HistoryOnStore):
+class InMemoryDurableStore(StoreBase):
     """A ``DurableStore`` (and core ``StateStore``) held in memory.
 
     For tests, examples and single-process services: nothing survives the process. Time comes
@@ -122,7 +121,7 @@ class InMemoryDurableStore(HistoryOnStore):
         if if_version is not None and if_version != actual:
             raise VersionConflict(namespace, key, if_version, actual)
         if ttl_s is None:
-            ttl_s = retention_ttl(self._retention, namespace)
+            ttl_s = self._default_ttl(namespace, None)
         if space is None:
             space = self._namespaces[namespace] = _Namespace()
         if key not in space.records:
@@ -307,15 +306,6 @@ class InMemoryDurableStore(HistoryOnStore):
         """The store itself."""
         self._check_open()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the store."""
-        await self.aclose()
 
     # ------------------------------------------------------------------ internals
     def _check_open(self) -> None:

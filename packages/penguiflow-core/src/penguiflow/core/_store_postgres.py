@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from ._durable import (
@@ -39,10 +39,9 @@ from ._durable import (
     check_scan,
     check_stream,
     check_trim,
-    retention_ttl,
 )
 from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
-from ._store_history import HistoryOnStore
+from ._store_history import StoreBase
 
 if TYPE_CHECKING:
     import asyncpg
@@ -349,7 +348,7 @@ def _named(sql: str) -> _Named:
     return _Named(re.sub(r"\$([a-z_]+)", number, sql), tuple(names))
 
 
-class PostgresDurableStore(HistoryOnStore):
+class PostgresDurableStore(StoreBase):
     """A ``DurableStore`` (and core ``StateStore``) in PostgreSQL, through an asyncpg pool.
 
     Open it with ``async with PostgresDurableStore.open(dsn) as store:`` (extra ``postgres``).
@@ -471,15 +470,6 @@ class PostgresDurableStore(HistoryOnStore):
         self._purger = asyncio.create_task(self._purge_loop(), name="penguiflow-postgres-purge")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the store."""
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Stop the background purge and close the pool.
 
@@ -571,9 +561,6 @@ class PostgresDurableStore(HistoryOnStore):
                     self._schema,
                     exc_info=True,
                 )
-
-    def _default_ttl(self, name: str, ttl_s: float | None) -> float | None:
-        return ttl_s if ttl_s is not None else retention_ttl(self._retention, name)
 
     # --------------------------------------------------------------------------- records
     async def put(

@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal, Self
 
 from ._durable import (
@@ -41,10 +40,9 @@ from ._durable import (
     check_scan,
     check_stream,
     check_trim,
-    retention_ttl,
 )
 from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
-from ._store_history import HistoryOnStore
+from ._store_history import StoreBase
 
 __all__ = ["MIN_REDIS_VERSION", "RedisDurableStore", "check_redis_version"]
 
@@ -381,7 +379,7 @@ class _Op:
     future: asyncio.Future[Any]
 
 
-class RedisDurableStore(HistoryOnStore):
+class RedisDurableStore(StoreBase):
     """A ``DurableStore`` (and core ``StateStore``) on a Redis server, version 6.2 or later.
 
     Open it with ``async with RedisDurableStore.open("redis://host:6379/0") as store:`` (or a
@@ -486,15 +484,6 @@ class RedisDurableStore(HistoryOnStore):
                 raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the store."""
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Close the connections (idempotent); any later call raises ``StoreClosed``."""
         if self._state == "closed":
@@ -578,9 +567,6 @@ class RedisDurableStore(HistoryOnStore):
         for op in batch:
             pipe.evalsha(self._shas[op.name], 0, *op.args)
         return list(await pipe.execute(raise_on_error=False))
-
-    def _default_ttl(self, name: str, ttl_s: float | None) -> float | None:
-        return ttl_s if ttl_s is not None else retention_ttl(self._retention, name)
 
     # --------------------------------------------------------------------------- records
     async def put(

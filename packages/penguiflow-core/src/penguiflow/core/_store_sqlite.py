@@ -22,7 +22,6 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal, Self, cast
 
 from ._durable import (
@@ -38,10 +37,9 @@ from ._durable import (
     check_scan,
     check_stream,
     check_trim,
-    retention_ttl,
 )
 from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
-from ._store_history import HistoryOnStore
+from ._store_history import StoreBase
 
 __all__ = ["SCHEMA_VERSION", "SQLiteDurableStore"]
 
@@ -326,7 +324,7 @@ class _Writer:
                 pass
 
 
-class SQLiteDurableStore(HistoryOnStore):
+class SQLiteDurableStore(StoreBase):
     """A ``DurableStore`` (and core ``StateStore``) in one SQLite file, or ``":memory:"``.
 
     Open it with ``async with SQLiteDurableStore.open(path) as store:``. WAL mode;
@@ -427,15 +425,6 @@ class SQLiteDurableStore(HistoryOnStore):
             raise StoreClosed(f"SQLite store {self._path} is closed; open a new one")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the store."""
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Finish the queued operations, close the connection and join the writer thread.
 
@@ -463,9 +452,6 @@ class SQLiteDurableStore(HistoryOnStore):
         future: asyncio.Future[Any] = loop.create_future()
         self._writer.queue.put(_Op(fn, writes, loop, future))
         return await future
-
-    def _default_ttl(self, name: str, ttl_s: float | None) -> float | None:
-        return ttl_s if ttl_s is not None else retention_ttl(self._retention, name)
 
     # --------------------------------------------------------------------------- records
     async def put(
