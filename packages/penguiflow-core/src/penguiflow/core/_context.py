@@ -81,9 +81,8 @@ class Context:
         return rt, station
 
     # ------------------------------------------------------------------ emit
-    def _targets(self, to: Target | Sequence[Target] | None) -> tuple[Floe, ...]:
-        """Floes for ``to``; an empty tuple means Rookery."""
-        _, station = self._wiring()
+    def _targets(self, station: Station, to: Target | Sequence[Target] | None) -> tuple[Floe, ...]:
+        """Floes of ``station`` for ``to``; an empty tuple means Rookery."""
         if to is None:
             return station.forward
         items: Sequence[Target] = [to] if isinstance(to, Node | str | Endpoint) else to
@@ -125,12 +124,12 @@ class Context:
         Raises ``TraceCancelled`` when the message's trace is cancelled.
         """
         rt, station = self._wiring()
-        await rt.deliver(station.name, self._key(msg), msg, self._targets(to))
+        await rt.deliver(station.name, self._key(msg), msg, self._targets(station, to))
 
     def emit_nowait(self, msg: Any, to: Target | Sequence[Target] | None = None) -> None:
         """Like :meth:`emit` but never waits; raises ``asyncio.QueueFull`` when a floe is full."""
         rt, station = self._wiring()
-        rt.deliver_nowait(station.name, self._key(msg), msg, self._targets(to))
+        rt.deliver_nowait(station.name, self._key(msg), msg, self._targets(station, to))
 
     async def emit_chunk(
         self,
@@ -159,7 +158,7 @@ class Context:
                 parent.trace_id,
                 extra={"stream_id": chunk.stream_id, "seq": chunk.seq, "done": chunk.done},
             )
-        floes = station.forward if to is None else self._targets(to)
+        floes = station.forward if to is None else self._targets(station, to)
         item = parent.with_payload(chunk)
         if not rt.try_deliver(station.name, parent.trace_id, item, floes):
             await rt.deliver(station.name, parent.trace_id, item, floes)

@@ -271,6 +271,18 @@ class PenguiFlow:
             floes.append(floe)
         return tuple(floes)
 
+    def _report_emit(self, key: str | None, msg: Any, floes: Sequence[Floe]) -> None:
+        """The ``emit`` event (raising first when the trace is being cancelled)."""
+        rt = self._rt
+        rt.check_open(key)
+        extra = {"targets": [f.target for f in floes]}
+        rt.event(FlowEventType.EMIT, None, key, extra=extra, owner=self._owner(msg))
+
+    def _remember_owner(self, key: str | None, msg: Any) -> None:
+        """After an ingress put: the trace's scope, for the events a state store keeps."""
+        if self._rt.dispatcher.state_store is not None:
+            self._rt.note_owner(key, msg)
+
     def _owner(self, msg: Any) -> Scope | None:
         """The scope a stored event of ``msg``'s trace is kept under (with a state store)."""
         if self._rt.dispatcher.state_store is None or not isinstance(msg, Message):
@@ -317,18 +329,10 @@ class PenguiFlow:
         else:
             msg, key = self._stamped(msg, trace_id)
         if rt.observed:
-            rt.check_open(key)
-            rt.event(
-                FlowEventType.EMIT,
-                None,
-                key,
-                extra={"targets": [f.target for f in floes]},
-                owner=self._owner(msg),
-            )
+            self._report_emit(key, msg, floes)
         if not rt.try_deliver(OPEN_SEA.name, key, msg, floes):  # else wait for room
             await rt.deliver(OPEN_SEA.name, key, msg, floes, outside=True)
-        if rt.dispatcher.state_store is not None:
-            rt.note_owner(key, msg)
+        self._remember_owner(key, msg)
 
     def emit_nowait(
         self,
@@ -346,17 +350,9 @@ class PenguiFlow:
         floes = self._ingress_for(to)
         msg, key = self._stamped(msg, trace_id)
         if rt.observed and not any(floe.full_for(key) for floe in floes):
-            rt.check_open(key)
-            rt.event(
-                FlowEventType.EMIT,
-                None,
-                key,
-                extra={"targets": [f.target for f in floes]},
-                owner=self._owner(msg),
-            )
+            self._report_emit(key, msg, floes)
         rt.deliver_nowait(OPEN_SEA.name, key, msg, floes)
-        if rt.dispatcher.state_store is not None:
-            rt.note_owner(key, msg)
+        self._remember_owner(key, msg)
 
     async def emit_chunk(
         self,
