@@ -42,6 +42,7 @@ from ._durable import (
 )
 from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
 from ._store_history import StoreBase
+from ._store_postgres_sql import SELECTED, Named, Sql, named
 
 if TYPE_CHECKING:
     import asyncpg
@@ -54,169 +55,6 @@ SCHEMA_VERSION = 1
 _INSTALL = 'PostgresDurableStore needs asyncpg: pip install "penguiflow-core[postgres]"'
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _logger = logging.getLogger("penguiflow.core")
-
-# {s} is the quoted schema name. One statement per list item (asyncpg runs them in order).
-_DDL = (
-    "CREATE SCHEMA IF NOT EXISTS {s}",
-    """CREATE TABLE {s}.pf_meta (
-        id      integer PRIMARY KEY CHECK (id = 1),
-        version integer NOT NULL
-    )""",
-    """CREATE TABLE {s}.pf_records (
-        namespace  text COLLATE "C" NOT NULL,
-        key        text COLLATE "C" NOT NULL,
-        value      bytea            NOT NULL,
-        tenant     text             NOT NULL,
-        user_id    text,
-        session_id text,
-        version    bigint           NOT NULL,
-        expires_at double precision,
-        updated_at double precision NOT NULL,
-        PRIMARY KEY (namespace, key)
-    )""",
-    "CREATE INDEX pf_records_scope ON {s}.pf_records (tenant, user_id, session_id)",
-    "CREATE INDEX pf_records_expiry ON {s}.pf_records (expires_at) WHERE expires_at IS NOT NULL",
-    """CREATE TABLE {s}.pf_streams (
-        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        name       text COLLATE "C" NOT NULL UNIQUE,
-        tenant     text             NOT NULL,
-        user_id    text,
-        session_id text,
-        last_seq   bigint           NOT NULL,
-        expires_at double precision
-    )""",
-    "CREATE INDEX pf_streams_scope ON {s}.pf_streams (tenant, user_id, session_id)",
-    "CREATE INDEX pf_streams_expiry ON {s}.pf_streams (expires_at) WHERE expires_at IS NOT NULL",
-    """CREATE TABLE {s}.pf_entries (
-        stream_id       bigint NOT NULL REFERENCES {s}.pf_streams (id) ON DELETE CASCADE,
-        seq             bigint NOT NULL,
-        value           bytea  NOT NULL,
-        ts              double precision NOT NULL,
-        idempotency_key text,
-        PRIMARY KEY (stream_id, seq)
-    )""",
-    """CREATE TABLE {s}.pf_idempotency (
-        stream_id bigint NOT NULL REFERENCES {s}.pf_streams (id) ON DELETE CASCADE,
-        key       text   NOT NULL,
-        seq       bigint NOT NULL,
-        PRIMARY KEY (stream_id, key)
-    )""",
-    # put: o_status 0 = written (o_version the new version), 1 = another tenant's record
-    # (o_tenant/o_user/o_session its scope), 2 = version conflict (o_version the actual one).
-    """CREATE FUNCTION {s}.pf_put(
-        p_namespace text, p_key text, p_value bytea, p_tenant text, p_user text,
-        p_session text, p_ttl double precision, p_if_version bigint, p_now double precision,
-        OUT o_status integer, OUT o_version bigint,
-        OUT o_tenant text, OUT o_user text, OUT o_session text
-    ) LANGUAGE plpgsql AS $$
-    DECLARE
-        r record;
-        found_row boolean;
-        actual bigint;
-    BEGIN
-        LOOP
-            SELECT version, tenant, user_id, session_id, expires_at INTO r
-              FROM {s}.pf_records WHERE namespace = p_namespace AND key = p_key FOR UPDATE;
-            found_row := FOUND;
-            actual := 0;
-            IF found_row AND (r.expires_at IS NULL OR r.expires_at > p_now) THEN
-                IF r.tenant <> p_tenant THEN
-                    o_status := 1; o_tenant := r.tenant; o_user := r.user_id;
-                    o_session := r.session_id;
-                    RETURN;
-                END IF;
-                actual := r.version;
-            END IF;
-            IF p_if_version IS NOT NULL AND p_if_version <> actual THEN
-                o_status := 2; o_version := actual;
-                RETURN;
-            END IF;
-            IF found_row THEN
-                UPDATE {s}.pf_records SET value = p_value, tenant = p_tenant, user_id = p_user,
-                       session_id = p_session, version = actual + 1,
-                       expires_at = p_now + p_ttl, updated_at = p_now
-                 WHERE namespace = p_namespace AND key = p_key;
-            ELSE
-                INSERT INTO {s}.pf_records (namespace, key, value, tenant, user_id, session_id,
-                                            version, expires_at, updated_at)
-                     VALUES (p_namespace, p_key, p_value, p_tenant, p_user, p_session, 1,
-                             p_now + p_ttl, p_now)
-                ON CONFLICT (namespace, key) DO NOTHING;
-                IF NOT FOUND THEN
-                    CONTINUE;  -- a concurrent put created it first: look again
-                END IF;
-            END IF;
-            o_status := 0; o_version := actual + 1;
-            RETURN;
-        END LOOP;
-    END
-    $$""",
-    # append: o_status 0 = appended or known key (o_seq), 1 = another tenant's stream.
-    """CREATE FUNCTION {s}.pf_append(
-        p_stream text, p_value bytea, p_tenant text, p_user text, p_session text,
-        p_key text, p_ttl double precision, p_first_ttl double precision,
-        p_now double precision,
-        OUT o_status integer, OUT o_seq bigint,
-        OUT o_tenant text, OUT o_user text, OUT o_session text
-    ) LANGUAGE plpgsql AS $$
-    DECLARE
-        r record;
-        v_stream bigint;
-    BEGIN
-        LOOP
-            SELECT id, tenant, user_id, session_id, last_seq, expires_at INTO r
-              FROM {s}.pf_streams WHERE name = p_stream FOR UPDATE;
-            IF FOUND AND r.expires_at IS NOT NULL AND r.expires_at <= p_now THEN
-                DELETE FROM {s}.pf_streams WHERE id = r.id;  -- expired: start it anew
-            ELSIF FOUND THEN
-                IF r.tenant <> p_tenant THEN
-                    o_status := 1; o_tenant := r.tenant; o_user := r.user_id;
-                    o_session := r.session_id;
-                    RETURN;
-                END IF;
-                IF p_key IS NOT NULL THEN
-                    SELECT i.seq INTO o_seq FROM {s}.pf_idempotency i
-                     WHERE i.stream_id = r.id AND i.key = p_key;
-                    IF FOUND THEN
-                        o_status := 0;
-                        RETURN;
-                    END IF;
-                END IF;
-                o_seq := r.last_seq + 1;
-                UPDATE {s}.pf_streams
-                   SET last_seq = o_seq,
-                       expires_at = CASE WHEN p_ttl IS NULL THEN r.expires_at
-                                         ELSE p_now + p_ttl END
-                 WHERE id = r.id;
-                v_stream := r.id;
-                EXIT;
-            END IF;
-            INSERT INTO {s}.pf_streams (name, tenant, user_id, session_id, last_seq, expires_at)
-                 VALUES (p_stream, p_tenant, p_user, p_session, 1, p_now + p_first_ttl)
-            ON CONFLICT (name) DO NOTHING
-            RETURNING id INTO v_stream;
-            IF v_stream IS NOT NULL THEN
-                o_seq := 1;
-                EXIT;
-            END IF;
-            -- a concurrent first append created the stream: look again
-        END LOOP;
-        INSERT INTO {s}.pf_entries (stream_id, seq, value, ts, idempotency_key)
-             VALUES (v_stream, o_seq, p_value, p_now, p_key);
-        IF p_key IS NOT NULL THEN
-            INSERT INTO {s}.pf_idempotency (stream_id, key, seq) VALUES (v_stream, p_key, o_seq);
-        END IF;
-        o_status := 0;
-    END
-    $$""",
-)
-
-_RECORD_COLUMNS = "key, value, tenant, user_id, session_id, version, expires_at, updated_at"
-_LIVE = "(expires_at IS NULL OR expires_at > $now)"
-_SELECTED = (
-    "tenant = $tenant AND ($user::text IS NULL OR user_id = $user) "
-    "AND ($session::text IS NULL OR session_id = $session)"
-)
 
 
 def _import_asyncpg() -> ModuleType:
@@ -266,88 +104,6 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class _Sql:
-    """The statements of one schema, with named parameters turned into asyncpg's ``$n``."""
-
-    def __init__(self, schema: str) -> None:
-        s = f'"{schema}"'
-        self.ddl = tuple(statement.replace("{s}", s) for statement in _DDL)
-        self.meta = f"{s}.pf_meta"
-        scoped = f"AND {_SELECTED}"
-        fields = f"SELECT {_RECORD_COLUMNS} FROM {s}.pf_records"
-        self.put = _named(
-            f"SELECT * FROM {s}.pf_put($namespace, $key, $value, $tenant, $user, $session, "
-            "$ttl, $if_version, $now)"
-        )
-        self.get = _named(f"{fields} WHERE namespace = $namespace AND key = $key AND {_LIVE}")
-        self.get_scoped = _named(
-            f"{fields} WHERE namespace = $namespace AND key = $key AND {_LIVE} {scoped}"
-        )
-        take = f"DELETE FROM {s}.pf_records WHERE namespace = $namespace AND key = $key AND {_LIVE}"
-        self.take = _named(f"{take} RETURNING {_RECORD_COLUMNS}")
-        self.take_scoped = _named(f"{take} {scoped} RETURNING {_RECORD_COLUMNS}")
-        self.delete = _named(take)
-        self.delete_scoped = _named(f"{take} {scoped}")
-        self.scan_sql = f"{fields} WHERE namespace = $namespace AND {_LIVE}"
-        self.append = _named(
-            f"SELECT * FROM {s}.pf_append($stream, $value, $tenant, $user, $session, $key, "
-            "$ttl, $first_ttl, $now)"
-        )
-        read = (
-            f"SELECT e.seq, e.value, e.ts, e.idempotency_key FROM {s}.pf_entries e "
-            f"JOIN {s}.pf_streams t ON t.id = e.stream_id "
-            "WHERE t.name = $stream AND (t.expires_at IS NULL OR t.expires_at > $now) "
-            "AND e.seq > $after"
-        )
-        order = " ORDER BY e.seq LIMIT $limit"
-        self.read = _named(read + order)
-        self.read_scoped = _named(
-            f"{read} AND t.tenant = $tenant AND ($user::text IS NULL OR t.user_id = $user) "
-            f"AND ($session::text IS NULL OR t.session_id = $session){order}"
-        )
-        self.trim = _named(
-            f"DELETE FROM {s}.pf_entries WHERE stream_id = (SELECT id FROM {s}.pf_streams "
-            f"WHERE name = $stream AND {_LIVE}) AND seq < $before"
-        )
-        self.erase = _named(
-            f"WITH r AS (DELETE FROM {s}.pf_records WHERE {_SELECTED} RETURNING expires_at), "
-            f"t AS (DELETE FROM {s}.pf_streams WHERE {_SELECTED} RETURNING expires_at) "
-            f"SELECT (SELECT count(*) FROM r WHERE {_LIVE}) "
-            f"+ (SELECT count(*) FROM t WHERE {_LIVE})"
-        )
-        expired = "expires_at IS NOT NULL AND expires_at <= $now"
-        self.purge = _named(
-            f"WITH r AS (DELETE FROM {s}.pf_records WHERE {expired} RETURNING 1), "
-            f"t AS (DELETE FROM {s}.pf_streams WHERE {expired} RETURNING 1) "
-            "SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM t)"
-        )
-
-
-class _Named:
-    """A statement with ``$name`` parameters, numbered in order of first use."""
-
-    __slots__ = ("names", "text")
-
-    def __init__(self, text: str, names: tuple[str, ...]) -> None:
-        self.text = text
-        self.names = names
-
-    def args(self, **values: object) -> list[object]:
-        return [values[name] for name in self.names]
-
-
-def _named(sql: str) -> _Named:
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in names:
-            names.append(name)
-        return f"${names.index(name) + 1}"
-
-    return _Named(re.sub(r"\$([a-z_]+)", number, sql), tuple(names))
-
-
 class PostgresDurableStore(StoreBase):
     """A ``DurableStore`` (and core ``StateStore``) in PostgreSQL, through an asyncpg pool.
 
@@ -394,7 +150,7 @@ class PostgresDurableStore(StoreBase):
         self._purge_every_s = purge_every_s
         self._connect_kwargs = dict(connect_kwargs or {})
         self._max_value_bytes = max_value_bytes
-        self._sql = _Sql(schema)
+        self._sql = Sql(schema)
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._purger: asyncio.Task[None] | None = None
         self._state: Literal["new", "opening", "open", "closed"] = "new"
@@ -517,15 +273,15 @@ class PostgresDurableStore(StoreBase):
             )
         return self._pool
 
-    async def _fetchrow(self, sql: _Named, **values: object) -> asyncpg.Record | None:
+    async def _fetchrow(self, sql: Named, **values: object) -> asyncpg.Record | None:
         pool = self._open_pool()
         return await self._guard(pool.fetchrow(sql.text, *sql.args(**values)))
 
-    async def _fetch(self, sql: _Named, **values: object) -> list[asyncpg.Record]:
+    async def _fetch(self, sql: Named, **values: object) -> list[asyncpg.Record]:
         pool = self._open_pool()
         return await self._guard(pool.fetch(sql.text, *sql.args(**values)))
 
-    async def _execute(self, sql: _Named, **values: object) -> str:
+    async def _execute(self, sql: Named, **values: object) -> str:
         pool = self._open_pool()
         return await self._guard(pool.execute(sql.text, *sql.args(**values)))
 
@@ -673,11 +429,11 @@ class PostgresDurableStore(StoreBase):
             sql += " AND key > $after"
             values["after"] = after
         if scope is not None:
-            sql += f" AND {_SELECTED}"
+            sql += f" AND {SELECTED}"
             values.update(tenant=scope.tenant, user=scope.user, session=scope.session)
         sql += " ORDER BY key LIMIT $limit"
         values["limit"] = limit
-        rows = await self._fetch(_named(sql), **values)
+        rows = await self._fetch(named(sql), **values)
         return [_record(namespace, row) for row in rows]
 
     # ------------------------------------------------------------------------------ logs
