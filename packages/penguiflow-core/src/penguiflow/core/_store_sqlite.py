@@ -12,16 +12,12 @@ in. sqlite3 errors become ``StoreUnavailable`` here, in one place.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import os
-import queue
 import sqlite3
-import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Literal, Self, cast
 
 from ._durable import (
@@ -38,65 +34,17 @@ from ._durable import (
     check_stream,
     check_trim,
 )
-from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
+from ._errors import ScopeMismatch, StoreClosed, VersionConflict
 from ._store_history import StoreBase
+from ._store_sqlite_writer import SCHEMA_VERSION, Fn, Op, Stop, Writer
 
 __all__ = ["SCHEMA_VERSION", "SQLiteDurableStore"]
-
-SCHEMA_VERSION = 1
-"""The schema this module writes (kept in ``PRAGMA user_version``)."""
-
-_MAX_BATCH = 1024  # operations per transaction: bounds the latency of one commit
-_logger = logging.getLogger("penguiflow.core")
-
-_SCHEMA = """
-CREATE TABLE pf_records (
-    namespace  TEXT    NOT NULL,
-    key        BLOB    NOT NULL,
-    value      BLOB    NOT NULL,
-    tenant     TEXT    NOT NULL,
-    user_id    TEXT,
-    session_id TEXT,
-    version    INTEGER NOT NULL,
-    expires_at REAL,
-    updated_at REAL    NOT NULL,
-    PRIMARY KEY (namespace, key)
-) WITHOUT ROWID;
-CREATE INDEX pf_records_scope ON pf_records (tenant, user_id, session_id);
-CREATE INDEX pf_records_expiry ON pf_records (expires_at) WHERE expires_at IS NOT NULL;
-CREATE TABLE pf_streams (
-    id         INTEGER PRIMARY KEY,
-    name       TEXT    NOT NULL UNIQUE,
-    tenant     TEXT    NOT NULL,
-    user_id    TEXT,
-    session_id TEXT,
-    last_seq   INTEGER NOT NULL,
-    expires_at REAL
-);
-CREATE INDEX pf_streams_scope ON pf_streams (tenant, user_id, session_id);
-CREATE INDEX pf_streams_expiry ON pf_streams (expires_at) WHERE expires_at IS NOT NULL;
-CREATE TABLE pf_entries (
-    stream_id       INTEGER NOT NULL,
-    seq             INTEGER NOT NULL,
-    value           BLOB    NOT NULL,
-    ts              REAL    NOT NULL,
-    idempotency_key TEXT,
-    PRIMARY KEY (stream_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE pf_idempotency (
-    stream_id INTEGER NOT NULL,
-    key       TEXT    NOT NULL,
-    seq       INTEGER NOT NULL,
-    PRIMARY KEY (stream_id, key)
-) WITHOUT ROWID;
-"""
 
 _RECORD_COLUMNS = "key, value, tenant, user_id, session_id, version, expires_at, updated_at"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _SELECTED = "tenant = ? AND (? IS NULL OR user_id = ?) AND (? IS NULL OR session_id = ?)"
 
 type _Row = tuple[Any, ...]
-type _Fn = Callable[[sqlite3.Connection, float], object]
 
 
 def _filter_args(scope: Scope) -> tuple[str, str | None, str | None, str | None, str | None]:
@@ -127,201 +75,6 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     # The smallest byte string above every string starting with ``prefix``. UTF-8 never holds
     # 0xFF, so incrementing the last byte always works for a non-empty prefix.
     return prefix[:-1] + bytes([prefix[-1] + 1]) if prefix else None
-
-
-@dataclass(slots=True)
-class _Op:
-    fn: _Fn
-    writes: bool
-    loop: asyncio.AbstractEventLoop | None
-    future: asyncio.Future[Any] | None
-
-
-@dataclass(slots=True)
-class _Stop:
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
-
-
-def _settle(items: Sequence[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:
-    for future, result, exc in items:
-        if future.done():  # the caller was cancelled: it no longer waits
-            continue
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-
-class _Writer:
-    """The thread that owns the connection and commits queued operations in groups."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        synchronous: str,
-        clock: Callable[[], float],
-        busy_timeout_s: float,
-        purge_every_s: float,
-        purge: _Fn,
-    ) -> None:
-        self.path = path
-        self.synchronous = synchronous
-        self.clock = clock
-        self.busy_timeout_s = busy_timeout_s
-        self.purge_every_s = purge_every_s
-        self.purge = purge
-        self.queue: queue.SimpleQueue[_Op | _Stop] = queue.SimpleQueue()
-        self.commits = 0  # a test hook: how many transactions committed
-        self.thread = threading.Thread(
-            target=self._main, name=f"penguiflow-sqlite:{path}", daemon=True
-        )
-        self.conn: sqlite3.Connection | None = None
-
-    # ----------------------------------------------------------------------- in the thread
-    def _main(self) -> None:
-        next_purge = time.monotonic() + self.purge_every_s
-        stop: _Stop | None = None
-        while stop is None:
-            timeout = max(0.0, next_purge - time.monotonic())
-            try:
-                first = self.queue.get(timeout=timeout)
-            except queue.Empty:
-                first = _Op(self.purge, True, None, None)
-            batch: list[_Op] = []
-            item: _Op | _Stop = first
-            while True:
-                if isinstance(item, _Stop):
-                    stop = item
-                    break
-                batch.append(item)
-                if len(batch) >= _MAX_BATCH:
-                    break
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-            if time.monotonic() >= next_purge:
-                next_purge = time.monotonic() + self.purge_every_s
-                if not any(op.future is None for op in batch):
-                    batch.append(_Op(self.purge, True, None, None))
-            if batch:
-                self._run(batch)
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except sqlite3.Error:  # pragma: no cover - closing a healthy connection
-                pass
-        try:
-            stop.loop.call_soon_threadsafe(_settle, [(stop.future, None, None)])
-        except RuntimeError:  # pragma: no cover - the loop closed first
-            pass
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            self._migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        found: int = conn.execute("PRAGMA user_version").fetchone()[0]
-        if found == SCHEMA_VERSION:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            found = conn.execute("PRAGMA user_version").fetchone()[0]  # another process?
-            if found > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} has schema version {found}, but this penguiflow-core "
-                    f"supports versions up to {SCHEMA_VERSION}: upgrade penguiflow-core"
-                )
-            if found == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _run(self, batch: list[_Op]) -> None:
-        outcomes: list[tuple[object, BaseException | None]] = []
-        try:
-            if self.conn is None:
-                self.conn = self._connect()
-            conn = self.conn
-            writes = any(op.writes for op in batch)
-            # One operation alone needs no savepoint: the transaction is its boundary.
-            alone = len(batch) == 1
-            conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
-            try:
-                for op in batch:
-                    outcomes.append(self._run_one(conn, op, savepoint=not alone))
-                if alone and outcomes[0][1] is not None:
-                    conn.execute("ROLLBACK")
-                else:
-                    conn.execute("COMMIT")
-                    self.commits += 1
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except Exception as exc:  # the transaction failed as a whole: every operation did
-            error = self._map(exc)
-            outcomes = [(None, error)] * len(batch)
-        self._deliver(batch, outcomes)
-
-    def _run_one(
-        self, conn: sqlite3.Connection, op: _Op, *, savepoint: bool
-    ) -> tuple[object, BaseException | None]:
-        savepoint = savepoint and op.writes  # a read changes nothing to take back
-        if savepoint:
-            conn.execute("SAVEPOINT op")
-        try:
-            result = op.fn(conn, self.clock())
-        except Exception as exc:
-            if savepoint:
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-            if op.future is None:
-                _logger.warning("SQLite store %s: purging expired items failed", self.path)
-            return None, self._map(exc)
-        if savepoint:
-            conn.execute("RELEASE op")
-        return result, None
-
-    def _map(self, exc: Exception) -> Exception:
-        if isinstance(exc, sqlite3.Error):
-            error = StoreUnavailable(f"SQLite store {self.path}: {exc}", original_exc=exc)
-            error.__cause__ = exc
-            return error
-        return exc
-
-    def _deliver(
-        self, batch: list[_Op], outcomes: list[tuple[object, BaseException | None]]
-    ) -> None:
-        by_loop: dict[
-            asyncio.AbstractEventLoop,
-            list[tuple[asyncio.Future[Any], object, BaseException | None]],
-        ] = {}
-        for op, (result, exc) in zip(batch, outcomes, strict=True):
-            if op.loop is not None and op.future is not None:
-                by_loop.setdefault(op.loop, []).append((op.future, result, exc))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle, items)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
 
 
 class SQLiteDurableStore(StoreBase):
@@ -360,7 +113,7 @@ class SQLiteDurableStore(StoreBase):
         self._clock = clock
         self._retention = table
         self._max_value_bytes = max_value_bytes
-        self._writer = _Writer(
+        self._writer = Writer(
             path,
             synchronous=synchronous,
             clock=clock,
@@ -436,12 +189,12 @@ class SQLiteDurableStore(StoreBase):
         self._state = "closed"
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_future()
-            self._writer.queue.put(_Stop(asyncio.get_running_loop(), self._closing))
+            self._writer.queue.put(Stop(asyncio.get_running_loop(), self._closing))
         await asyncio.shield(self._closing)
         self._writer.thread.join()  # it has closed the connection: only its return is left
 
     # ------------------------------------------------------------------------ the hop
-    async def _call(self, fn: _Fn, *, writes: bool) -> Any:
+    async def _call(self, fn: Fn, *, writes: bool) -> Any:
         if self._state != "open":
             raise StoreClosed(
                 f"SQLite store {self._path} is closed; open a new one"
@@ -450,7 +203,7 @@ class SQLiteDurableStore(StoreBase):
             )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._writer.queue.put(_Op(fn, writes, loop, future))
+        self._writer.queue.put(Op(fn, writes, loop, future))
         return await future
 
     # --------------------------------------------------------------------------- records
