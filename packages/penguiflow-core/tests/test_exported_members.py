@@ -51,6 +51,11 @@ EXPECTED = {
     "SQLiteDurableStore",
     "Scope",
     "as_state_store",
+    "Durability",
+    "Journal",
+    "JournalStep",
+    "current_step_id",
+    "idempotent",
     # observability
     "EventHook",
     "ExtraFormatter",

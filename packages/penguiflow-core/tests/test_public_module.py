@@ -22,6 +22,7 @@ KEPT_IN_THEIR_MODULE = {
     "BusEnvelope",
     "FlowEvent",
     "FlowStatistics",
+    "JournalStep",
     "LogEntry",
     "NodePolicy",
     "Record",

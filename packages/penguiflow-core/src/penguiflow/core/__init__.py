@@ -50,6 +50,8 @@ from ._errors import (
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware, format_flow_event
 from ._flow import FlowStatistics, PenguiFlow, create
 from ._graph import OPEN_SEA, ROOKERY, Endpoint
+from ._idempotent import idempotent
+from ._journal import Durability, Journal, JournalStep, current_step_id
 from ._logging import (
     ExtraFormatter,
     FlowEventLogger,
@@ -209,6 +211,12 @@ __all__ = [
     "SQLiteDurableStore",
     "Scope",
     "as_state_store",
+    # journal
+    "Durability",
+    "Journal",
+    "JournalStep",
+    "current_step_id",
+    "idempotent",
     # distribution hooks
     "BusEnvelope",
     "InMemoryStateStore",

@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from ._context import Context
 from ._errors import FlowError, FlowErrorCode, TraceCancelled, safe_repr, safe_str
 from ._events import FlowEventType
-from ._node import NodePolicy
+from ._node import NodeFunc, NodePolicy
 from ._runtime import Runtime
 from ._station import Station
 from ._trace import TraceState
@@ -55,6 +55,7 @@ class Attempts:
 
     __slots__ = (
         "context",
+        "func",
         "in_adapter",
         "out_adapter",
         "out_is_message",
@@ -68,6 +69,8 @@ class Attempts:
         self.station: Station = station
         self.context: Context = context
         self.policy: NodePolicy = station.node.policy
+        self.func: NodeFunc = station.node.func
+        """What an attempt calls: the node's function (journaled, in a flow with a journal)."""
         self.in_adapter: TypeAdapter[Any] | None = None
         self.out_adapter: TypeAdapter[Any] | None = None
         self.out_is_message: bool = False
@@ -140,10 +143,10 @@ class Attempts:
                 try:
                     limit = self._attempt_limit(message)
                     if limit is None:
-                        result = await node.func(message, self.context)
+                        result = await self.func(message, self.context)
                     else:
                         with anyio.move_on_after(limit[0]) as scope:
-                            result = await node.func(message, self.context)
+                            result = await self.func(message, self.context)
                         if scope.cancelled_caught:
                             if limit[1]:
                                 raise DeadlineReached

@@ -18,7 +18,7 @@ from ._runtime import Runtime
 from ._station import Station
 from ._subflow import PlaybookFactory, run_playbook
 from ._trace import current_trace_id
-from ._types import Message, StreamChunk, merge_meta
+from ._types import Message, Stepped, StreamChunk, merge_meta
 
 if TYPE_CHECKING:
     from ._floe import Floe, Item
@@ -124,12 +124,18 @@ class Context:
         Raises ``TraceCancelled`` when the message's trace is cancelled.
         """
         rt, station = self._wiring()
-        await rt.deliver(station.name, self._key(msg), msg, self._targets(station, to))
+        floes = self._targets(station, to)
+        if rt.recorder is not None:
+            msg = await rt.recorder.emitted(msg, _journal_to(to), not floes)
+        await rt.deliver(station.name, self._key(msg), msg, floes)
 
     def emit_nowait(self, msg: Any, to: Target | Sequence[Target] | None = None) -> None:
         """Like :meth:`emit` but never waits; raises ``asyncio.QueueFull`` when a floe is full."""
         rt, station = self._wiring()
-        rt.deliver_nowait(station.name, self._key(msg), msg, self._targets(station, to))
+        floes = self._targets(station, to)
+        if rt.recorder is not None:
+            msg = rt.recorder.emitted_nowait(msg, _journal_to(to), not floes)
+        rt.deliver_nowait(station.name, self._key(msg), msg, floes)
 
     async def emit_chunk(
         self,
@@ -159,7 +165,9 @@ class Context:
                 extra={"stream_id": chunk.stream_id, "seq": chunk.seq, "done": chunk.done},
             )
         floes = station.forward if to is None else self._targets(station, to)
-        item = parent.with_payload(chunk)
+        item: Any = parent.with_payload(chunk)
+        if rt.recorder is not None and rt.recorder.journal.chunks:
+            item = await rt.recorder.emitted(item, _journal_to(to), not floes)
         if not rt.try_deliver(station.name, parent.trace_id, item, floes):
             await rt.deliver(station.name, parent.trace_id, item, floes)
         return chunk
@@ -203,7 +211,7 @@ class Context:
     def _consumed(self, item: Item) -> Any:
         _, key, msg = item
         self._wiring()[0].traces.leave(key)
-        return msg
+        return msg.item if type(msg) is Stepped else msg
 
     # --------------------------------------------------------------- helpers
     async def call_playbook(
@@ -324,3 +332,13 @@ class Context:
 
     def __repr__(self) -> str:
         return f"Context({getattr(self._owner, 'name', self._owner)!r})"
+
+
+def _journal_to(to: Target | Sequence[Target] | None) -> str | list[str] | None:
+    """Where an emitted output went, as its journal entry keeps it."""
+    if to is None:
+        return None
+    items: Sequence[Target] = [to] if isinstance(to, Node | str | Endpoint) else to
+    if any(target is ROOKERY for target in items):
+        return "*"
+    return [target.name if isinstance(target, Node | Endpoint) else target for target in items]

@@ -21,7 +21,7 @@ import anyio
 from ._distribution import BusEnvelope, MessageBus, RemoteBinding, StateStore, StoredEvent
 from ._durable import Scope
 from ._events import EventHook, FlowEvent, Middleware
-from ._types import Carried, Message
+from ._types import Carried, Message, Stepped
 
 __all__ = ["Dispatcher", "OverflowPolicy"]
 
@@ -125,6 +125,8 @@ class Dispatcher:
             return
         headers: dict[str, Any] | None = None
         meta: dict[str, Any] | None = None
+        if type(item) is Stepped:  # a journaled step: the bus sees the item alone
+            item = item.item
         envelope = item
         if isinstance(item, Carried):  # a bare value with the envelope it travels in
             envelope, item = item.envelope, item.value

@@ -20,6 +20,8 @@ from ._errors import RegistryError
 from ._events import EventHook, FlowEventType, Middleware
 from ._floe import Floe
 from ._graph import OPEN_SEA, Adjacency, Graph, build_graph
+from ._journal import Journal
+from ._journal_record import Recorder
 from ._node import Node
 from ._registry import ModelRegistry
 from ._rookery import ANY_TRACE
@@ -88,6 +90,7 @@ class PenguiFlow:
         event_overflow: OverflowPolicy = "drop_oldest",
         state_store: StateStore | None = None,
         message_bus: MessageBus | None = None,
+        journal: Journal | None = None,
     ) -> None:
         graph = build_graph(adjacencies, allow_cycles=allow_cycles)
         dispatcher = Dispatcher(
@@ -105,6 +108,8 @@ class PenguiFlow:
             dispatcher=dispatcher,
             face=self,
         )
+        if journal is not None:
+            rt.recorder = _attach(journal, rt)
         self._runners = {node: NodeRunner(rt, station) for node, station in rt.stations.items()}
         self._by_name = {node.name: node for node in graph.nodes}
         self._stop_requested: anyio.Event | None = None
@@ -173,6 +178,8 @@ class PenguiFlow:
                 attempts.out_adapter = entry.out_adapter
                 attempts.out_is_message = entry.out_is_message
             runner.configure(entry.in_model, entry.out_model)
+        if rt.recorder is not None:
+            rt.recorder.registry = registry  # so memo mode rebuilds typed payloads
         rt.phase = "running"
         self._stop_requested = anyio.Event()
         self._stopped = anyio.Event()
@@ -212,6 +219,8 @@ class PenguiFlow:
                 rt.task_group = tg
                 if rt.dispatcher.buffered_sinks:
                     tg.start_soon(rt.dispatcher.run, name="penguiflow:listeners")
+                if rt.recorder is not None and not rt.recorder.sync:
+                    tg.start_soon(rt.recorder.drain, name="penguiflow:journal")
                 for runner in self._runners.values():
                     runner.grow()
                 task_status.started()
@@ -222,6 +231,8 @@ class PenguiFlow:
             rt.task_group = None
             rt.finish()
             with anyio.move_on_after(self.flush_timeout_s, shield=True):
+                if rt.recorder is not None:
+                    await rt.recorder.flush()
                 await rt.dispatcher.flush()
             self._stopped.set()
 
@@ -280,8 +291,9 @@ class PenguiFlow:
 
     def _remember_owner(self, key: str | None, msg: Any) -> None:
         """After an ingress put: the trace's scope, for the events a state store keeps."""
-        if self._rt.dispatcher.state_store is not None:
-            self._rt.note_owner(key, msg)
+        rt = self._rt
+        if rt.dispatcher.state_store is not None or rt.recorder is not None:
+            rt.note_owner(key, msg)
 
     def _owner(self, msg: Any) -> Scope | None:
         """The scope a stored event of ``msg``'s trace is kept under (with a state store)."""
@@ -330,6 +342,8 @@ class PenguiFlow:
             msg, key = self._stamped(msg, trace_id)
         if rt.observed:
             self._report_emit(key, msg, floes)
+        if rt.recorder is not None:  # a journaled flow records the ingress message first
+            msg = await rt.recorder.ingress(key, msg, _names(to))
         if not rt.try_deliver(OPEN_SEA.name, key, msg, floes):  # else wait for room
             await rt.deliver(OPEN_SEA.name, key, msg, floes, outside=True)
         self._remember_owner(key, msg)
@@ -351,6 +365,8 @@ class PenguiFlow:
         msg, key = self._stamped(msg, trace_id)
         if rt.observed and not any(floe.full_for(key) for floe in floes):
             self._report_emit(key, msg, floes)
+        if rt.recorder is not None:
+            msg = rt.recorder.ingress_nowait(key, msg, _names(to))
         rt.deliver_nowait(OPEN_SEA.name, key, msg, floes)
         self._remember_owner(key, msg)
 
@@ -529,6 +545,23 @@ async def _unwrapped() -> AsyncGenerator[None]:
     raise single from single.__cause__  # keeps an explicit cause; hides the group as context
 
 
+def _names(to: Node | str | Sequence[Node | str] | None) -> list[str] | None:
+    """Ingress targets by name, as a journal keeps them."""
+    if to is None:
+        return None
+    items = [to] if isinstance(to, Node | str) else list(to)
+    return [target.name if isinstance(target, Node) else target for target in items]
+
+
+def _attach(journal: object, rt: Runtime) -> Recorder:
+    if not isinstance(journal, Journal):
+        raise TypeError(
+            f"journal must be a Journal, got {type(journal).__name__}; write "
+            "create(..., journal=Journal(store))"
+        )
+    return journal.attach(rt)
+
+
 def runtime_of(flow: PenguiFlow) -> Runtime:
     """The private runtime behind ``flow`` (for the package's own helpers)."""
     return flow._rt  # pyright: ignore[reportPrivateUsage]
@@ -545,6 +578,7 @@ def create(
     event_overflow: OverflowPolicy = "drop_oldest",
     state_store: StateStore | None = None,
     message_bus: MessageBus | None = None,
+    journal: Journal | None = None,
 ) -> PenguiFlow:
     """Build a flow from adjacencies (``a.to(b, c)``, ``b.to()`` …); the graph is checked eagerly.
 
@@ -559,6 +593,7 @@ def create(
         event_overflow: ``"drop_oldest"`` or ``"drop_newest"`` when that buffer is full (counted).
         state_store: Optional ``StateStore`` that records events for ``load_history``.
         message_bus: Optional ``MessageBus`` that sees every edge crossing.
+        journal: Optional ``Journal`` that records every step for replay and resume.
 
     Raises:
         CycleError: The graph has a cycle that was not allowed.
@@ -575,4 +610,5 @@ def create(
         event_overflow=event_overflow,
         state_store=state_store,
         message_bus=message_bus,
+        journal=journal,
     )

@@ -54,6 +54,10 @@ class NodePolicy:
     interrupt_on_deadline: bool = False
     """Cancel a running attempt when its message's ``deadline_s`` passes (else checked before
     start)."""
+    memoize: bool = True
+    """In a journaled flow's memo mode (``Journal.resume``), skip an invocation whose outputs were
+    all recorded and route them instead. False for nodes whose outputs depend on state kept
+    between messages (they always run again)."""
 
     def __post_init__(self) -> None:
         if self.validate not in _VALIDATE_MODES:

@@ -51,6 +51,7 @@ class NodeRunner:
         "name",
         "plain",
         "policy",
+        "recorder",
         "rt",
         "single",
         "station",
@@ -80,6 +81,10 @@ class NodeRunner:
         """The node declares a ``Message`` input: a bare value reaches it in its envelope."""
         self.warn_bare: bool = False
         """Registered Message -> Message without output validation: warn on a bare result."""
+        self.recorder = recorder = rt.recorder
+        if recorder is not None:  # a journaled flow: results recorded, or replayed in memo mode
+            self.func = recorder.wrap(self.name, self.func, self.policy.memoize)
+            self.attempts.func = self.func
 
     def configure(self, in_model: Any = None, out_model: Any = None) -> None:
         """Recompute derived settings once the registry is attached (called by ``run``).
@@ -194,6 +199,9 @@ class NodeRunner:
         """
         rt = self.rt
         handed_over = False
+        journaled = None
+        if self.recorder is not None:
+            item, journaled = self.recorder.begin(self.name, key, item, state)
         if type(item) is Carried:
             envelope: Message | None = item.envelope
             message = envelope.with_payload(item.value) if self.wants_message else item.value
@@ -245,6 +253,8 @@ class NodeRunner:
                 if isinstance(result.value, WM):
                     await self._loop(envelope.trace_id, result, message)
                     return
+            if self.recorder is not None and self.forward:
+                result = self.recorder.stepped(result)
             single = self.single
             if single is not None and out_key == key and rt.hand_off(single, key, result, state):
                 handed_over = True
@@ -264,6 +274,8 @@ class NodeRunner:
                 rt.crashed(exc)  # a node raised e.g. KeyboardInterrupt: the flow ends
             raise
         finally:
+            if journaled is not None:
+                self.recorder.end(journaled)  # pyright: ignore[reportOptionalMemberAccess]
             if self.envelope_meta:
                 self.envelope_meta.pop(key, None)
             if not handed_over:
@@ -332,6 +344,8 @@ class NodeRunner:
         if code is None:
             if wm.budget_hops is None and wm.budget_tokens is None:
                 await rt.deliver(self.name, key, looped.branch(), ())
+            if self.recorder is not None:
+                looped = self.recorder.stepped(looped)
             rt.loop_back(station, key, looped)
             return
         if rt.observed:

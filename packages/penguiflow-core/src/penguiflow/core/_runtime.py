@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from anyio import CancelScope
 from anyio.abc import TaskGroup
@@ -38,7 +38,10 @@ from ._rookery import Rookery
 from ._station import Station, link
 from ._streams import StreamSequencer
 from ._trace import TraceState, TraceTable
-from ._types import Carried, Message
+from ._types import Carried, Message, Stepped
+
+if TYPE_CHECKING:
+    from ._journal_record import Recorder
 
 __all__ = ["Phase", "Runtime"]
 
@@ -69,6 +72,7 @@ class Runtime:
         "observed",
         "phase",
         "queue_maxsize",
+        "recorder",
         "rookery",
         "stations",
         "streams",
@@ -111,12 +115,17 @@ class Runtime:
         """Scopes of callers outside the flow blocked waiting for room (woken by ``finish``)."""
         self.cause: BaseException | None = None
         """What crashed the flow, if a node raised a ``BaseException`` that ended it."""
+        self.recorder: Recorder | None = None
+        """The journal's side of this flow (``create(..., journal=...)``), if it has one."""
 
     def note_owner(self, key: str | None, message: Any) -> None:
         """Remember who owns trace ``key`` (its first message's scope), for stored events."""
         state = self.traces.get(key)
-        if state is not None and state.owner is None and isinstance(message, Message):
-            state.owner = Scope.of(message)
+        if state is not None and state.owner is None:
+            if type(message) is Stepped:
+                message = message.item
+            if isinstance(message, Message):
+                state.owner = Scope.of(message)
 
     def listeners_changed(self) -> None:
         """Recompute the fast-path flags after a listener was added."""
@@ -174,7 +183,8 @@ class Runtime:
             if floe.full_for(key):
                 return False
         # _land() for each floe, inlined (a fan-out runs this once per branch).
-        traces, tapped, copies = self.traces, self.tapped, isinstance(item, Message | Carried)
+        traces, tapped = self.traces, self.tapped
+        copies = isinstance(item, Message | Carried | Stepped)
         for index, floe in enumerate(floes):
             piece = item.branch() if index and copies else item
             floe.offer(key, piece)  # room was checked above
@@ -217,7 +227,8 @@ class Runtime:
                 )
             return
         for index, floe in enumerate(floes):
-            piece = item.branch() if index and isinstance(item, Message | Carried) else item
+            copy = index and isinstance(item, Message | Carried | Stepped)
+            piece = item.branch() if copy else item
             if not floe.full_for(key):
                 self._land(source, key, piece, floe)
             else:
@@ -279,7 +290,7 @@ class Runtime:
         if state is not None and state.cancelled:
             raise TraceCancelled(key)
 
-    def loop_back(self, station: Station, key: str, item: Message | Carried) -> None:
+    def loop_back(self, station: Station, key: str, item: Message | Carried | Stepped) -> None:
         """Put a controller's next hop on its own self-edge, ignoring the bound.
 
         That edge holds at most one hop per live trace and only this node drains it, so waiting

@@ -18,6 +18,7 @@ __all__ = [
     "FinalAnswer",
     "Headers",
     "Message",
+    "Stepped",
     "StreamChunk",
     "copy_with",
     "merge_meta",
@@ -151,6 +152,28 @@ class Carried:
 
     def __repr__(self) -> str:
         return f"Carried({self.value!r}, trace_id={self.envelope.trace_id!r})"
+
+
+class Stepped:
+    """Internal: what travels on a floe of a journaled flow, with the step id it was recorded as.
+
+    The successor's invocation is then a child of that step (see ``Journal``). Only floes carry
+    it: Rookery and listeners see the item alone.
+    """
+
+    __slots__ = ("item", "step")
+
+    def __init__(self, item: Any, step: str) -> None:
+        self.item: Any = item
+        self.step: str = step
+
+    def branch(self) -> Stepped:
+        """A copy for one more fan-out branch (the same step, a copy of the item)."""
+        item = self.item
+        return Stepped(item.branch() if isinstance(item, Message | Carried) else item, self.step)
+
+    def __repr__(self) -> str:
+        return f"Stepped({self.item!r}, step={self.step!r})"
 
 
 def merge_meta(*metas: Mapping[str, Any]) -> dict[str, Any]:
