@@ -124,9 +124,10 @@ class Journal:
     ) -> list[JournalStep]:
         """Every recorded step of ``trace_id`` in seq order, each message rebuilt.
 
-        Payloads are JSON values (built-in models such as ``WM`` come back typed), or validated
-        with the producing node's registered output model when ``registry`` has one that is not
-        a ``Message``. An unknown or erased trace gives ``[]``.
+        Payloads are JSON values. With a ``registry`` they are validated with the producing
+        node's registered output model when it is not a ``Message``, else into the payload's own
+        model class when that is imported in this process (``WM``, your models). An unknown or
+        erased trace gives ``[]``.
         """
         for recorder in list(self._recorders):
             await recorder.flush()  # an async journal's buffered entries first

@@ -5,13 +5,15 @@ step (absent for the ingress), ``n`` node, ``i`` output index, ``k`` kind (``m``
 a bare value in its envelope, ``v`` a bare value, ``x`` the end mark of an invocation whose last
 output was emitted), ``d`` the patch, ``e`` where an emitted output went (absent for a returned
 one; ``null`` = the default successors, a list of names, or ``"*"`` for Rookery), ``c`` = 1 on
-the output that completed its invocation, ``y`` the class of a built-in payload (``WM`` …).
+the output that completed its invocation, ``y`` the class of a model payload
+(``module:qualname``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +25,38 @@ from ._journal_patch import apply_patch
 from ._registry import ModelRegistry
 from ._types import WM, BudgetExhausted, Carried, FinalAnswer, Headers, Message, StreamChunk
 
-__all__ = ["BUILTIN_PAYLOADS", "Lineage", "journal_stream", "read_entries"]
+__all__ = ["Lineage", "journal_stream", "model_tag", "read_entries"]
 
 logger = logging.getLogger("penguiflow.core")
 
-BUILTIN_PAYLOADS: dict[str, type[BaseModel]] = {
+_BUILTIN: dict[str, type[BaseModel]] = {
     cls.__name__: cls for cls in (WM, FinalAnswer, BudgetExhausted, StreamChunk)
 }
-"""Payload classes an entry names (``y``), so they come back typed without a registry."""
+
+
+def model_tag(payload: object) -> str | None:
+    """How an entry names a model payload's class (``WM`` for core's own), else None."""
+    if not isinstance(payload, BaseModel):
+        return None
+    cls = type(payload)
+    name = cls.__name__
+    if _BUILTIN.get(name) is cls:
+        return name
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _model_of(tag: str) -> type[BaseModel] | None:
+    """The class ``tag`` names, if it is a model already imported (the journal imports nothing)."""
+    cls = _BUILTIN.get(tag)
+    if cls is not None:
+        return cls
+    module_name, _, qualname = tag.partition(":")
+    found: object = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if isinstance(found, type) and issubclass(found, BaseModel):
+        return found
+    return None
 
 
 def journal_stream(trace_id: str) -> str:
@@ -118,24 +144,30 @@ class Lineage:
                 return output
         return None
 
-    def payload(self, output: Output, registry: ModelRegistry | None) -> Any:
-        """The step's payload: typed by its tag, else by the producer's registered output model."""
+    def payload(self, output: Output, registry: ModelRegistry | None, typed: bool) -> Any:
+        """The step's payload: JSON, or typed when ``typed`` (resume) or a registry is given.
+
+        Typed means the producer's registered output model when it is not a ``Message``, else
+        the payload's own model class when it is imported in this process.
+        """
         raw = self.docs[output.step].get("payload")
-        if output.tag is not None:
-            cls = BUILTIN_PAYLOADS.get(output.tag)
+        entry = None
+        if registry is not None and output.node is not None and output.node in registry:
+            entry = registry.entry(output.node)
+        if entry is not None and not _is_message_type(entry.out_model):
+            adapter: TypeAdapter[Any] = entry.out_adapter
+            return adapter.validate_python(raw)
+        if (typed or registry is not None) and output.tag is not None:
+            cls = _model_of(output.tag)
             if cls is not None:
                 return cls.model_validate(raw)
-        if registry is None or output.node is None or output.node not in registry:
-            return raw
-        entry = registry.entry(output.node)
-        if entry is None or _is_message_type(entry.out_model):
-            return raw
-        adapter: TypeAdapter[Any] = entry.out_adapter
-        return adapter.validate_python(raw)
+        return raw
 
-    def message(self, output: Output, registry: ModelRegistry | None, trace_id: str) -> Message:
+    def message(
+        self, output: Output, registry: ModelRegistry | None, trace_id: str, typed: bool = False
+    ) -> Message:
         """The step as a ``Message`` (a bare value in its envelope, or in a minimal one)."""
-        payload = self.payload(output, registry)
+        payload = self.payload(output, registry, typed)
         if output.kind == "v":
             return Message(payload=payload, headers=Headers(tenant="-"), trace_id=trace_id)
         fields = dict(self.docs[output.step])
@@ -143,10 +175,10 @@ class Lineage:
         return Message.model_validate(fields)
 
     def item(self, output: Output, registry: ModelRegistry | None, trace_id: str) -> Any:
-        """The step as it travels: a ``Message``, a bare value in its envelope, or a bare value."""
+        """The step as it travels again in memo mode (typed payloads where possible)."""
         if output.kind == "v":
-            return self.payload(output, registry)
-        message = self.message(output, registry, trace_id)
+            return self.payload(output, registry, True)
+        message = self.message(output, registry, trace_id, True)
         if output.kind == "c":
             return Carried(message.payload, message)
         return message

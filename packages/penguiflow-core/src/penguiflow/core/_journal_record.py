@@ -22,7 +22,7 @@ from pydantic_core import to_json as _dumps
 
 from ._durable import Scope
 from ._errors import FlowError, FlowErrorCode, safe_repr
-from ._journal_lineage import BUILTIN_PAYLOADS, Lineage, journal_stream, scope_of_item
+from ._journal_lineage import Lineage, journal_stream, model_tag, scope_of_item
 from ._journal_patch import INGRESS_STEP, child_step, diff, fields_of, to_json
 from ._node import NodeFunc
 from ._registry import ModelRegistry
@@ -161,9 +161,13 @@ class Recorder:
 
     # ------------------------------------------------------------ invocations
     def begin(
-        self, node: str, key: str | None, item: Any, state: TraceState | None
+        self, node: str, key: str | None, item: Any, state: TraceState | None, memoize: bool
     ) -> tuple[Any, Token[Invocation | None] | None]:
-        """Unwrap ``item`` for a node about to process it; a journaled step opens an invocation."""
+        """Unwrap ``item`` for a node about to process it; a journaled step opens an invocation.
+
+        A node with ``memoize=False`` runs in memo mode as on a first run: its outputs go on
+        (the journal keeps what was recorded first).
+        """
         if type(item) is not Stepped:
             return item, None  # an unjournaled message (its parent step was not recorded)
         inner = item.item
@@ -171,7 +175,7 @@ class Recorder:
             return inner, None
         owner = None if state is None else state.owner
         scope = owner if owner is not None else scope_of_item(inner)
-        memo = self.memos.get(key) if self.memos else None
+        memo = self.memos.get(key) if self.memos and memoize else None
         inv = Invocation(self, key, item.step, node, inner, scope, memo)
         return inner, _invocation.set(inv)
 
@@ -186,7 +190,7 @@ class Recorder:
             return result
         return Stepped(result, inv.result_step)
 
-    def wrap(self, node: str, func: NodeFunc, memoize: bool) -> NodeFunc:
+    def wrap(self, node: str, func: NodeFunc) -> NodeFunc:
         """``func`` journaled: its result recorded, or (memo mode) its recorded outputs replayed."""
 
         async def journaled(message: Any, ctx: Context) -> Any:
@@ -197,7 +201,7 @@ class Recorder:
             inv.result_step = None
             inv.outputs.clear()
             memo = inv.memo
-            if memo is not None and memoize and (inv.step, node) in memo.complete:
+            if memo is not None and (inv.step, node) in memo.complete:
                 return await self._replay(inv, memo, ctx)
             return await self._returned(inv, await func(message, ctx))
 
@@ -397,7 +401,6 @@ class Recorder:
 
 
 def _tag(entry: dict[str, Any], fields: Mapping[str, Any]) -> None:
-    payload: object = fields.get("payload")
-    name = type(payload).__name__
-    if BUILTIN_PAYLOADS.get(name) is type(payload):
-        entry["y"] = name
+    tag = model_tag(fields.get("payload"))
+    if tag is not None:
+        entry["y"] = tag

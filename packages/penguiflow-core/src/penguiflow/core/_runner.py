@@ -83,7 +83,7 @@ class NodeRunner:
         """Registered Message -> Message without output validation: warn on a bare result."""
         self.recorder = recorder = rt.recorder
         if recorder is not None:  # a journaled flow: results recorded, or replayed in memo mode
-            self.func = recorder.wrap(self.name, self.func, self.policy.memoize)
+            self.func = recorder.wrap(self.name, self.func)
             self.attempts.func = self.func
 
     def configure(self, in_model: Any = None, out_model: Any = None) -> None:
@@ -199,9 +199,10 @@ class NodeRunner:
         """
         rt = self.rt
         handed_over = False
+        recorder = self.recorder
         journaled = None
-        if self.recorder is not None:
-            item, journaled = self.recorder.begin(self.name, key, item, state)
+        if recorder is not None:  # a journaled flow: unwrap the step, open the invocation
+            item, journaled = recorder.begin(self.name, key, item, state, self.policy.memoize)
         if type(item) is Carried:
             envelope: Message | None = item.envelope
             message = envelope.with_payload(item.value) if self.wants_message else item.value
@@ -253,8 +254,8 @@ class NodeRunner:
                 if isinstance(result.value, WM):
                     await self._loop(envelope.trace_id, result, message)
                     return
-            if self.recorder is not None and self.forward:
-                result = self.recorder.stepped(result)
+            if recorder is not None and self.forward:
+                result = recorder.stepped(result)
             single = self.single
             if single is not None and out_key == key and rt.hand_off(single, key, result, state):
                 handed_over = True
@@ -274,8 +275,8 @@ class NodeRunner:
                 rt.crashed(exc)  # a node raised e.g. KeyboardInterrupt: the flow ends
             raise
         finally:
-            if journaled is not None:
-                self.recorder.end(journaled)  # pyright: ignore[reportOptionalMemberAccess]
+            if recorder is not None and journaled is not None:
+                recorder.end(journaled)
             if self.envelope_meta:
                 self.envelope_meta.pop(key, None)
             if not handed_over:
