@@ -432,3 +432,72 @@ async def test_per_trace_state_is_freed_when_the_run_ends() -> None:
         await recorder.flush()
         assert not recorder.buffer and not recorder.memos
         assert flow.statistics().live_traces == 0
+
+
+# ----------------------------------------------------------------- property: replay is exact
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_edits = st.sampled_from(["bump", "append", "meta", "drop_meta", "topic", "none_field", "same"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(_edits, min_size=1, max_size=4), min_size=1, max_size=4))
+def test_replay_rebuilds_exactly_what_every_node_returned(plans: list[list[str]]) -> None:
+    """Random edits per node and trace: each replayed step equals what the node returned."""
+
+    class Doc(BaseModel):
+        counter: int = 0
+        items: list[int] = []
+        note: str | None = "n"
+
+    def edit(msg: Message, kind: str) -> Message:
+        doc: Doc = msg.payload
+        if kind == "bump":
+            return msg.with_payload(doc.model_copy(update={"counter": doc.counter + 1}))
+        if kind == "append":
+            return msg.with_payload(doc.model_copy(update={"items": [*doc.items, doc.counter]}))
+        if kind == "meta":
+            return msg.with_meta(k=len(msg.meta))
+        if kind == "drop_meta":
+            return msg.model_copy(update={"meta": {}})
+        if kind == "topic":
+            return msg.model_copy(update={"headers": msg.headers.model_copy(update={"topic": "t"})})
+        if kind == "none_field":
+            return msg.with_payload(doc.model_copy(update={"note": None}))
+        return msg
+
+    async def main() -> None:
+        returned: dict[tuple[str, str], dict[str, Any]] = {}
+        length = max(len(plan) for plan in plans)
+
+        def make(i: int) -> Node:
+            async def node(msg: Message, ctx: Any) -> Message:
+                plan = plans[plan_of[msg.trace_id]]
+                out = edit(msg, plan[i % len(plan)])
+                returned[(msg.trace_id, f"n{i}")] = out.model_dump(mode="json")
+                return out
+
+            return Node(node, name=f"n{i}")
+
+        store = InMemoryDurableStore()
+        journal = Journal(store)
+        nodes = [make(i) for i in range(length)]
+        adjacencies = [a.to(b) for a, b in zip(nodes, nodes[1:], strict=False)]
+        flow = create(*adjacencies, nodes[-1].to(), journal=journal)
+        msgs = [Message(payload=Doc(), headers=Headers(tenant="t"), meta={"m": 1}) for _ in plans]
+        plan_of = {msg.trace_id: p for p, msg in enumerate(msgs)}
+        async with flow.running():
+            for msg in msgs:
+                await flow.emit(msg)
+            with anyio.fail_after(5):
+                for msg in msgs:
+                    await flow.fetch(trace_id=msg.trace_id)
+        for msg in msgs:
+            steps = await journal.replay(msg.trace_id)
+            assert steps[0].message.model_dump(mode="json") == msg.model_dump(mode="json")
+            for step in steps[1:]:
+                assert step.node is not None
+                assert step.message.model_dump(mode="json") == returned[(msg.trace_id, step.node)]
+
+    anyio.run(main)
