@@ -501,3 +501,14 @@ def test_replay_rebuilds_exactly_what_every_node_returned(plans: list[list[str]]
                 assert step.message.model_dump(mode="json") == returned[(msg.trace_id, step.node)]
 
     anyio.run(main)
+
+
+async def test_a_state_store_or_bus_missing_methods_is_refused_at_create() -> None:
+    class HalfStore:
+        async def save_event(self, event: Any) -> None: ...
+
+    with pytest.raises(TypeError, match="lacks load_history, save_remote_binding"):
+        create(Node(bump, name="n").to(), state_store=HalfStore())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="lacks publish"):
+        create(Node(bump, name="n").to(), message_bus=object())  # type: ignore[arg-type]
+    create(Node(bump, name="n").to(), state_store=InMemoryDurableStore())  # a backend serves it

@@ -34,6 +34,20 @@ OverflowPolicy = Literal["drop_oldest", "drop_newest"]
 """What a full listener buffer does with one more item (either way it is counted)."""
 
 
+_STATE_STORE_METHODS = ("save_event", "load_history", "save_remote_binding")
+
+
+def _require(argument: str, value: object, methods: tuple[str, ...], hint: str) -> None:
+    """One protocol, checked at construction: a store missing a method is refused, not skipped."""
+    if value is None:
+        return
+    missing = [name for name in methods if not callable(getattr(value, name, None))]
+    if missing:
+        raise TypeError(
+            f"{argument}={type(value).__name__}(...) lacks {', '.join(missing)}; pass {hint}"
+        )
+
+
 class Dispatcher:
     """Fans events out to listeners and edge crossings out to a message bus."""
 
@@ -49,6 +63,13 @@ class Dispatcher:
     ) -> None:
         if buffer_size < 1:
             raise ValueError(f"event_buffer_size must be >= 1, got {buffer_size}")
+        _require(
+            "state_store",
+            state_store,
+            _STATE_STORE_METHODS,
+            "InMemoryStateStore(), a DurableStore backend, or as_state_store(your_store)",
+        )
+        _require("message_bus", message_bus, ("publish",), "an object with async publish()")
         if overflow not in ("drop_oldest", "drop_newest"):
             raise ValueError(
                 f"event_overflow must be 'drop_oldest' or 'drop_newest', got {overflow!r}"
