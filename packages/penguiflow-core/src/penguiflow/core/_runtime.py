@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from anyio import CancelScope
 from anyio.abc import TaskGroup
@@ -39,6 +39,10 @@ from ._station import Station, link
 from ._streams import StreamSequencer
 from ._trace import TraceState, TraceTable
 from ._types import Carried, Message
+
+if TYPE_CHECKING:
+    from ._invoke import Invocations
+    from ._registry import ModelRegistry
 
 __all__ = ["Phase", "Runtime"]
 
@@ -66,9 +70,11 @@ class Runtime:
         "graph",
         "ingress",
         "ingress_all",
+        "invocations",
         "observed",
         "phase",
         "queue_maxsize",
+        "registry",
         "rookery",
         "stations",
         "streams",
@@ -111,6 +117,10 @@ class Runtime:
         """Scopes of callers outside the flow blocked waiting for room (woken by ``finish``)."""
         self.cause: BaseException | None = None
         """What crashed the flow, if a node raised a ``BaseException`` that ended it."""
+        self.registry: ModelRegistry | None = None
+        """The registry the flow runs with (``call_node`` validates with it)."""
+        self.invocations: dict[Node, Invocations] = {}
+        """``call_node`` bookkeeping of nodes with invocations in flight (see ``_invoke``)."""
 
     def note_owner(self, key: str | None, message: Any) -> None:
         """Remember who owns trace ``key`` (its first message's scope), for stored events."""
