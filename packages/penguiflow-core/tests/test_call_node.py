@@ -30,6 +30,7 @@ from penguiflow.core import (
     create,
 )
 from penguiflow.core._flow import runtime_of
+from penguiflow.core._invoke import KEEP_IDLE
 
 FAST = 0.001
 """Retry delays short enough not to slow the suite."""
@@ -62,6 +63,12 @@ def _live_tasks() -> set[asyncio.Task[Any]]:
     return {task for task in asyncio.all_tasks() if not task.done()}
 
 
+def _idle(flow: PenguiFlow) -> bool:
+    """No invocation holds or waits for a turn (the per-node bound leaked nothing)."""
+    entries = runtime_of(flow).invocations.values()
+    return all(entry.active == 0 and not entry.waiters for entry in entries)
+
+
 def _msg(payload: Any, **kwargs: Any) -> Message:
     return Message(payload=payload, headers=Headers(tenant="t"), **kwargs)
 
@@ -84,7 +91,18 @@ async def test_call_node_returns_what_a_node_outside_the_graph_returns() -> None
     [(_, ctx), _] = seen
     assert isinstance(ctx, Context)
     assert ctx.runtime is flow
-    assert runtime_of(flow).invocations == {}  # nothing kept per node once idle
+    assert _idle(flow)
+
+
+async def test_per_node_bookkeeping_stays_bounded_when_callers_build_nodes_per_call() -> None:
+    async def func(x: int, ctx: Context) -> int:
+        return x
+
+    flow = _flow()
+    with anyio.fail_after(5):
+        for i in range(3 * KEEP_IDLE):
+            assert await flow.call_node(Node(func, name=f"n{i}"), i) == i
+    assert len(runtime_of(flow).invocations) <= KEEP_IDLE
 
 
 async def test_call_node_hands_the_given_context_to_the_function() -> None:
@@ -297,7 +315,7 @@ async def test_an_outer_cancellation_propagates_as_itself() -> None:
                     await started.wait()
                     scope.cancel()
             assert scope.cancelled_caught
-            assert runtime_of(flow).invocations == {}
+            assert _idle(flow)
 
 
 # ------------------------------------------------------------------------ validation
@@ -536,7 +554,7 @@ async def test_max_concurrency_bounds_invocations_across_callers() -> None:
             release.set()
     assert sorted(results) == list(range(6))
     assert peak == 2
-    assert runtime_of(flow).invocations == {}
+    assert _idle(flow)
 
 
 async def _concurrency_scenario(limit: int, callers: int, rng: random.Random) -> None:
@@ -587,7 +605,7 @@ async def _concurrency_scenario(limit: int, callers: int, rng: random.Random) ->
                 results[len(results) + callers] = item
     assert peak <= limit
     assert inflight == 0
-    assert runtime_of(flow).invocations == {}
+    assert _idle(flow)
     expected = [-1 if i in fail else i for i in range(callers)]
     assert sorted(results.values()) == sorted(expected)
 

@@ -10,7 +10,7 @@ this module adds what the flow gives a message:
   one of the trace's scopes, so ``flow.cancel(trace_id)`` interrupts it (``TraceCancelled``) and
   the trace ends by the one rule of ``TraceTable.release`` once nothing of it is left;
 - the bound: at most ``max_concurrency`` invocations of one node through one flow at a time,
-  across all callers (``Invocations``, kept only while some are in flight).
+  across all callers (``Invocations``).
 
 A ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``) propagates unchanged.
 """
@@ -40,20 +40,30 @@ from ._trace import (
 )
 from ._types import Message
 
-__all__ = ["Invocations", "current_deadline", "invoke"]
+__all__ = ["KEEP_IDLE", "Invocations", "current_deadline", "invoke"]
 
 _INVOKED: dict[str, Any] = {"invoked": True}
 """The tag of an invocation's events when the caller passed no ``extra`` (never mutated)."""
 
 
+KEEP_IDLE = 256
+"""Nodes whose bookkeeping a flow keeps while none of their invocations runs (then pruned)."""
+
+
 class Invocations:
-    """The invocations of one node through one flow in flight now, and those waiting for a turn."""
+    """One node's invocations through one flow: what they share, and the bound on how many run.
 
-    __slots__ = ("active", "station", "waiters")
+    Kept while the node is in use (up to ``KEEP_IDLE`` idle nodes per flow), so a call reuses its
+    station and default context instead of building them.
+    """
 
-    def __init__(self, station: Station) -> None:
+    __slots__ = ("active", "context", "station", "waiters")
+
+    def __init__(self, station: Station, context: Context) -> None:
         self.station: Station = station
         """Where the node's events are reported: its station in the graph, or a detached one."""
+        self.context: Context = context
+        """The ``ctx`` of a call that passes none (emits go where the station's floes go)."""
         self.active: int = 0
         self.waiters: deque[anyio.Event] = deque()
 
@@ -81,6 +91,18 @@ class Invocations:
             self.active -= 1
 
 
+def _invocations(rt: Runtime, node: Node) -> Invocations:
+    invocations = rt.invocations
+    entry = invocations.get(node)
+    if entry is None:
+        if len(invocations) >= KEEP_IDLE:  # bounded: callers may build a Node per call
+            for idle in [n for n, e in invocations.items() if not e.active]:
+                del invocations[idle]
+        station = rt.stations.get(node) or Station(node)
+        entry = invocations[node] = Invocations(station, Context.wired(rt, station))
+    return entry
+
+
 async def invoke(
     rt: Runtime,
     node: Node,
@@ -92,6 +114,55 @@ async def invoke(
     extra: Mapping[str, Any] | None,
 ) -> Any:
     """Run ``node`` once on ``payload`` for the caller (see ``PenguiFlow.call_node``)."""
+    _check_call(rt, node)
+    state = rt.traces.get(trace_id)
+    if state is not None and state.cancelled:
+        raise TraceCancelled(trace_id)
+    entry = _invocations(rt, node)
+    attempts = _attempts(rt, node, entry, context, extra)
+    if deadline_s is None and isinstance(payload, Message):
+        deadline_s = payload.deadline_s
+    attempts.deadline = deadline_s
+    if deadline_s is not None and time.time() > deadline_s:
+        raise _deadline_error(attempts, trace_id, deadline_s, "before the node started")
+    tokens = _enter(trace_id, deadline_s)
+    try:
+        if trace_id is None:
+            return await _limited(entry, attempts, payload, None, None)
+        # Part of trace `trace_id`, which stays live (and cancellable) meanwhile.
+        state = rt.traces.open(trace_id)
+        scope = CancelScope()
+        state.scopes.add(scope)
+        try:
+            result = None
+            try:
+                with scope:
+                    result = await _limited(entry, attempts, payload, trace_id, state)
+            except FlowError:
+                if not scope.cancel_called:
+                    raise
+                # the node turned its cancellation into a failure: the cancellation is the outcome
+            if scope.cancel_called:
+                if rt.observed:
+                    rt.event(
+                        FlowEventType.NODE_TRACE_CANCELLED,
+                        entry.station,
+                        trace_id,
+                        extra=attempts.tag,
+                    )
+                if not state.cancelled and rt.phase == "stopped":
+                    raise rt.stopped_error("the flow stopped while the node was invoked")
+                raise TraceCancelled(trace_id)
+            return result
+        finally:
+            state.scopes.discard(scope)
+            rt.traces.release(trace_id, state)
+    finally:
+        if tokens is not None:
+            _leave(tokens)
+
+
+def _check_call(rt: Runtime, node: Node) -> None:
     if not isinstance(node, Node):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(
             f"call_node() takes a Node, got {type(node).__name__}: {node!r}; wrap an async "
@@ -102,91 +173,44 @@ async def invoke(
             f"cannot call node {node.name!r}: the flow has stopped; call nodes through a flow "
             "that is idle or running"
         )
-    state = rt.traces.get(trace_id)
-    if state is not None and state.cancelled:
-        raise TraceCancelled(trace_id)
-    entry = rt.invocations.get(node)
-    station = entry.station if entry is not None else rt.stations.get(node) or Station(node)
-    attempts = _attempts(rt, node, station, context, extra)
-    if deadline_s is None and isinstance(payload, Message):
-        deadline_s = payload.deadline_s
-    attempts.deadline = deadline_s
-    if deadline_s is not None and time.time() > deadline_s:
-        raise _deadline_error(attempts, trace_id, deadline_s, "before the node started")
-    tokens = _enter(trace_id, deadline_s)
-    try:
-        if trace_id is None:
-            return await _limited(attempts, payload, None, None)
-        return await _traced(attempts, payload, trace_id)
-    finally:
-        if tokens is not None:
-            _leave(tokens)
 
 
 def _attempts(
     rt: Runtime,
     node: Node,
-    station: Station,
+    entry: Invocations,
     context: object | None,
     extra: Mapping[str, Any] | None,
 ) -> Attempts:
     """The attempt loop of one invocation, validating where the flow's registry has the node."""
-    ctx = Context.wired(rt, station) if context is None else cast(Context, context)
-    attempts = Attempts(rt, station, ctx)
+    attempts = Attempts(
+        rt, entry.station, entry.context if context is None else cast(Context, context)
+    )
     registry = rt.registry
-    mode = node.policy.validate
-    if registry is not None and mode != "none":
-        entry = registry.entry(node.name)
-        if entry is not None:
+    if registry is not None:
+        mode = node.policy.validate
+        models = registry.entry(node.name) if mode != "none" else None
+        if models is not None:
             if mode in ("both", "in"):
-                attempts.in_adapter = entry.in_adapter
+                attempts.in_adapter = models.in_adapter
             if mode in ("both", "out"):
-                attempts.out_adapter = entry.out_adapter
-                attempts.out_is_message = entry.out_is_message
+                attempts.out_adapter = models.out_adapter
+                attempts.out_is_message = models.out_is_message
     attempts.tag = _INVOKED if not extra else {**extra, "invoked": True}
     return attempts
 
 
-async def _traced(attempts: Attempts, payload: Any, key: str) -> Any:
-    """Run the invocation as part of trace ``key``, which stays live (and cancellable) meanwhile."""
-    rt = attempts.rt
-    state = rt.traces.open(key)
-    scope = CancelScope()
-    state.scopes.add(scope)
-    try:
-        result = None
-        try:
-            with scope:
-                result = await _limited(attempts, payload, key, state)
-        except FlowError:
-            if not scope.cancel_called:
-                raise
-            # the node turned its cancellation into a failure: the cancellation is the outcome
-        if scope.cancel_called:
-            if rt.observed:
-                rt.event(
-                    FlowEventType.NODE_TRACE_CANCELLED, attempts.station, key, extra=attempts.tag
-                )
-            if not state.cancelled and rt.phase == "stopped":
-                raise rt.stopped_error("the flow stopped while the node was invoked")
-            raise TraceCancelled(key)
-        return result
-    finally:
-        state.scopes.discard(scope)
-        rt.traces.release(key, state)
-
-
 async def _limited(
-    attempts: Attempts, payload: Any, key: str | None, state: TraceState | None
+    entry: Invocations,
+    attempts: Attempts,
+    payload: Any,
+    key: str | None,
+    state: TraceState | None,
 ) -> Any:
     """Run the attempts once the node has a free turn in this flow."""
     rt = attempts.rt
-    node = attempts.station.node
-    entry = rt.invocations.get(node)
-    if entry is None:
-        entry = rt.invocations[node] = Invocations(attempts.station)
     try:
-        await entry.acquire(node.policy.max_concurrency)
+        await entry.acquire(attempts.policy.max_concurrency)
         try:
             return await attempts.run(payload, key, state)
         finally:
@@ -204,9 +228,6 @@ async def _limited(
         if rt.observed:
             _report_failed(attempts, key, error)
         raise error from exc
-    finally:
-        if not entry.active and rt.invocations.get(node) is entry:
-            del rt.invocations[node]  # nothing in flight: forget the node (no per-node leak)
 
 
 def _deadline_error(attempts: Attempts, key: str | None, deadline: float, when: str) -> FlowError:

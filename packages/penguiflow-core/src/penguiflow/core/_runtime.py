@@ -120,7 +120,7 @@ class Runtime:
         self.registry: ModelRegistry | None = None
         """The registry the flow runs with (``call_node`` validates with it)."""
         self.invocations: dict[Node, Invocations] = {}
-        """``call_node`` bookkeeping of nodes with invocations in flight (see ``_invoke``)."""
+        """``call_node`` bookkeeping of the nodes it runs (see ``_invoke``; bounded)."""
 
     def note_owner(self, key: str | None, message: Any) -> None:
         """Remember who owns trace ``key`` (its first message's scope), for stored events."""
