@@ -18,6 +18,13 @@ EXPECTED = {
     "calls_playbooks",
     "create",
     "current_trace_id",
+    # tool catalog
+    "NodeSpec",
+    "SideEffect",
+    "ToolInputExample",
+    "ToolLoadingMode",
+    "build_catalog",
+    "tool",
     # messages
     "WM",
     "BudgetExhausted",

@@ -853,6 +853,7 @@ def test_flow_exposes_only_its_documented_api() -> None:
     assert public == {
         "add_event_hook",
         "add_middleware",
+        "call_node",
         "cancel",
         "emit",
         "emit_chunk",

@@ -24,6 +24,7 @@ KEPT_IN_THEIR_MODULE = {
     "FlowStatistics",
     "JournalStep",
     "LogEntry",
+    "NodeSpec",
     "NodePolicy",
     "Record",
     "RemoteBinding",
@@ -75,7 +76,8 @@ def test_classes_kept_in_their_module_are_exactly_the_dataclasses_and_named_tupl
     assert kept == KEPT_IN_THEIR_MODULE
 
 
-@pytest.mark.parametrize("name", sorted(KEPT_IN_THEIR_MODULE - {"RoutingRequest"}))
+# RoutingRequest and NodeSpec hold runtime objects (a Context, a Node) pydantic has no schema for.
+@pytest.mark.parametrize("name", sorted(KEPT_IN_THEIR_MODULE - {"RoutingRequest", "NodeSpec"}))
 def test_dataclasses_still_work_with_pydantic_and_get_type_hints(name: str) -> None:
     cls = getattr(core, name)
     assert typing.get_type_hints(cls)

@@ -13,6 +13,18 @@ messages in with ``flow.emit`` and take results out with ``flow.fetch``::
     async with flow.running():
         await flow.emit(Message(payload="hi", headers=Headers(tenant="demo")))
         print(await flow.fetch())   # HI: what the node returned, as it returned it
+
+A node can also be run once, in the calling task, under its ``NodePolicy`` (timeouts, retries,
+validation, events): ``await flow.call_node(node, payload)``, or ``await ctx.call_node(...)``
+inside a node. ``@tool(...)`` and :func:`build_catalog` describe nodes to a planner as
+:class:`NodeSpec` entries (JSON schemas and hints for prompting)::
+
+    @tool(desc="Look a word up", side_effects="read")
+    async def define(args: Word, ctx) -> Definition: ...
+
+    catalog = build_catalog([define])          # [NodeSpec(name='define', ...)]
+    record = catalog[0].to_tool_record()       # JSON-safe dict for the prompt
+    result = await flow.call_node(catalog[0].node, Word(text="floe"))
 """
 
 import importlib as _importlib
@@ -20,6 +32,7 @@ import typing as _typing
 from dataclasses import is_dataclass as _is_dataclass
 from types import FunctionType as _FunctionType
 
+from ._catalog import NodeSpec, build_catalog
 from ._context import Context
 from ._dispatch import OverflowPolicy
 from ._distribution import (
@@ -67,6 +80,7 @@ from ._playbook import call_playbook
 from ._registry import ModelRegistry
 from ._streaming import chunk_to_ws_json, emit_stream_events, format_sse_event, stream_flow
 from ._subflow import PlaybookFactory
+from ._tool import SideEffect, ToolInputExample, ToolLoadingMode, tool
 from ._trace import current_trace_id
 from ._types import WM, BudgetExhausted, FinalAnswer, Headers, Message, StreamChunk, merge_meta
 
@@ -141,6 +155,13 @@ __all__ = [
     "calls_playbooks",
     "create",
     "current_trace_id",
+    # tool catalog
+    "NodeSpec",
+    "SideEffect",
+    "ToolInputExample",
+    "ToolLoadingMode",
+    "build_catalog",
+    "tool",
     # messages
     "WM",
     "BudgetExhausted",

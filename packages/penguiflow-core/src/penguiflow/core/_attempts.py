@@ -1,6 +1,7 @@
 """One node invocation: validation, timeout, retries with backoff, and the one final FlowError.
 
-``Attempts`` belongs to one node in one flow (the runner holds one). Whatever an attempt raises —
+``Attempts`` belongs to one node in one flow (the runner holds one; ``call_node`` builds one per
+invocation, see ``_invoke``). Whatever an attempt raises —
 an ``Exception``, a ``CancelledError`` that nobody issued, a predicate or validator that itself
 fails — ends as exactly one ``FlowError`` for that message; only a real cancellation of the
 worker, or a ``BaseException`` that is not an ``Exception``, propagates.
@@ -55,6 +56,7 @@ class Attempts:
 
     __slots__ = (
         "context",
+        "deadline",
         "func",
         "in_adapter",
         "out_adapter",
@@ -62,6 +64,7 @@ class Attempts:
         "policy",
         "rt",
         "station",
+        "tag",
     )
 
     def __init__(self, rt: Runtime, station: Station, context: Context) -> None:
@@ -74,13 +77,17 @@ class Attempts:
         self.in_adapter: TypeAdapter[Any] | None = None
         self.out_adapter: TypeAdapter[Any] | None = None
         self.out_is_message: bool = False
+        self.tag: dict[str, Any] | None = None
+        """Fields every event of these attempts carries (an invocation's ``extra``)."""
+        self.deadline: float | None = None
+        """An invocation's deadline; a node's attempts use their message's ``deadline_s``."""
 
     # ------------------------------------------------------------ bookkeeping
     def started(self, key: str | None, state: TraceState | None, attempt: int) -> None:
         """An attempt starts (callers check ``rt.observed`` first)."""
         if state is not None:
             state.inflight += 1
-        self.rt.event(FlowEventType.NODE_START, self.station, key, attempt=attempt)
+        self.rt.event(FlowEventType.NODE_START, self.station, key, attempt=attempt, extra=self.tag)
 
     def ended(
         self,
@@ -97,10 +104,10 @@ class Attempts:
         latency_ms = (time.perf_counter() - started) * 1000
         if failure is None:
             kind = FlowEventType.NODE_SUCCESS
-            extra = None
+            extra = self.tag
         else:
             kind = FlowEventType.NODE_TIMEOUT if timed_out else FlowEventType.NODE_ERROR
-            extra = {"exception": safe_repr(failure)}
+            extra = self._tagged({"exception": safe_repr(failure)})
         self.rt.event(kind, self.station, key, attempt=attempt, latency_ms=latency_ms, extra=extra)
         return latency_ms
 
@@ -181,7 +188,7 @@ class Attempts:
                         self.station,
                         key,
                         attempt=attempt,
-                        extra={"sleep_s": delay},
+                        extra=self._tagged({"sleep_s": delay}),
                     )
                 await anyio.sleep(delay)
                 if state is not None and state.cancelled:
@@ -190,17 +197,20 @@ class Attempts:
                 continue
             raise self._error(failure, key, _code_of(failure, timed_out), None, attempt, latency)
 
+    def _tagged(self, extra: dict[str, Any]) -> dict[str, Any]:
+        return extra if self.tag is None else {**self.tag, **extra}
+
     def _attempt_limit(self, message: Any) -> tuple[float, bool] | None:
         """``(seconds, is_deadline)`` bounding one attempt, or None when unbounded."""
         timeout = self.policy.timeout_s
-        if (
-            self.policy.interrupt_on_deadline
-            and isinstance(message, Message)
-            and message.deadline_s is not None
-        ):
-            remaining = max(message.deadline_s - time.time(), 0.0)
-            if timeout is None or remaining < timeout:
-                return (remaining, True)
+        if self.policy.interrupt_on_deadline:
+            deadline = self.deadline
+            if deadline is None and isinstance(message, Message):
+                deadline = message.deadline_s
+            if deadline is not None:
+                remaining = max(deadline - time.time(), 0.0)
+                if timeout is None or remaining < timeout:
+                    return (remaining, True)
         return None if timeout is None else (timeout, False)
 
     def _retryable(self, exc: BaseException, key: str | None, attempt: int) -> bool:

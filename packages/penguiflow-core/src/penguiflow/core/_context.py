@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from anyio import CancelScope
@@ -243,6 +243,32 @@ class Context:
             patches = station.envelope_meta
             patches[key] = merge_meta(patches.get(key, {}), meta)
         return payload
+
+    async def call_node(
+        self,
+        node: Node,
+        payload: Any,
+        context: object | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Run ``node`` once on ``payload`` for this invocation, as ``flow.call_node`` does.
+
+        The invocation belongs to the current trace and message deadline, reports to this
+        flow's listeners and is cancelled with the trace.
+        """
+        from ._invoke import current_deadline, invoke  # _invoke imports this module
+
+        rt, _ = self._wiring()
+        return await invoke(
+            rt,
+            node,
+            payload,
+            context,
+            trace_id=current_trace_id(),
+            deadline_s=current_deadline(),
+            extra=extra,
+        )
 
     def on_trace_end(self, trace_id: str, callback: Callable[[], None]) -> bool:
         """Call ``callback`` when ``trace_id`` ends (finishes, fails or is cancelled).

@@ -30,9 +30,12 @@ Besides the tree, the runtime raises these builtin errors:
   or a ``retry_on`` that is neither exception types nor a predicate (``TypeError``), an invalid
   ``NodePolicy`` value or ``fetch(from_=..., trace_id=...)`` (``ValueError``), an unknown ingress
   node in ``emit(msg, to=...)`` or an unknown successor in ``ctx.emit`` (``KeyError``, listing
-  the valid names).
+  the valid names). The tool catalog checks its entries the same way: ``NodeSpec`` raises
+  ``ValueError`` for a bad or reserved name and ``TypeError`` for a model that is not a pydantic
+  ``BaseModel``; ``build_catalog`` collects every problem into one ``ValueError``.
 * ``RuntimeError``: lifecycle misuse, such as ``emit`` on a flow that is not running (not started
-  yet or already stopped) or starting a flow that was already started (a flow runs once).
+  yet or already stopped), ``call_node`` on a stopped flow, or starting a flow that was already
+  started (a flow runs once).
 * ``asyncio.QueueFull``: ``flow.emit_nowait`` / ``ctx.emit_nowait`` when a target floe is full
   (nothing is enqueued then).
 * ``asyncio.QueueEmpty``: ``flow.fetch_nowait`` / ``ctx.fetch_nowait`` when nothing is waiting.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +20,7 @@ from ._errors import RegistryError
 from ._events import EventHook, FlowEventType, Middleware
 from ._floe import Floe
 from ._graph import OPEN_SEA, Adjacency, Graph, build_graph
+from ._invoke import invoke
 from ._journal import Journal
 from ._journal_record import Recorder
 from ._node import Node
@@ -178,8 +179,7 @@ class PenguiFlow:
                 attempts.out_adapter = entry.out_adapter
                 attempts.out_is_message = entry.out_is_message
             runner.configure(entry.in_model, entry.out_model)
-        if rt.recorder is not None:
-            rt.recorder.registry = registry  # so memo mode rebuilds typed payloads
+        rt.registry = registry  # call_node validates with it; memo mode rebuilds typed payloads
         rt.phase = "running"
         self._stop_requested = anyio.Event()
         self._stopped = anyio.Event()
@@ -453,6 +453,50 @@ class PenguiFlow:
         if rt.observed:
             rt.event(FlowEventType.FETCH, None, key)
         return item
+
+    # ---------------------------------------------------------------- invoke
+    async def call_node(
+        self,
+        node: Node,
+        payload: Any,
+        context: object | None = None,
+        *,
+        trace_id: str | None = None,
+        deadline_s: float | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Run ``node`` once on ``payload`` in the calling task and return what it returns.
+
+        Any ``Node`` works, in this flow's graph or not, and the flow need not be running (events
+        reach async middlewares while it runs). The node's ``NodePolicy`` applies: per-attempt
+        ``timeout_s``, retries with backoff and jitter, ``retry_on``, and ``max_concurrency``,
+        which here bounds the node's concurrent invocations through this flow across all
+        callers. Input and output are validated only where the flow's registry has the node.
+
+        Args:
+            node: The node to run.
+            payload: Its input (the function's first argument).
+            context: Its ``ctx`` (default: a ``Context`` of this flow for ``node``).
+            trace_id: The trace the invocation belongs to: the trace stays live while it runs
+                and ``flow.cancel(trace_id)`` interrupts it.
+            deadline_s: Wall-clock epoch seconds (default: the payload's own ``deadline_s``
+                when it is a ``Message``); checked before start, and while running with
+                ``interrupt_on_deadline``.
+            extra: Fields added to every event of the invocation (which also carry
+                ``invoked: True``): ``node_start``, ``node_success``, ``node_error``,
+                ``node_timeout``, ``node_retry``, ``node_failed``.
+
+        Raises:
+            FlowError: The invocation failed for good (code ``NODE_EXCEPTION``,
+                ``NODE_TIMEOUT``, ``VALIDATION_ERROR`` or ``DEADLINE_EXCEEDED``).
+            TraceCancelled: ``trace_id`` was cancelled before or while the node ran.
+            FlowStopped: The flow stopped while an invocation with a ``trace_id`` ran.
+            TypeError: ``node`` is not a ``Node``.
+            RuntimeError: The flow has stopped.
+        """
+        return await invoke(
+            self._rt, node, payload, context, trace_id=trace_id, deadline_s=deadline_s, extra=extra
+        )
 
     # ---------------------------------------------------------- cancellation
     async def cancel(self, trace_id: str) -> bool:

@@ -115,13 +115,17 @@ class Recorder:
         self.rt = rt
         self.store = journal.store
         self.sync = journal.durability == "sync"
-        self.registry: ModelRegistry | None = None
         self.memos: dict[str, Lineage] = {}
         """Traces being resumed (memo mode), with what their journal holds."""
         self.buffer: deque[tuple[str, bytes, Scope, str]] = deque()
         self.ready: anyio.Event = anyio.Event()
         self.room: anyio.Event | None = None
         self.writing = asyncio.Lock()
+
+    @property
+    def registry(self) -> ModelRegistry | None:
+        """The flow's registry (memo mode validates recorded payloads with it)."""
+        return self.rt.registry
 
     # ---------------------------------------------------------------- ingress
     async def ingress(self, key: str | None, item: Any, to: Sequence[str] | None) -> Any:

@@ -29,7 +29,11 @@ from ._floe import Floe
 from ._node import Node, NodeFunc, NodePolicy
 from ._runtime import Runtime
 from ._station import Station
-from ._trace import TraceState, _current_trace  # pyright: ignore[reportPrivateUsage]
+from ._trace import (
+    TraceState,
+    _current_deadline,  # pyright: ignore[reportPrivateUsage]
+    _current_trace,  # pyright: ignore[reportPrivateUsage]
+)
 from ._types import WM, BudgetExhausted, Carried, Message, copy_with, merge_meta
 
 __all__ = ["NodeRunner"]
@@ -209,14 +213,13 @@ class NodeRunner:
         else:
             message = item
             envelope = item if isinstance(item, Message) else None
+        deadline_token = None
         try:
-            if (
-                envelope is not None
-                and envelope.deadline_s is not None
-                and time.time() > envelope.deadline_s
-            ):
-                await self._deadline_outcome(key, item, envelope)
-                return
+            if envelope is not None and envelope.deadline_s is not None:
+                if time.time() > envelope.deadline_s:
+                    await self._deadline_outcome(key, item, envelope)
+                    return
+                deadline_token = _current_deadline.set(envelope.deadline_s)  # for ctx.call_node
             if not self.plain:
                 result = await self.attempts.run(message, key, state)
             else:  # first attempt inline; a failure (and its retries) goes through Attempts
@@ -277,6 +280,8 @@ class NodeRunner:
         finally:
             if recorder is not None and journaled is not None:
                 recorder.end(journaled)
+            if deadline_token is not None:
+                _current_deadline.reset(deadline_token)
             if self.envelope_meta:
                 self.envelope_meta.pop(key, None)
             if not handed_over:

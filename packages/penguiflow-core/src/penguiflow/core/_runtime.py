@@ -41,7 +41,9 @@ from ._trace import TraceState, TraceTable
 from ._types import Carried, Message, Stepped
 
 if TYPE_CHECKING:
+    from ._invoke import Invocations
     from ._journal_record import Recorder
+    from ._registry import ModelRegistry
 
 __all__ = ["Phase", "Runtime"]
 
@@ -69,10 +71,12 @@ class Runtime:
         "graph",
         "ingress",
         "ingress_all",
+        "invocations",
         "observed",
         "phase",
         "queue_maxsize",
         "recorder",
+        "registry",
         "rookery",
         "stations",
         "streams",
@@ -117,6 +121,10 @@ class Runtime:
         """What crashed the flow, if a node raised a ``BaseException`` that ended it."""
         self.recorder: Recorder | None = None
         """The journal's side of this flow (``create(..., journal=...)``), if it has one."""
+        self.registry: ModelRegistry | None = None
+        """The registry the flow runs with (``call_node`` validates with it)."""
+        self.invocations: dict[Node, Invocations] = {}
+        """``call_node`` bookkeeping of the nodes it runs (see ``_invoke``; bounded)."""
 
     def note_owner(self, key: str | None, message: Any) -> None:
         """Remember who owns trace ``key`` (its first message's scope), for stored events."""

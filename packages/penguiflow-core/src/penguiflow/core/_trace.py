@@ -21,6 +21,8 @@ from ._errors import FlowError, TraceCancelled, TraceEnded
 __all__ = ["TraceState", "TraceTable", "current_trace_id"]
 
 _current_trace: ContextVar[str | None] = ContextVar("penguiflow_trace", default=None)
+_current_deadline: ContextVar[float | None] = ContextVar("penguiflow_deadline", default=None)
+"""The ``deadline_s`` of the message being processed, set only when it has one."""
 
 
 def current_trace_id() -> str | None:
