@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,29 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "tracing_otel done: 8 spans, 0 left open",
     ),
     "visualizer": ("flowchart LR", "-.->|calls|", "wrote flow.md and flow.dot"),
+    "durable_sqlite": (
+        "T-1 finished: re T-1: routed to billing (priority 1)",
+        "B per step (the fields that changed)",
+        "replay of T-1 (4 steps):",
+        "  #4 reply      category='billing' priority=1",
+        "T-2 stopped while reply waits; runs in the first flow: "
+        "{'classify': 1, 'prioritise': 1, 'reply': 1}",
+        "T-2 resumed in a new flow: re T-2: routed to billing (priority 1)",
+        "runs during the resume: {'classify': 0, 'prioritise': 0, 'reply': 1}",
+        "erase('acme') removed 2 streams and records",
+        "replay after erase: 0 steps",
+        "durable_sqlite done",
+    ),
+    "idempotent_effects": (
+        "charges after the stop: 2",
+        "result: order-7 shipped, paid with rcpt-",
+        "result: order-8 shipped, paid with rcpt-",
+        "charge step of order-7, run 2: receipt rcpt-",
+        "charge step of order-8, run 2: receipt rcpt-",
+        "gateway charges: 2 ",
+        "each order charged exactly once: True",
+        "idempotent_effects done",
+    ),
 }
 
 
@@ -124,3 +148,19 @@ def test_example_runs_and_prints_its_markers(example: Path) -> None:
 def test_every_example_has_a_readme() -> None:
     missing = [d.name for d in _example_dirs() if not (d / "README.md").is_file()]
     assert not missing, f"examples without README.md: {missing}"
+
+
+def test_durable_sqlite_journals_only_what_changed() -> None:
+    """Each step's entry holds the changed field and framing, not the ticket again."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "durable_sqlite" / "main.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=True,
+    )
+    found = re.search(r"whole ticket \((\d+) B\), then (\d+) B per step", proc.stdout)
+    assert found, proc.stdout
+    ingress, per_step = int(found[1]), int(found[2])
+    assert ingress > 4000 and per_step <= 300, (ingress, per_step)
