@@ -221,7 +221,7 @@ async def test_a_side_effect_in_idempotent_survives_a_resume_without_repeating()
             charges.append(msg.payload)
             return {"receipt": f"r-{len(charges)}"}
 
-        receipt = await idempotent(f"charge:{current_step_id()}", do_charge)
+        receipt = await idempotent(f"charge:{msg.trace_id}:{current_step_id()}", do_charge)
         await gate.wait()  # the process dies after charging, before the step is recorded
         return msg.with_payload(receipt)
 

@@ -66,7 +66,8 @@ async def idempotent(
     exception propagates (a later call tries again).
 
     Inside a node of a journaled flow, ``store`` and ``scope`` default to the journal's store
-    and the trace's scope; use ``current_step_id()`` in ``key`` for an effect done once per step.
+    and the trace's scope; for an effect done once per step, key it by the trace and the step:
+    ``f"charge:{msg.trace_id}:{current_step_id()}"`` (step ids repeat across traces).
     This prevents a second effect once the first was recorded; for the gap between doing it and
     recording it, give ``key`` to the external system too, as its own idempotency key.
 

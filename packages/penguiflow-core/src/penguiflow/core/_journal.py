@@ -34,8 +34,9 @@ _STORE_METHODS = ("append", "read", "put", "get", "delete")
 def current_step_id() -> str | None:
     """The step id of the message the calling node invocation processes (None outside nodes).
 
-    Stable across re-runs of the same step, so it is the idempotency key for anything a node does
-    once per step. Only journaled flows have steps.
+    Stable across re-runs of the same step, so with the trace id it is the idempotency key for
+    anything a node does once per step: ``f"{msg.trace_id}:{current_step_id()}"``. Step ids are
+    unique within a trace only (every trace's ingress is ``"0"``). Only journaled flows have steps.
     """
     inv = current_invocation()
     return None if inv is None else inv.step
