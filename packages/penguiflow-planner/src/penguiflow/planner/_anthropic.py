@@ -87,7 +87,8 @@ class AnthropicJSONClient:
             api_key: The key (default: ``ANTHROPIC_API_KEY``).
             max_tokens: Bound on the answer's tokens (the API requires one).
             timeout_s: Bound on one request, in seconds.
-            temperature: Sampling temperature (None: the API's default).
+            temperature: Sampling temperature (None: the API's default); sent as a body field,
+                since the SDK's ``messages.create`` no longer takes it as a keyword.
             json_mode: ``"schema"`` sends the caller's JSON schema as ``output_config``,
                 ``"off"`` sends none (Anthropic has no schema-less JSON mode).
             pricing: Prices to report ``cost_usd`` with (None: no cost).
@@ -168,7 +169,9 @@ class AnthropicJSONClient:
         if system:
             params["system"] = system
         if self.temperature is not None:
-            params["temperature"] = self.temperature
+            # anthropic 2.x dropped `temperature` from messages.create's keywords; the API field
+            # still goes out in the body.
+            params["extra_body"] = {"temperature": self.temperature}
         output_config = self.output_config_for(response_format)
         if output_config is not None:
             params["output_config"] = output_config

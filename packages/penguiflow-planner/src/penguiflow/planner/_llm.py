@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict, cast, runtime_checkable
 
@@ -21,9 +21,16 @@ ResponseFormat = Mapping[str, Any]
 """A response format in OpenAI's shape:
 ``{"type": "json_schema", "json_schema": {"name": ..., "schema": ..., "strict": ...}}``."""
 
-StreamCallback = Callable[[str, bool], None]
-"""``on_stream_chunk(delta, done)``: called with each text delta and ``False``, then once with
-``("", True)`` when the answer is complete."""
+
+class StreamCallback(Protocol):
+    """``on_stream_chunk(delta, done)``: each text delta with ``False``, then ``("", True)`` once.
+
+    Any callable taking ``(str, bool)`` positionally fits (a function, a lambda, a bound method).
+    """
+
+    def __call__(self, delta: str, done: bool, /) -> None:
+        """Receive one delta (``done=False``), or the end of the stream (``("", True)``)."""
+        ...
 
 
 class LLMMessage(TypedDict):
