@@ -84,6 +84,7 @@ class ProviderServer:
         self._port: int | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._closing: asyncio.Event | None = None
+        self._waiters: list[tuple[int, asyncio.Event]] = []
         self._seq = 0
 
     # ------------------------------------------------------------------ scripting
@@ -158,6 +159,20 @@ class ProviderServer:
                 delay_s=delay_s,
             )
         )
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Wait until at least ``count`` requests arrived (bound it with ``anyio.fail_after``).
+
+        A request counts as soon as it is read, before its answer (or its ``delay_s``) starts.
+        """
+        if len(self.requests) >= count:
+            return
+        arrived = asyncio.Event()
+        self._waiters.append((count, arrived))
+        try:
+            await arrived.wait()
+        finally:
+            self._waiters = [(n, e) for n, e in self._waiters if e is not arrived]
 
     @property
     def pending(self) -> int:
@@ -242,6 +257,9 @@ class ProviderServer:
                 if request is None:
                     break
                 self.requests.append(request)
+                for count, arrived in self._waiters:
+                    if len(self.requests) >= count:
+                        arrived.set()
                 await self._answer(request, writer)
                 if request.headers.get("connection", "").lower() == "close":
                     break
