@@ -107,11 +107,11 @@ class AnthropicJSONClient:
             raise PlannerUsageError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
         if not timeout_s > 0:
             raise PlannerUsageError(f"timeout_s must be > 0, got {timeout_s!r}")
-        self.model = model
-        self.max_tokens = max_tokens
-        self.temperature = temperature
+        self.model: str = model
+        self.max_tokens: int = max_tokens
+        self.temperature: float | None = temperature
         self.json_mode: Literal["schema", "off"] = json_mode
-        self.pricing = pricing
+        self.pricing: ModelPrice | None = pricing
         self._owns_client = client is None
         if client is not None:
             self._client: anthropic.AsyncAnthropic = client.with_options(max_retries=0)

@@ -130,11 +130,11 @@ class LLMError(PlannerError):
         provider: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.message = message
-        self.error_type = LLMErrorType(error_type)
-        self.status_code = status_code
-        self.retry_after_s = retry_after_s
-        self.provider = provider
+        self.message: str = message
+        self.error_type: LLMErrorType = LLMErrorType(error_type)
+        self.status_code: int | None = status_code
+        self.retry_after_s: float | None = retry_after_s
+        self.provider: str | None = provider
 
     def __str__(self) -> str:
         where = f"{self.provider} " if self.provider else ""

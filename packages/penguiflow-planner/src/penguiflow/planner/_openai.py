@@ -89,11 +89,11 @@ class OpenAIJSONClient:
             raise PlannerUsageError(f"json_mode must be one of {_JSON_MODES}, got {json_mode!r}")
         if not timeout_s > 0:
             raise PlannerUsageError(f"timeout_s must be > 0, got {timeout_s!r}")
-        self.model = model
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+        self.model: str = model
+        self.temperature: float | None = temperature
+        self.max_tokens: int | None = max_tokens
         self.json_mode: JSONMode = json_mode
-        self.pricing = pricing
+        self.pricing: ModelPrice | None = pricing
         self.extra_body: dict[str, Any] | None = dict(extra_body) if extra_body else None
         self._owns_client = client is None
         if client is not None:
