@@ -8,7 +8,6 @@ its class names).
 
 from __future__ import annotations
 
-import email.utils
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -124,6 +123,8 @@ def parse_retry_after(
         except ValueError:
             if header == "retry-after-ms":
                 continue
+            import email.utils  # only for HTTP dates: keeps `import penguiflow.planner` light
+
             try:
                 when = email.utils.parsedate_to_datetime(raw)
             except (TypeError, ValueError):
