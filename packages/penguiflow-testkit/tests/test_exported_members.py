@@ -23,6 +23,13 @@ EXPECTED = {
     "ErrorSimulator",
     "probe_message",
     "simulate_error",
+    # LLM doubles for the planner
+    "FunctionLLM",
+    "LLMCall",
+    "LLMCallInfo",
+    "ProviderRequest",
+    "ProviderServer",
+    "ScriptedLLM",
     # store backends
     "DurableStoreConformance",
     "ManualClock",
@@ -32,6 +39,7 @@ EXPECTED = {
     "FlowTestTimeout",
     "NoResult",
     "NodeSequenceMismatch",
+    "ScriptExhausted",
 }
 
 
@@ -61,11 +69,12 @@ def test_version_is_the_distribution_version() -> None:
     assert testkit.__version__ == version("penguiflow-testkit")
 
 
-def test_importing_testkit_loads_neither_pytest_nor_the_store_suite() -> None:
+def test_importing_testkit_loads_neither_pytest_nor_the_store_suite_nor_the_planner() -> None:
     code = (
         "import json, sys, penguiflow.testkit; "
-        "print(json.dumps([m for m in ('pytest', 'penguiflow.testkit.stores') "
-        "if m in sys.modules]))"
+        "print(json.dumps([m for m in ('pytest', 'penguiflow.testkit.stores', "
+        "'penguiflow.planner', 'penguiflow.testkit._llm_doubles', "
+        "'penguiflow.testkit._provider_server') if m in sys.modules]))"
     )
     completed = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
@@ -78,3 +87,11 @@ def test_store_names_load_lazily_from_the_stores_module() -> None:
 
     assert testkit.ManualClock is stores.ManualClock
     assert testkit.DurableStoreConformance is stores.DurableStoreConformance
+
+
+def test_llm_doubles_load_lazily_from_their_modules() -> None:
+    from penguiflow.testkit import _llm_doubles, _provider_server  # pyright: ignore[reportPrivateUsage]
+
+    assert testkit.ScriptedLLM is _llm_doubles.ScriptedLLM
+    assert testkit.FunctionLLM is _llm_doubles.FunctionLLM
+    assert testkit.ProviderServer is _provider_server.ProviderServer

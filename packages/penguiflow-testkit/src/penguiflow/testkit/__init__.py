@@ -15,6 +15,10 @@ trace id alone finds the recorder that saw it (a bounded index that holds record
 pytest plugin (``penguiflow.testkit.pytest_plugin``, loaded automatically) provides the
 ``flow_kit`` and ``event_recorder`` fixtures.
 
+For the planner, ``ScriptedLLM`` and ``FunctionLLM`` stand in for a model and
+``ProviderServer`` speaks OpenAI's and Anthropic's wire formats on loopback for the real SDKs
+(the LLM doubles need ``pip install "penguiflow-testkit[planner]"``); they load on first use.
+
 For store backends, ``DurableStoreConformance`` (subclass it, provide an ``open_store`` fixture)
 and ``ManualClock`` live in ``penguiflow.testkit.stores``; they are re-exported here and loaded on
 first use, since that module imports pytest.
@@ -31,6 +35,7 @@ from ._errors import (
     FlowTestTimeout,
     NodeSequenceMismatch,
     NoResult,
+    ScriptExhausted,
 )
 from ._kit import FlowKitFactory, FlowTestKit
 from ._recorder import EventRecorder, format_events
@@ -38,9 +43,21 @@ from ._run import run_one
 from ._simulate import ErrorSimulator, simulate_error
 
 if _typing.TYPE_CHECKING:
+    from ._llm_doubles import FunctionLLM, LLMCall, LLMCallInfo, ScriptedLLM
+    from ._provider_server import ProviderRequest, ProviderServer
     from .stores import DurableStoreConformance, ManualClock
 
-_LAZY = {"DurableStoreConformance": "stores", "ManualClock": "stores"}
+_LAZY = {
+    "DurableStoreConformance": "stores",
+    "ManualClock": "stores",
+    # the planner's doubles: _llm_doubles imports penguiflow.planner (the [planner] extra)
+    "FunctionLLM": "_llm_doubles",
+    "LLMCall": "_llm_doubles",
+    "LLMCallInfo": "_llm_doubles",
+    "ScriptedLLM": "_llm_doubles",
+    "ProviderRequest": "_provider_server",
+    "ProviderServer": "_provider_server",
+}
 
 __all__ = [
     # running flows
@@ -58,6 +75,13 @@ __all__ = [
     "ErrorSimulator",
     "probe_message",
     "simulate_error",
+    # LLM doubles for the planner
+    "FunctionLLM",
+    "LLMCall",
+    "LLMCallInfo",
+    "ProviderRequest",
+    "ProviderServer",
+    "ScriptedLLM",
     # store backends
     "DurableStoreConformance",
     "ManualClock",
@@ -67,12 +91,13 @@ __all__ = [
     "FlowTestTimeout",
     "NoResult",
     "NodeSequenceMismatch",
+    "ScriptExhausted",
 ]
 
 
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
-    if module is not None:  # imports pytest: only on first use
+    if module is not None:  # imports pytest or the planner: only on first use
         value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
         globals()[name] = value
         return value

@@ -6,7 +6,8 @@ The tree::
     ├── FlowTestTimeout              run_one got no result in time (also a TimeoutError)
     ├── NoResult                     the trace ended without delivering a result
     ├── NodeSequenceMismatch         the trace did not go through the expected nodes
-    └── EnvelopeNotPreserved         a node dropped or changed its input's envelope
+    ├── EnvelopeNotPreserved         a node dropped or changed its input's envelope
+    └── ScriptExhausted              a ScriptedLLM was called after its last scripted answer
 
 Every one is an ``AssertionError``, so pytest reports it as a test failure (not an error) and shows
 its message, which always carries what was expected, what happened, and the trace's events.
@@ -16,12 +17,18 @@ Misuse of the testkit itself (bad arguments, a flow that cannot be run again) ra
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._llm_doubles import LLMCall
+
 __all__ = [
     "EnvelopeNotPreserved",
     "FlowTestError",
     "FlowTestTimeout",
     "NoResult",
     "NodeSequenceMismatch",
+    "ScriptExhausted",
 ]
 
 
@@ -82,3 +89,17 @@ class EnvelopeNotPreserved(FlowTestError):
     def __init__(self, message: str, *, trace_id: str | None, problems: list[str]) -> None:
         super().__init__(message, trace_id=trace_id)
         self.problems = problems
+
+
+class ScriptExhausted(FlowTestError):
+    """A ``ScriptedLLM`` was called once more than it had answers for.
+
+    The message shows the messages of the call too many.
+
+    Attributes:
+        calls: Every call the double received, the one too many last (``LLMCall`` objects).
+    """
+
+    def __init__(self, message: str, *, calls: list[LLMCall]) -> None:
+        super().__init__(message)
+        self.calls = calls

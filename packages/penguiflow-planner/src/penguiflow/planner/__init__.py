@@ -1,0 +1,71 @@
+"""PenguiFlow planner: a ReAct planner whose tools run through the PenguiFlow runtime.
+
+This release holds the LLM boundary: the :class:`JSONLLMClient` protocol every model client
+follows, what a call returns (:class:`LLMResult`, :class:`Usage`, cost through
+:class:`ModelPrice`), one error type with a stable code (:class:`LLMError`,
+:class:`LLMErrorType`, :func:`classify_llm_error` for foreign clients), the retry policy the
+planner applies (:class:`LLMRetryPolicy`), token counters, and native clients over the official
+SDKs (installed with the ``openai`` and ``anthropic`` extras, imported only when used)::
+
+    from penguiflow.planner import ModelPrice, OpenAIJSONClient
+
+    async with OpenAIJSONClient("gpt-4o-mini", pricing=ModelPrice(0.15, 0.60)) as llm:
+        result = await llm.complete(messages=[{"role": "user", "content": "Say hi in JSON"}])
+        print(result.text, result.usage, result.cost_usd)
+
+Test doubles (``ScriptedLLM``, ``FunctionLLM``, ``ProviderServer``) live in
+``penguiflow.testkit`` (``pip install "penguiflow-testkit[planner]"``).
+"""
+
+from ._anthropic import AnthropicJSONClient
+from ._classify import classify_llm_error
+from ._errors import (
+    InterruptAnswerError,
+    LLMError,
+    LLMErrorType,
+    MemoryBudgetExceeded,
+    PlannerError,
+    PlannerNotOpen,
+    PlannerUsageError,
+    ResumeTokenInvalid,
+)
+from ._llm import JSONLLMClient, LLMMessage, LLMResult, ModelPrice, StreamCallback, Usage
+from ._openai import OpenAIJSONClient
+from ._retry import LLMRetryPolicy
+from ._tokens import CharCounter, TiktokenCounter, TokenCounter
+
+__all__ = [
+    # the LLM boundary
+    "JSONLLMClient",
+    "LLMMessage",
+    "LLMResult",
+    "ModelPrice",
+    "StreamCallback",
+    "Usage",
+    "classify_llm_error",
+    "LLMRetryPolicy",
+    # native clients
+    "AnthropicJSONClient",
+    "OpenAIJSONClient",
+    # token counting
+    "CharCounter",
+    "TiktokenCounter",
+    "TokenCounter",
+    # errors
+    "InterruptAnswerError",
+    "LLMError",
+    "LLMErrorType",
+    "MemoryBudgetExceeded",
+    "PlannerError",
+    "PlannerNotOpen",
+    "PlannerUsageError",
+    "ResumeTokenInvalid",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("penguiflow-planner")
+    raise AttributeError(f"module 'penguiflow.planner' has no attribute {name!r}")
