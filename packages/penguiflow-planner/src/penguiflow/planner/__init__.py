@@ -29,12 +29,62 @@ from ._errors import (
     PlannerUsageError,
     ResumeTokenInvalid,
 )
+from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType
 from ._llm import JSONLLMClient, LLMMessage, LLMResult, ModelPrice, StreamCallback, Usage
 from ._openai import OpenAIJSONClient
+from ._react import ReactPlanner
 from ._retry import LLMRetryPolicy
+from ._steering import SteeringEvent, SteeringEventType, SteeringInbox
 from ._tokens import CharCounter, TiktokenCounter, TokenCounter
+from ._toolctx import ToolContext
+from ._trajectory import Trajectory, TrajectoryStep
+from ._types import (
+    Approval,
+    CompactionConfig,
+    FinalPayload,
+    Interrupt,
+    PlannerAction,
+    PlannerBudget,
+    PlannerFinish,
+    PlannerPause,
+    PlannerRequest,
+    PlannerResume,
+    PlannerStatistics,
+    ReflectionConfig,
+    ReflectionCriteria,
+    ReflectionCritique,
+    RunUsage,
+    ToolPolicy,
+)
 
 __all__ = [
+    # the planner
+    "ReactPlanner",
+    "PlannerAction",
+    "PlannerBudget",
+    "PlannerFinish",
+    "PlannerPause",
+    "PlannerRequest",
+    "PlannerResume",
+    "PlannerStatistics",
+    "FinalPayload",
+    "RunUsage",
+    "Interrupt",
+    "Approval",
+    "ToolContext",
+    "ToolPolicy",
+    "ReflectionConfig",
+    "ReflectionCriteria",
+    "ReflectionCritique",
+    "CompactionConfig",
+    "Trajectory",
+    "TrajectoryStep",
+    "PlannerEvent",
+    "PlannerEventCallback",
+    "PlannerEventType",
+    "SteeringEvent",
+    "SteeringEventType",
+    "SteeringInbox",
     # the LLM boundary
     "JSONLLMClient",
     "LLMMessage",

@@ -1,0 +1,506 @@
+"""ReactPlanner: immutable configuration, and the calls that make runs (run, resume, as_node)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, Self, cast
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import BaseModel, TypeAdapter
+
+from penguiflow.core import (
+    DurableStore,
+    InMemoryDurableStore,
+    Message,
+    ModelRegistry,
+    Node,
+    NodePolicy,
+    NodeSpec,
+    PenguiFlow,
+    build_catalog,
+    create,
+)
+
+from ._errors import PlannerNotOpen, PlannerUsageError
+from ._events import PlannerEventCallback, PlannerEventType
+from ._llm import JSONLLMClient
+from ._pause import MISSING, PauseBook, apply_answers, budget_of, restore
+from ._prompts import action_format, system_prompt
+from ._retry import LLMRetryPolicy
+from ._run import Run
+from ._steering import SteeringInbox
+from ._tokens import CharCounter, TokenCounter
+from ._types import (
+    CompactionConfig,
+    PlannerBudget,
+    PlannerFinish,
+    PlannerPause,
+    PlannerRequest,
+    PlannerResume,
+    PlannerStatistics,
+    ReflectionConfig,
+    ToolPolicy,
+)
+
+__all__ = ["ReactPlanner"]
+
+logger = logging.getLogger("penguiflow.planner")
+
+_OLD_NAMES = {
+    "max_iters": "budget",
+    "hop_budget": "budget",
+    "deadline_s": "budget",
+    "token_budget": "budget",
+    "state_store": "store",
+    "reflection_config": "reflection",
+    "short_term_memory": "memory",
+}
+
+
+class ReactPlanner[OutputT]:
+    """A ReAct planner: an LLM chooses tools step by step until it answers.
+
+    One instance serves any number of concurrent runs (all per-run state lives in a run object
+    made per call). Tools run through the PenguiFlow runtime (``flow.call_node``), so their
+    ``NodePolicy`` — timeouts, retries, concurrency — and ``FlowEvent``s apply. Open it with
+    ``async with`` for background work (async middlewares, rolling memory summaries).
+    """
+
+    def __init__(
+        self,
+        llm_client: JSONLLMClient | None = None,
+        *,
+        catalog: Sequence[NodeSpec] | None = None,
+        nodes: Sequence[Any] | None = None,
+        registry: ModelRegistry | None = None,
+        output_type: type[OutputT] = str,
+        budget: PlannerBudget | None = None,
+        max_parallel: int = 8,
+        absolute_max_parallel: int = 50,
+        repair_attempts: int = 3,
+        max_consecutive_arg_failures: int = 3,
+        reflection: ReflectionConfig | None = None,
+        memory: Any = None,
+        store: DurableStore | None = None,
+        pause_enabled: bool = True,
+        pause_ttl_s: float = 86_400,
+        tool_policy: ToolPolicy | None = None,
+        system_prompt_extra: str | None = None,
+        compaction: CompactionConfig | None = None,
+        token_counter: TokenCounter | None = None,
+        json_schema_mode: bool = True,
+        stream_final_response: bool = False,
+        llm_timeout_s: float = 120.0,
+        llm_retry: LLMRetryPolicy | None = None,
+        observation_max_chars: int = 20_000,
+        event_callback: PlannerEventCallback | None = None,
+        middlewares: Sequence[Any] = (),
+        on_flow_event: Callable[[Any], None] | None = None,
+        persist_trajectories: bool = True,
+        persist_events: bool = False,
+        time_source: Callable[[], float] = time.time,
+        **old: Any,
+    ) -> None:
+        budget = _migrate(old, budget)
+        store = _renamed(old, "state_store", "store", store)
+        reflection = _renamed(old, "reflection_config", "reflection", reflection)
+        memory = _renamed(old, "short_term_memory", "memory", memory)
+        if old:
+            raise TypeError(f"ReactPlanner() got unexpected keyword arguments {sorted(old)}")
+        if llm_client is None or not callable(getattr(llm_client, "complete", None)):
+            raise TypeError(
+                "ReactPlanner needs an llm_client with an async complete(messages=..., "
+                f"response_format=...) method, got {type(llm_client).__name__}"
+            )
+        if catalog is not None and nodes is not None:
+            raise PlannerUsageError("pass catalog= or nodes= (built with build_catalog), not both")
+        if max_parallel < 1 or max_parallel > absolute_max_parallel:
+            raise PlannerUsageError(
+                f"max_parallel must be within 1..absolute_max_parallel ({absolute_max_parallel}), "
+                f"got {max_parallel}"
+            )
+        if not (output_type is str or _is_model(output_type)):
+            raise PlannerUsageError(
+                f"output_type must be str or a pydantic BaseModel subclass, got {output_type!r}"
+            )
+        if repair_attempts < 0 or max_consecutive_arg_failures < 1 or observation_max_chars < 1:
+            raise PlannerUsageError(
+                "repair_attempts >= 0, max_consecutive_arg_failures >= 1 and "
+                "observation_max_chars >= 1 are required"
+            )
+        specs = list(catalog) if catalog is not None else build_catalog(nodes or (), registry)
+        policy = tool_policy or ToolPolicy()
+        self.llm_client: JSONLLMClient = llm_client
+        self.catalog: tuple[NodeSpec, ...] = tuple(specs)
+        self.visible_tools: dict[str, NodeSpec] = {
+            s.name: s for s in specs if policy.allows(s.name, list(s.tags))
+        }
+        self.output_type: type[OutputT] = output_type
+        self.output_adapter: TypeAdapter[Any] = TypeAdapter(output_type)
+        self.budget: PlannerBudget = budget or PlannerBudget()
+        self.max_parallel = max_parallel
+        self.absolute_max_parallel = absolute_max_parallel
+        self.repair_attempts = repair_attempts
+        self.max_consecutive_arg_failures = max_consecutive_arg_failures
+        self.reflection = reflection
+        self.memory = memory
+        self.store: DurableStore = store if store is not None else InMemoryDurableStore()
+        self._store_given = store is not None
+        self.pause_enabled = pause_enabled
+        self.compaction = compaction
+        self.token_counter: TokenCounter = token_counter or CharCounter()
+        self.json_schema_mode = json_schema_mode
+        self.stream_final_response = stream_final_response
+        self.llm_timeout_s = llm_timeout_s
+        self.llm_retry: LLMRetryPolicy = llm_retry or LLMRetryPolicy()
+        self.observation_max_chars = observation_max_chars
+        self.event_callback = event_callback
+        self.persist_trajectories = persist_trajectories
+        self.persist_events = persist_events
+        self.time_source = time_source
+        tools = list(self.visible_tools.values())
+        self.system: str = system_prompt(tools, output_type, system_prompt_extra)
+        self.action_format: dict[str, Any] = (
+            action_format(tools, output_type) if json_schema_mode else {"type": "json_object"}
+        )
+        self.pauses = PauseBook(self.store, pause_ttl_s, time_source)
+        self.middlewares = tuple(middlewares)
+        self.tool_flow: PenguiFlow = _tool_flow(specs, middlewares, on_flow_event)
+        self.counters: Counter[str] = Counter()
+        self._active = 0
+        self._task_group: TaskGroup | None = None
+        self._stack: AsyncExitStack | None = None
+
+    # -------------------------------------------------------------- lifecycle
+    async def __aenter__(self) -> Self:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            if self.tool_flow.nodes:
+                await stack.enter_async_context(self.tool_flow.running())
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            running = getattr(self.memory, "running", None)
+            if callable(running):
+                await stack.enter_async_context(cast(Any, running()))
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Drain background work (bounded), stop the tool flow; no task outlives this."""
+        stack, self._stack = self._stack, None
+        self._task_group = None
+        if stack is not None:
+            await stack.aclose()
+
+    # -------------------------------------------------------------------- runs
+    async def run(
+        self,
+        query: str,
+        *,
+        llm_context: Mapping[str, Any] | None = None,
+        tool_context: Mapping[str, Any] | None = None,
+        memory_key: Any = None,
+        steering: SteeringInbox | None = None,
+        budget: PlannerBudget | None = None,
+        trace_id: str | None = None,
+        event_callback: PlannerEventCallback | None = None,
+        _flow_context: Any = None,
+        _deadline_at: float | None = None,
+        _chunk_sink: Callable[[str], None] | None = None,
+    ) -> PlannerFinish[OutputT] | PlannerPause:
+        """Plan and act until the query is answered, a budget ends the run, or a tool pauses."""
+        context = dict(llm_context or {})
+        _check_json_context(context)
+        self._check_open()
+        run = Run(
+            self,
+            query=query,
+            llm_context=context,
+            tool_context=tool_context or {},
+            memory_key=memory_key,
+            steering=steering,
+            budget=budget or self.budget,
+            trace_id=trace_id,
+            listeners=self._listeners(event_callback),
+            flow_context=_flow_context,
+            deadline_at=_deadline_at,
+        )
+        run.chunk_sink = _chunk_sink
+        return await self._execute(run)
+
+    async def resume(
+        self,
+        token: str,
+        answer: Any = MISSING,
+        *,
+        answers: Mapping[str, Any] | None = None,
+        memory_key: Any = None,
+        tool_context: Mapping[str, Any] | None = None,
+        steering: SteeringInbox | None = None,
+        event_callback: PlannerEventCallback | None = None,
+        user_input: Any = MISSING,
+        _flow_context: Any = None,
+    ) -> PlannerFinish[OutputT] | PlannerPause:
+        """Answer a pause (``answer`` for its one interrupt, or ``answers={id: value}``)."""
+        if user_input is not MISSING:  # the original planner's keyword
+            if answer is not MISSING:
+                raise PlannerUsageError("pass answer= or user_input= (its old name), not both")
+            answer = user_input
+        self._check_open()
+        data, key, scope = await self.pauses.take(token, memory_key)
+        budget, deadline_left = budget_of(data)
+        run = Run(
+            self,
+            query=data["trajectory"]["query"],
+            llm_context=data["trajectory"]["llm_context"],
+            tool_context=tool_context or {},
+            memory_key=memory_key,
+            steering=steering,
+            budget=budget,
+            trace_id=data["trace_id"],
+            listeners=self._listeners(event_callback),
+            flow_context=_flow_context,
+            deadline_at=None if deadline_left is None else self.time_source() + deadline_left,
+            run_id=data["run_id"],
+        )
+        restore(run, data)
+        assert run.pending is not None
+        try:
+            apply_answers(run.pending, answer, answers)
+        except Exception:
+            await self.pauses.put_back(data, key, scope)
+            raise
+        self.counters["resumes"] += 1
+        run.event(PlannerEventType.RESUME, step=run.pending.step)
+        return await self._execute(run)
+
+    async def _execute(self, run: Run) -> PlannerFinish[OutputT] | PlannerPause:
+        self._active += 1
+        try:
+            if self.memory is not None:
+                await _load_memory(self, run)
+            result = await run.execute()
+        finally:
+            self._active -= 1
+        self.counters["tool_calls"] += run.tool_calls
+        if self.memory is not None and isinstance(result, PlannerFinish):
+            await _record_memory(self, run, result)
+        if self.persist_trajectories and self._store_given and isinstance(result, PlannerFinish):
+            await self._persist_trajectory(run)
+        return cast("PlannerFinish[OutputT] | PlannerPause", result)
+
+    async def _persist_trajectory(self, run: Run) -> None:
+        from ._pause import scope_of_key
+
+        scope, _ = scope_of_key(run.memory_key)
+        try:
+            await self.store.put(
+                "planner.trajectory", run.run_id, run.trajectory.to_json().encode(), scope=scope
+            )
+        except Exception:
+            logger.exception("could not persist the trajectory of run %s", run.run_id)
+
+    def _listeners(self, extra: PlannerEventCallback | None) -> tuple[PlannerEventCallback, ...]:
+        return tuple(cb for cb in (self.event_callback, extra) if cb is not None)
+
+    def _check_open(self) -> None:
+        if self.middlewares and self._stack is None:
+            raise PlannerNotOpen(
+                "a planner with async middlewares must be open: `async with ReactPlanner(...) as "
+                "planner:`"
+            )
+
+    # --------------------------------------------------------------- as a node
+    def as_node(
+        self,
+        name: str = "planner",
+        *,
+        policy: NodePolicy | None = None,
+        tool_context: Mapping[str, Any] | None = None,
+    ) -> Node:
+        """This planner as a flow node: a query (or request/resume) in, the outcome out.
+
+        The payload is a ``str`` query, a ``PlannerRequest`` or a ``PlannerResume``; the node
+        returns the same envelope with a ``PlannerFinish`` / ``PlannerPause`` payload. Tools run
+        through the outer flow (``ctx.call_node``); ``flow.cancel(trace_id)`` cancels the run;
+        ``Message.deadline_s`` caps its deadline; with ``stream_final_response`` the answer also
+        streams as ``StreamChunk``s.
+        """
+        planner = self
+        fixed = dict(tool_context or {})
+
+        async def planner_node(message: Message, ctx: Any) -> Message:
+            return message.with_payload(await planner._serve(message, ctx, fixed))
+
+        planner_node.__name__ = name
+        return Node(planner_node, name=name, policy=policy or NodePolicy(validate="none"))
+
+    async def _serve(self, message: Message, ctx: Any, tool_context: dict[str, Any]) -> Any:
+        payload = message.payload
+        memory_key = getattr(payload, "memory_key", None)
+        if memory_key is None:
+            memory_key = {"tenant_id": message.headers.tenant}
+        if isinstance(payload, PlannerResume):
+            return await self.resume(
+                payload.token,
+                answers=payload.answers,
+                memory_key=payload.memory_key or memory_key,
+                tool_context=tool_context,
+                _flow_context=ctx,
+            )
+        request = (
+            payload if isinstance(payload, PlannerRequest) else PlannerRequest(query=str(payload))
+        )
+        async with _chunks_to(ctx, message, self.stream_final_response) as sink:
+            return await self.run(
+                request.query,
+                llm_context=request.llm_context,
+                tool_context=tool_context,
+                memory_key=request.memory_key or memory_key,
+                budget=request.budget,
+                trace_id=message.trace_id,
+                _flow_context=ctx,
+                _deadline_at=message.deadline_s,
+                _chunk_sink=sink,
+            )
+
+    # ------------------------------------------------------------ introspection
+    def statistics(self) -> PlannerStatistics:
+        """A frozen snapshot of the planner's counters."""
+        return PlannerStatistics(
+            active_runs=self._active,
+            background_tasks=0,
+            llm_calls=self.counters["llm_calls"],
+            tool_calls=self.counters["tool_calls"],
+            pauses_issued=self.counters["pauses_issued"],
+            resumes=self.counters["resumes"],
+        )
+
+    def __repr__(self) -> str:
+        return f"ReactPlanner(tools={sorted(self.visible_tools)}, output_type={self.output_type!r})"
+
+
+@asynccontextmanager
+async def _chunks_to(
+    ctx: Any, message: Message, enabled: bool
+) -> AsyncGenerator[Callable[[str], None] | None]:
+    """A sink for answer deltas that emits them as ``StreamChunk``s of ``message``, in order."""
+    if not enabled:
+        yield None
+        return
+    send, receive = anyio.create_memory_object_stream[str | None](max_buffer_size=1024)
+
+    async def forward() -> None:
+        async with receive:
+            async for text in receive:
+                if text is None:
+                    await ctx.emit_chunk(parent=message, text="", done=True)
+                    return
+                await ctx.emit_chunk(parent=message, text=text)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(forward)
+        try:
+            yield send.send_nowait
+        finally:
+            send.send_nowait(None)
+            send.close()
+
+
+def _tool_flow(
+    specs: Sequence[NodeSpec], middlewares: Sequence[Any], on_flow_event: Any
+) -> PenguiFlow:
+    nodes = [spec.node.to() for spec in specs]
+    if not nodes:
+        placeholder = Node(_idle, name="planner-idle")
+        nodes = [placeholder.to()]
+    return create(*nodes, middlewares=middlewares, on_event=on_flow_event)
+
+
+async def _idle(message: Any, ctx: Any) -> Any:
+    return message
+
+
+def _check_json_context(context: Mapping[str, Any]) -> None:
+    for key, value in context.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise PlannerUsageError(
+                f"llm_context[{key!r}] is not JSON-serialisable ({type(value).__name__}); the LLM "
+                "sees llm_context — pass clients and secrets in tool_context instead"
+            ) from None
+
+
+def _is_model(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _renamed(old: dict[str, Any], old_name: str, new_name: str, value: Any) -> Any:
+    """The original planner's ``old_name`` keyword, now ``new_name``."""
+    if old_name not in old:
+        return value
+    if value is not None:
+        raise PlannerUsageError(f"pass {new_name}= or its old name {old_name}=, not both")
+    return old.pop(old_name)
+
+
+def _migrate(old: dict[str, Any], budget: PlannerBudget | None) -> PlannerBudget | None:
+    """The original planner's budget keywords, mapped onto ``PlannerBudget``."""
+    fields = {
+        "max_iters": old.pop("max_iters", None),
+        "max_hops": old.pop("hop_budget", None),
+        "deadline_s": old.pop("deadline_s", None),
+        "max_tokens": old.pop("token_budget", None),
+    }
+    given = {k: v for k, v in fields.items() if v is not None}
+    if not given:
+        return budget
+    if budget is not None:
+        raise PlannerUsageError(
+            f"pass budget=PlannerBudget(...) or the old keywords {sorted(given)}, not both"
+        )
+    return PlannerBudget(**given)
+
+
+async def _load_memory(planner: ReactPlanner[Any], run: Run) -> None:
+    memory = planner.memory
+    key = memory.resolve_key(run.memory_key, run.tool_context)
+    run.memory_resolved = key
+    if key is not None:
+        run.memory_message = await memory.load(key)
+
+
+async def _record_memory(planner: ReactPlanner[Any], run: Run, result: PlannerFinish[Any]) -> None:
+    key = getattr(run, "memory_resolved", None)
+    if key is None or result.reason != "answer_complete":
+        return
+    import importlib
+
+    conversation_turn: Any = importlib.import_module("penguiflow.planner.memory").ConversationTurn
+    answer = result.payload.raw_answer if result.payload is not None else None
+    turn = conversation_turn(
+        user_message=run.trajectory.query,
+        assistant_response=answer if isinstance(answer, str) else json.dumps(answer, default=str),
+        trajectory_digest=None,
+        ts=planner.time_source(),
+    )
+    await planner.memory.record(key, turn)
