@@ -8,6 +8,32 @@ import types
 import penguiflow.planner as planner
 
 EXPECTED = {
+    # the planner
+    "ReactPlanner",
+    "PlannerAction",
+    "PlannerBudget",
+    "PlannerFinish",
+    "PlannerPause",
+    "PlannerRequest",
+    "PlannerResume",
+    "PlannerStatistics",
+    "FinalPayload",
+    "RunUsage",
+    "Interrupt",
+    "Approval",
+    "ToolContext",
+    "ToolPolicy",
+    "ReflectionConfig",
+    "ReflectionCriteria",
+    "ReflectionCritique",
+    "CompactionConfig",
+    "Trajectory",
+    "TrajectoryStep",
+    "PlannerEvent",
+    "PlannerEventType",
+    "SteeringEvent",
+    "SteeringEventType",
+    "SteeringInbox",
     # the LLM boundary
     "JSONLLMClient",
     "LLMMessage",

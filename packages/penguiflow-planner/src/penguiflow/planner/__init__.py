@@ -29,7 +29,7 @@ from ._errors import (
     PlannerUsageError,
     ResumeTokenInvalid,
 )
-from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType
+from ._events import PlannerEvent, PlannerEventType
 from ._llm import JSONLLMClient, LLMMessage, LLMResult, ModelPrice, StreamCallback, Usage
 from ._openai import OpenAIJSONClient
 from ._react import ReactPlanner
@@ -80,7 +80,6 @@ __all__ = [
     "Trajectory",
     "TrajectoryStep",
     "PlannerEvent",
-    "PlannerEventCallback",
     "PlannerEventType",
     "SteeringEvent",
     "SteeringEventType",
