@@ -232,12 +232,18 @@ class ShortTermMemory:
         engine = self._engine
         if engine.group is not None:
             raise PlannerUsageError("this ShortTermMemory is already running: enter it once")
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
             engine.group = group
             try:
                 yield self
+            except Exception as exc:
+                failure = exc  # raised below as is, not wrapped in the group's ExceptionGroup
+            else:
                 with anyio.move_on_after(drain_timeout_s):
                     await self.flush()
             finally:
                 engine.group = None
                 group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
