@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from penguiflow.planner import CharCounter, LLMMessage, PlannerUsageError
@@ -64,7 +65,7 @@ async def test_the_run_does_not_wait_for_the_summary_and_flush_does(
             assert users(shown["pending_turns"]) == ["q1"]  # left the zone, still verbatim
             assert shown["summary"] == ""
             while not llm.calls:  # the summary has started, and waits
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             assert shown["summary"] == ""
             release.set()
             await memory.flush(KEY)
@@ -123,8 +124,8 @@ async def test_not_running_the_summary_runs_inline_at_the_end_of_record(
 async def test_failures_retry_then_degrade_with_an_event_then_recover(
     make_memory: MakeMemory, events: Events
 ) -> None:
-    outcomes: list[object] = [RuntimeError("down")] * 3 + ["not json", {"summary": "back"}]
-    llm = ScriptedLLM(outcomes)  # type: ignore[arg-type]
+    down = RuntimeError("down")
+    llm = ScriptedLLM([down, down, down, "not json", {"summary": "back"}])
     memory = make_memory("rolling_summary", llm=llm, budget=ZONE2, retry_attempts=2)
     with anyio.fail_after(5):
         async with memory.running():
