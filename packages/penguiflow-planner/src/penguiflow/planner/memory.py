@@ -20,7 +20,7 @@ becomes :attr:`MemoryHealth.DEGRADED` (truncation) until a later summary succeed
 """
 
 from ._errors import MemoryBudgetExceeded
-from ._memory import MemoryEventCallback, ShortTermMemory
+from ._memory import ShortTermMemory
 from ._memory_types import (
     ConversationTurn,
     MemoryBudget,
@@ -28,8 +28,6 @@ from ._memory_types import (
     MemoryIsolation,
     MemoryKey,
     MemorySnapshot,
-    MemoryStrategy,
-    OverflowPolicy,
     ShortTermMemoryConfig,
     TrajectoryDigest,
 )
@@ -38,8 +36,6 @@ __all__ = [
     # configuration
     "MemoryBudget",
     "MemoryIsolation",
-    "MemoryStrategy",
-    "OverflowPolicy",
     "ShortTermMemoryConfig",
     # keys and contents
     "ConversationTurn",
@@ -47,7 +43,6 @@ __all__ = [
     "MemorySnapshot",
     "TrajectoryDigest",
     # the manager
-    "MemoryEventCallback",
     "MemoryHealth",
     "ShortTermMemory",
     # errors
