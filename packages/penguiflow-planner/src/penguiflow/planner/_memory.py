@@ -78,7 +78,7 @@ class ShortTermMemory:
             raise TypeError(f"config must be a ShortTermMemoryConfig, got {config!r}")
         if llm is not None and not callable(getattr(llm, "complete", None)):
             raise TypeError(f"llm must have an async complete() method, got {llm!r}")
-        summarizer = config.summarizer or llm
+        summarizer = config.summarizer if config.summarizer is not None else llm
         if config.strategy == "rolling_summary" and summarizer is None:
             raise PlannerUsageError(
                 'strategy="rolling_summary" needs a summariser: pass '
