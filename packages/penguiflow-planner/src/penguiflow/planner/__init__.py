@@ -31,6 +31,17 @@ from ._errors import (
 )
 from ._events import PlannerEvent, PlannerEventType
 from ._llm import JSONLLMClient, LLMMessage, LLMResult, ModelPrice, StreamCallback, Usage
+from ._memory import ShortTermMemory
+from ._memory_types import (
+    ConversationTurn,
+    MemoryBudget,
+    MemoryHealth,
+    MemoryIsolation,
+    MemoryKey,
+    MemorySnapshot,
+    ShortTermMemoryConfig,
+    TrajectoryDigest,
+)
 from ._openai import OpenAIJSONClient
 from ._react import ReactPlanner
 from ._retry import LLMRetryPolicy
@@ -84,6 +95,16 @@ __all__ = [
     "SteeringEvent",
     "SteeringEventType",
     "SteeringInbox",
+    # short-term memory (also in penguiflow.planner.memory)
+    "ShortTermMemory",
+    "ShortTermMemoryConfig",
+    "MemoryBudget",
+    "MemoryIsolation",
+    "MemoryKey",
+    "MemoryHealth",
+    "MemorySnapshot",
+    "ConversationTurn",
+    "TrajectoryDigest",
     # the LLM boundary
     "JSONLLMClient",
     "LLMMessage",

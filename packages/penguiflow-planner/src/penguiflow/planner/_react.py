@@ -29,8 +29,10 @@ from penguiflow.core import (
 )
 
 from ._errors import PlannerNotOpen, PlannerUsageError
-from ._events import PlannerEventCallback, PlannerEventType
+from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType, deliver
 from ._llm import JSONLLMClient
+from ._memory import ShortTermMemory
+from ._memory_types import ConversationTurn, ShortTermMemoryConfig
 from ._pause import MISSING, PauseBook, apply_answers, budget_of, restore
 from ._prompts import action_format, system_prompt
 from ._retry import LLMRetryPolicy
@@ -87,7 +89,7 @@ class ReactPlanner[OutputT]:
         repair_attempts: int = 3,
         max_consecutive_arg_failures: int = 3,
         reflection: ReflectionConfig | None = None,
-        memory: Any = None,
+        memory: ShortTermMemoryConfig | ShortTermMemory | None = None,
         store: DurableStore | None = None,
         pause_enabled: bool = True,
         pause_ttl_s: float = 86_400,
@@ -150,7 +152,6 @@ class ReactPlanner[OutputT]:
         self.repair_attempts = repair_attempts
         self.max_consecutive_arg_failures = max_consecutive_arg_failures
         self.reflection = reflection
-        self.memory = memory
         self.store: DurableStore = store if store is not None else InMemoryDurableStore()
         self._store_given = store is not None
         self.pause_enabled = pause_enabled
@@ -165,6 +166,19 @@ class ReactPlanner[OutputT]:
         self.persist_trajectories = persist_trajectories
         self.persist_events = persist_events
         self.time_source = time_source
+        self.memory: ShortTermMemory | None = (
+            ShortTermMemory(
+                memory,
+                store=self.store,
+                llm=llm_client,
+                token_counter=self.token_counter,
+                on_event=self._memory_event,
+                time_source=time_source,
+            )
+            if isinstance(memory, ShortTermMemoryConfig)
+            else memory
+        )
+        """The short-term memory manager (None without ``memory=``)."""
         tools = list(self.visible_tools.values())
         self.system: str = system_prompt(tools, output_type, system_prompt_extra)
         self.action_format: dict[str, Any] = (
@@ -186,9 +200,8 @@ class ReactPlanner[OutputT]:
             if self.tool_flow.nodes:
                 await stack.enter_async_context(self.tool_flow.running())
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
-            running = getattr(self.memory, "running", None)
-            if callable(running):
-                await stack.enter_async_context(cast(Any, running()))
+            if self.memory is not None:
+                await stack.enter_async_context(self.memory.running())
         except BaseException:
             await stack.aclose()
             raise
@@ -296,13 +309,13 @@ class ReactPlanner[OutputT]:
         self._active += 1
         try:
             if self.memory is not None:
-                await _load_memory(self, run)
+                await _load_memory(self.memory, run)
             result = await run.execute()
         finally:
             self._active -= 1
         self.counters["tool_calls"] += run.tool_calls
         if self.memory is not None and isinstance(result, PlannerFinish):
-            await _record_memory(self, run, result)
+            await _record_memory(self.memory, run, result)
         if self.persist_trajectories and self._store_given and isinstance(result, PlannerFinish):
             await self._persist_trajectory(run)
         return cast("PlannerFinish[OutputT] | PlannerPause", result)
@@ -317,6 +330,20 @@ class ReactPlanner[OutputT]:
             )
         except Exception:
             logger.exception("could not persist the trajectory of run %s", run.run_id)
+
+    def _memory_event(self, kind: str, extra: Mapping[str, Any]) -> None:
+        """A memory health change for the planner's listener (no run: it is background work)."""
+        if self.event_callback is not None:
+            deliver(
+                (self.event_callback,),
+                PlannerEvent(
+                    event_type=PlannerEventType.MEMORY_HEALTH,
+                    ts=time.time(),
+                    run_id="",
+                    trace_id="",
+                    extra=dict(extra),
+                ),
+            )
 
     def _listeners(self, extra: PlannerEventCallback | None) -> tuple[PlannerEventCallback, ...]:
         return tuple(cb for cb in (self.event_callback, extra) if cb is not None)
@@ -481,26 +508,20 @@ def _migrate(old: dict[str, Any], budget: PlannerBudget | None) -> PlannerBudget
     return PlannerBudget(**given)
 
 
-async def _load_memory(planner: ReactPlanner[Any], run: Run) -> None:
-    memory = planner.memory
+async def _load_memory(memory: ShortTermMemory, run: Run) -> None:
     key = memory.resolve_key(run.memory_key, run.tool_context)
     run.memory_resolved = key
     if key is not None:
         run.memory_message = await memory.load(key)
 
 
-async def _record_memory(planner: ReactPlanner[Any], run: Run, result: PlannerFinish[Any]) -> None:
-    key = getattr(run, "memory_resolved", None)
+async def _record_memory(memory: ShortTermMemory, run: Run, result: PlannerFinish[Any]) -> None:
+    key = run.memory_resolved
     if key is None or result.reason != "answer_complete":
         return
-    import importlib
-
-    conversation_turn: Any = importlib.import_module("penguiflow.planner.memory").ConversationTurn
     answer = result.payload.raw_answer if result.payload is not None else None
-    turn = conversation_turn(
+    turn = ConversationTurn(
         user_message=run.trajectory.query,
         assistant_response=answer if isinstance(answer, str) else json.dumps(answer, default=str),
-        trajectory_digest=None,
-        ts=planner.time_source(),
     )
-    await planner.memory.record(key, turn)
+    await memory.record(key, turn)
