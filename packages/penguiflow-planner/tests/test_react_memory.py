@@ -71,3 +71,20 @@ async def test_two_tenants_never_see_each_others_memory_under_concurrency() -> N
     for tenant, key in keys.items():
         turns = (await planner.memory.snapshot(key)).turns
         assert turns and all(t.user_message.startswith(tenant) for t in turns)
+
+
+async def test_trajectories_and_events_are_persisted_under_the_keys_scope() -> None:
+    from penguiflow.core import InMemoryDurableStore, Scope
+
+    store = InMemoryDurableStore()
+    planner = ReactPlanner(FunctionLLM(_answer_with_query), store=store, persist_events=True)
+    key = MemoryKey("acme", "u1", "s1")
+    result = await planner.run("hello", memory_key=key)
+    scope = Scope("acme", "u1", "s1")
+    record = await store.get("planner.trajectory", result.run_id, scope=scope)
+    assert record is not None and json.loads(record.value)["query"] == "hello"
+    assert await store.get("planner.trajectory", result.run_id, scope=Scope("other")) is None
+    events = [json.loads(e.value) for e in await store.read(f"planner.events.{result.run_id}")]
+    assert [e["event_type"] for e in events][-1] == "finish"
+    assert await store.erase("acme") >= 2  # erasing the tenant erases its planner records
+    assert await store.read(f"planner.events.{result.run_id}") == []

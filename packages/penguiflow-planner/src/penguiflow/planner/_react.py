@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any, Self, cast
@@ -33,7 +34,7 @@ from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType, deliv
 from ._llm import JSONLLMClient
 from ._memory import ShortTermMemory
 from ._memory_types import ConversationTurn, ShortTermMemoryConfig
-from ._pause import MISSING, PauseBook, apply_answers, budget_of, restore
+from ._pause import MISSING, PauseBook, apply_answers, budget_of, restore, scope_of_key
 from ._prompts import action_format, system_prompt
 from ._retry import LLMRetryPolicy
 from ._run import Run
@@ -306,6 +307,9 @@ class ReactPlanner[OutputT]:
         return await self._execute(run)
 
     async def _execute(self, run: Run) -> PlannerFinish[OutputT] | PlannerPause:
+        events: list[PlannerEvent] = []
+        if self.persist_events:
+            run.listeners = (*run.listeners, events.append)
         self._active += 1
         try:
             if self.memory is not None:
@@ -316,20 +320,39 @@ class ReactPlanner[OutputT]:
         self.counters["tool_calls"] += run.tool_calls
         if self.memory is not None and isinstance(result, PlannerFinish):
             await _record_memory(self.memory, run, result)
-        if self.persist_trajectories and self._store_given and isinstance(result, PlannerFinish):
-            await self._persist_trajectory(run)
+        trajectory = self.persist_trajectories and self._store_given
+        if trajectory or events:
+            write = self._persist(run, trajectory, events)
+            if self._task_group is not None:
+                self._task_group.start_soon(write)  # buffered while open
+            else:
+                await write()
         return cast("PlannerFinish[OutputT] | PlannerPause", result)
 
-    async def _persist_trajectory(self, run: Run) -> None:
-        from ._pause import scope_of_key
-
+    def _persist(
+        self, run: Run, trajectory: bool, events: list[PlannerEvent]
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        """The run's records (``planner.trajectory``, ``planner.events.{run_id}``) as one write."""
         scope, _ = scope_of_key(run.memory_key)
-        try:
-            await self.store.put(
-                "planner.trajectory", run.run_id, run.trajectory.to_json().encode(), scope=scope
-            )
-        except Exception:
-            logger.exception("could not persist the trajectory of run %s", run.run_id)
+        data = run.trajectory.to_json().encode() if trajectory else None
+        segment = uuid.uuid4().hex[:8]  # a resumed run continues the same stream
+
+        async def write() -> None:
+            try:
+                if data is not None:
+                    await self.store.put("planner.trajectory", run.run_id, data, scope=scope)
+                stream = f"planner.events.{run.run_id}"
+                for seq, event in enumerate(events, 1):
+                    await self.store.append(
+                        stream,
+                        json.dumps(event.to_payload(), default=str).encode(),
+                        scope=scope,
+                        idempotency_key=f"{run.run_id}:{segment}:{seq}",
+                    )
+            except Exception:
+                logger.exception("could not persist the records of run %s", run.run_id)
+
+        return write
 
     def _memory_event(self, kind: str, extra: Mapping[str, Any]) -> None:
         """A memory health change for the planner's listener (no run: it is background work)."""
