@@ -85,7 +85,7 @@ def mismatch(
         shown.append(f"... ({len(diff) - _DIFF_LINES} more diff lines)")
     message = (
         f"{head} ({len(entries)} distinct recorded). The nearest recorded one "
-        f"({ratio:.0%} alike), {_describe(entry.request)}, differs "
+        f"({int(ratio * 100)}% alike), {_describe(entry.request)}, differs "
         "(- recorded, + this call):\n" + "\n".join(shown)
     )
     return ReplayMismatch(message, kind=kind, request=request, nearest=entry.request)
