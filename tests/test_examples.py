@@ -95,6 +95,14 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "status=ERROR events=exception,penguiflow.retry,exception",
         "tracing_otel done: 8 spans, 0 left open",
     ),
+    "react_replay": (
+        "recorded: answer_complete: 'It is 9.5 degrees Fahrenheit in Ushuaia.' "
+        "(3 LLM calls, 2 tool calls,",
+        "replayed: answer_complete: 'It is 9.5 degrees Fahrenheit in Ushuaia.'",
+        "outputs match: True",
+        "tool calls during the replay: 0",
+        "react_replay done",
+    ),
     "visualizer": ("flowchart LR", "-.->|calls|", "wrote flow.md and flow.dot"),
     "durable_sqlite": (
         "T-1 finished: re T-1: routed to billing (priority 1)",

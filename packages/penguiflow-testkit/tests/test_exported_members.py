@@ -24,6 +24,7 @@ EXPECTED = {
     "probe_message",
     "simulate_error",
     # LLM doubles for the planner
+    "Cassette",
     "FunctionLLM",
     "LLMCall",
     "LLMCallInfo",
@@ -39,6 +40,7 @@ EXPECTED = {
     "FlowTestTimeout",
     "NoResult",
     "NodeSequenceMismatch",
+    "ReplayMismatch",
     "ScriptExhausted",
 }
 
@@ -74,6 +76,7 @@ def test_importing_testkit_loads_neither_pytest_nor_the_store_suite_nor_the_plan
         "import json, sys, penguiflow.testkit; "
         "print(json.dumps([m for m in ('pytest', 'penguiflow.testkit.stores', "
         "'penguiflow.planner', 'penguiflow.testkit._llm_doubles', "
+        "'penguiflow.testkit._cassette', "
         "'penguiflow.testkit._provider_server') if m in sys.modules]))"
     )
     completed = subprocess.run(
@@ -90,8 +93,13 @@ def test_store_names_load_lazily_from_the_stores_module() -> None:
 
 
 def test_llm_doubles_load_lazily_from_their_modules() -> None:
-    from penguiflow.testkit import _llm_doubles, _provider_server  # pyright: ignore[reportPrivateUsage]
+    from penguiflow.testkit import (
+        _cassette,  # pyright: ignore[reportPrivateUsage]
+        _llm_doubles,  # pyright: ignore[reportPrivateUsage]
+        _provider_server,  # pyright: ignore[reportPrivateUsage]
+    )
 
+    assert testkit.Cassette is _cassette.Cassette
     assert testkit.ScriptedLLM is _llm_doubles.ScriptedLLM
     assert testkit.FunctionLLM is _llm_doubles.FunctionLLM
     assert testkit.ProviderServer is _provider_server.ProviderServer

@@ -36,18 +36,19 @@ def test_the_testkit_and_provider_server_import_without_the_planner() -> None:
         """
         import json
         import penguiflow.testkit as testkit
-        from penguiflow.testkit import ProviderServer, ScriptExhausted, run_one
-        print(json.dumps([ProviderServer.__name__, ScriptExhausted.__name__, run_one.__name__]))
+        from penguiflow.testkit import ProviderServer, ReplayMismatch, ScriptExhausted, run_one
+        names = [ProviderServer, ReplayMismatch, ScriptExhausted, run_one]
+        print(json.dumps([value.__name__ for value in names]))
         """
     )
-    assert json.loads(out) == ["ProviderServer", "ScriptExhausted", "run_one"]
+    assert json.loads(out) == ["ProviderServer", "ReplayMismatch", "ScriptExhausted", "run_one"]
 
 
 def test_the_llm_doubles_say_what_to_install_without_the_planner() -> None:
     out = run(
         """
         import penguiflow.testkit as testkit
-        for name in ("ScriptedLLM", "FunctionLLM", "LLMCall", "LLMCallInfo"):
+        for name in ("ScriptedLLM", "FunctionLLM", "LLMCall", "LLMCallInfo", "Cassette"):
             try:
                 getattr(testkit, name)
             except ImportError as exc:
@@ -55,6 +56,6 @@ def test_the_llm_doubles_say_what_to_install_without_the_planner() -> None:
         """
     )
     lines = out.strip().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
     for line in lines:
         assert 'pip install "penguiflow-testkit[planner]"' in line

@@ -15,9 +15,10 @@ trace id alone finds the recorder that saw it (a bounded index that holds record
 pytest plugin (``penguiflow.testkit.pytest_plugin``, loaded automatically) provides the
 ``flow_kit`` and ``event_recorder`` fixtures.
 
-For the planner, ``ScriptedLLM`` and ``FunctionLLM`` stand in for a model and
-``ProviderServer`` speaks OpenAI's and Anthropic's wire formats on loopback for the real SDKs
-(the LLM doubles need ``pip install "penguiflow-testkit[planner]"``); they load on first use.
+For the planner, ``ScriptedLLM`` and ``FunctionLLM`` stand in for a model, ``Cassette`` records
+a run's LLM and tool calls and replays them without either, and ``ProviderServer`` speaks
+OpenAI's and Anthropic's wire formats on loopback for the real SDKs (the LLM doubles and
+``Cassette`` need ``pip install "penguiflow-testkit[planner]"``); they load on first use.
 
 For store backends, ``DurableStoreConformance`` (subclass it, provide an ``open_store`` fixture)
 and ``ManualClock`` live in ``penguiflow.testkit.stores``; they are re-exported here and loaded on
@@ -35,6 +36,7 @@ from ._errors import (
     FlowTestTimeout,
     NodeSequenceMismatch,
     NoResult,
+    ReplayMismatch,
     ScriptExhausted,
 )
 from ._kit import FlowKitFactory, FlowTestKit
@@ -43,6 +45,7 @@ from ._run import run_one
 from ._simulate import ErrorSimulator, simulate_error
 
 if _typing.TYPE_CHECKING:
+    from ._cassette import Cassette
     from ._llm_doubles import FunctionLLM, LLMCall, LLMCallInfo, ScriptedLLM
     from ._provider_server import ProviderRequest, ProviderServer
     from .stores import DurableStoreConformance, ManualClock
@@ -55,6 +58,7 @@ _LAZY = {
     "LLMCall": "_llm_doubles",
     "LLMCallInfo": "_llm_doubles",
     "ScriptedLLM": "_llm_doubles",
+    "Cassette": "_cassette",
     "ProviderRequest": "_provider_server",
     "ProviderServer": "_provider_server",
 }
@@ -76,6 +80,7 @@ __all__ = [
     "probe_message",
     "simulate_error",
     # LLM doubles for the planner
+    "Cassette",
     "FunctionLLM",
     "LLMCall",
     "LLMCallInfo",
@@ -91,6 +96,7 @@ __all__ = [
     "FlowTestTimeout",
     "NoResult",
     "NodeSequenceMismatch",
+    "ReplayMismatch",
     "ScriptExhausted",
 ]
 

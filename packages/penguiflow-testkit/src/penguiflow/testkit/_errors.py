@@ -7,7 +7,8 @@ The tree::
     ├── NoResult                     the trace ended without delivering a result
     ├── NodeSequenceMismatch         the trace did not go through the expected nodes
     ├── EnvelopeNotPreserved         a node dropped or changed its input's envelope
-    └── ScriptExhausted              a ScriptedLLM was called after its last scripted answer
+    ├── ScriptExhausted              a ScriptedLLM was called after its last scripted answer
+    └── ReplayMismatch               a replaying Cassette got a call it has no recording of
 
 Every one is an ``AssertionError``, so pytest reports it as a test failure (not an error) and shows
 its message, which always carries what was expected, what happened, and the trace's events.
@@ -17,7 +18,7 @@ Misuse of the testkit itself (bad arguments, a flow that cannot be run again) ra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ._llm_doubles import LLMCall
@@ -28,6 +29,7 @@ __all__ = [
     "FlowTestTimeout",
     "NoResult",
     "NodeSequenceMismatch",
+    "ReplayMismatch",
     "ScriptExhausted",
 ]
 
@@ -103,3 +105,31 @@ class ScriptExhausted(FlowTestError):
     def __init__(self, message: str, *, calls: list[LLMCall]) -> None:
         super().__init__(message)
         self.calls = calls
+
+
+class ReplayMismatch(FlowTestError):
+    """A replaying ``Cassette`` got an LLM or tool call that it has no recording of.
+
+    The message names the nearest recorded call of the same kind and shows a short diff
+    (``-`` recorded, ``+`` this call).
+
+    Attributes:
+        kind: ``"llm"`` or ``"tool"``.
+        request: The unmatched call as JSON: ``{"messages", "response_format"}`` for an LLM call,
+            ``{"tool", "args"}`` for a tool call.
+        nearest: The most similar recorded call of the same kind, in the same shape (None when
+            the cassette has none).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: Literal["llm", "tool"],
+        request: dict[str, Any],
+        nearest: dict[str, Any] | None,
+    ) -> None:
+        super().__init__(message)
+        self.kind: Literal["llm", "tool"] = kind
+        self.request = request
+        self.nearest = nearest
