@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic_core import to_json as _dumps
 
-from ._durable import Scope
+from ._durable import DurableStore, Scope
 from ._errors import FlowError, FlowErrorCode, safe_repr
 from ._journal_lineage import Lineage, journal_stream, model_tag, scope_of_item
 from ._journal_patch import INGRESS_STEP, child_step, diff, fields_of, to_json
@@ -111,16 +111,16 @@ class Recorder:
     """The journal's side of one running flow (see the module docstring)."""
 
     def __init__(self, journal: Journal, rt: Runtime) -> None:
-        self.journal = journal
-        self.rt = rt
-        self.store = journal.store
-        self.sync = journal.durability == "sync"
+        self.journal: Journal = journal
+        self.rt: Runtime = rt
+        self.store: DurableStore = journal.store
+        self.sync: bool = journal.durability == "sync"
         self.memos: dict[str, Lineage] = {}
         """Traces being resumed (memo mode), with what their journal holds."""
         self.buffer: deque[tuple[str, bytes, Scope, str]] = deque()
         self.ready: anyio.Event = anyio.Event()
         self.room: anyio.Event | None = None
-        self.writing = asyncio.Lock()
+        self.writing: asyncio.Lock = asyncio.Lock()
 
     @property
     def registry(self) -> ModelRegistry | None:
