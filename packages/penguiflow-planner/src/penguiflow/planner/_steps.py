@@ -169,6 +169,12 @@ def plan_step(run: Run, action: dict[str, Any], step: int) -> PendingStep:
         run.tool(name)
         if join.get("on_failure", "skip") not in ("skip", "run"):
             raise StepFailed("parallel join on_failure must be 'skip' or 'run'")
+        join["args"] = _mapping(join.get("args"))
+        sources = _mapping(join.get("inject") or {"results": "$results"})
+        unknown = sorted(str(s) for s in sources.values() if s not in _INJECT)
+        if unknown:
+            raise StepFailed(f"parallel join inject sources {unknown} are not among {list(_INJECT)}")
+        join["inject"] = sources
     return PendingStep(step, action, branches, join, parallel=True)
 
 
@@ -335,8 +341,7 @@ def inject(pending: PendingStep) -> dict[str, Any]:
     }
     args: dict[str, Any] = dict(pending.join.get("args") or {})
     for name, source in dict(pending.join.get("inject") or {"results": "$results"}).items():
-        if source in _INJECT:
-            args[name] = values[source]
+        args[name] = values[source]
     return args
 
 
