@@ -185,6 +185,7 @@ class Run:
         with anyio.CancelScope() as scope:
             if remaining is not None:
                 scope.deadline = anyio.current_time() + remaining
+            failure: Exception | None = None
             async with anyio.create_task_group() as tg:
                 if self.steering is not None:
                     tg.start_soon(self._watch_cancel, scope)
@@ -192,8 +193,12 @@ class Run:
                     return await self._loop()
                 except _Finished as done:
                     return done.result
+                except Exception as exc:  # raised after the group, so not as an ExceptionGroup
+                    failure = exc
                 finally:
                     tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         if self.cancelled:
             return self.finish("cancelled", error="cancelled by steering")
         return self.finish(
@@ -610,7 +615,9 @@ class Run:
 
         assert pending.join is not None
         args = inject(pending)
-        spec = self.tools[pending.join["node"]]
+        spec = self.tools.get(pending.join["node"])
+        if spec is None:  # gone from the catalog since the pause
+            return None, f"join {pending.join['node']!r} is not in the catalog any more", None
         try:
             spec.args_model.model_validate(args)
         except ValidationError as exc:
