@@ -4,7 +4,7 @@ and cancellation reaching every branch."""
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -20,7 +20,6 @@ from penguiflow.planner import (
     SteeringEvent,
     SteeringEventType,
     SteeringInbox,
-    ToolContext,
 )
 from penguiflow.testkit import ScriptedLLM
 
@@ -56,19 +55,19 @@ JOINS: list[dict[str, Any]] = []
 
 
 @tool()
-async def double(args: Num, ctx: ToolContext) -> Out:
+async def double(args: Num, ctx: Any) -> Out:
     CALLS.append(f"double:{args.x}")
     return Out(y=args.x * 2)
 
 
 @tool()
-async def boom(args: Num, ctx: ToolContext) -> Out:
+async def boom(args: Num, ctx: Any) -> Out:
     CALLS.append(f"boom:{args.x}")
     raise RuntimeError(f"boom {args.x}")
 
 
 @tool()
-async def gather(args: Gather, ctx: ToolContext) -> Out:
+async def gather(args: Gather, ctx: Any) -> Out:
     JOINS.append(args.model_dump(mode="json"))
     return Out(y=sum(r.y for r in args.results))
 
@@ -79,9 +78,7 @@ def _clear() -> None:
     JOINS.clear()
 
 
-def _parallel(
-    steps: list[dict[str, Any]], join: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def _parallel(steps: list[dict[str, Any]], join: dict[str, Any] | None = None) -> dict[str, Any]:
     args: dict[str, Any] = {"steps": steps}
     if join is not None:
         args["join"] = join
@@ -94,7 +91,7 @@ def _final(answer: str = "done") -> dict[str, Any]:
 
 def _finish(result: object) -> PlannerFinish[Any]:
     assert isinstance(result, PlannerFinish)
-    return result
+    return cast("PlannerFinish[Any]", result)
 
 
 def _d(x: int, node: str = "double") -> dict[str, Any]:
@@ -159,7 +156,7 @@ async def test_wide_plans_are_throttled_not_rejected() -> None:
     peak = 0
 
     @tool()
-    async def slow(args: Num, ctx: ToolContext) -> Out:
+    async def slow(args: Num, ctx: Any) -> Out:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
@@ -182,7 +179,7 @@ async def test_branches_really_run_concurrently() -> None:
     all_in = anyio.Event()
 
     @tool()
-    async def meet(args: Num, ctx: ToolContext) -> Out:
+    async def meet(args: Num, ctx: Any) -> Out:
         nonlocal started
         started += 1
         if started == 4:
@@ -238,17 +235,15 @@ async def test_outputs_are_injected_as_json() -> None:
     seen: list[Any] = []
 
     @tool()
-    async def stamp(args: Num, ctx: ToolContext) -> When:
+    async def stamp(args: Num, ctx: Any) -> When:
         return When(at=datetime.date(2020, 1, args.x))
 
     @tool()
-    async def collect(args: Stamps, ctx: ToolContext) -> Out:
+    async def collect(args: Stamps, ctx: Any) -> Out:
         seen.append(args.results)
         return Out(y=len(args.results))
 
-    llm = ScriptedLLM(
-        [_parallel([_d(1, "stamp"), _d(2, "stamp")], {"node": "collect"}), _final()]
-    )
+    llm = ScriptedLLM([_parallel([_d(1, "stamp"), _d(2, "stamp")], {"node": "collect"}), _final()])
     await ReactPlanner(llm, nodes=[stamp, collect]).run("q")
     assert seen == [[{"at": "2020-01-01"}, {"at": "2020-01-02"}]]
 
@@ -356,7 +351,7 @@ def _hanging_tools() -> tuple[list[Any], list[anyio.Event], anyio.Event]:
     count = 0
 
     @tool()
-    async def hang(args: Num, ctx: ToolContext) -> Out:
+    async def hang(args: Num, ctx: Any) -> Out:
         nonlocal count
         try:
             count += 1

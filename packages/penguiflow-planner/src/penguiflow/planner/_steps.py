@@ -173,7 +173,9 @@ def plan_step(run: Run, action: dict[str, Any], step: int) -> PendingStep:
         sources = _mapping(join.get("inject") or {"results": "$results"})
         unknown = sorted(str(s) for s in sources.values() if s not in _INJECT)
         if unknown:
-            raise StepFailed(f"parallel join inject sources {unknown} are not among {list(_INJECT)}")
+            raise StepFailed(
+                f"parallel join inject sources {unknown} are not among {list(_INJECT)}"
+            )
         join["inject"] = sources
     return PendingStep(step, action, branches, join, parallel=True)
 
