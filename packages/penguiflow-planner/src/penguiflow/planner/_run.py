@@ -258,6 +258,9 @@ class Run:
                         self.trajectory.query = goal
                 else:
                     held = kind is SteeringEventType.PAUSE
+            if inbox.cancelled:  # queued before the run (or step) began: make no call
+                self.cancelled = True
+                raise _Finished(self.finish("cancelled", error="cancelled by steering"))
             if not held:
                 return
             await inbox.wait_for_event()
