@@ -208,9 +208,12 @@ async def run_branches(run: Run, pending: PendingStep) -> None:
         async with limiter:
             await _run_branch(run, pending, branch)
 
-    async with anyio.create_task_group() as tg:
-        for branch in todo:
-            tg.start_soon(one, branch)
+    try:
+        async with anyio.create_task_group() as tg:
+            for branch in todo:
+                tg.start_soon(one, branch)
+    except* TraceCancelled as group:  # the trace was cancelled: one error, as for a single call
+        raise group.exceptions[0] from None
 
 
 async def _run_branch(run: Run, pending: PendingStep, branch: Branch) -> None:
