@@ -10,7 +10,7 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
-from penguiflow.core import tool
+from penguiflow.core import TraceCancelled, tool
 from penguiflow.planner import (
     PlannerBudget,
     PlannerEvent,
@@ -404,4 +404,25 @@ async def test_the_deadline_cancels_every_branch() -> None:
     with anyio.fail_after(5):
         result = _finish(await planner.run("q"))
     assert result.reason == "budget_exhausted" and result.exhausted == "deadline"
+    assert all(f.is_set() for f in finished)
+
+
+async def test_cancelling_the_trace_cancels_every_branch_with_one_error() -> None:
+    nodes, finished, entered = _hanging_tools()
+    llm = ScriptedLLM([_parallel([_d(i, "hang") for i in range(3)])])
+    planner = ReactPlanner(llm, nodes=nodes)
+    raised: list[BaseException] = []
+
+    async def go() -> None:
+        try:
+            await planner.run("q", trace_id="t-1")
+        except TraceCancelled as exc:  # one error, not a group of three
+            raised.append(exc)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(go)
+            await entered.wait()
+            assert await planner.tool_flow.cancel("t-1")
+    assert len(raised) == 1
     assert all(f.is_set() for f in finished)

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
-from penguiflow.core import InMemoryDurableStore, Scope, SQLiteDurableStore, tool
+from penguiflow.core import InMemoryDurableStore, NodePolicy, Scope, SQLiteDurableStore, tool
 from penguiflow.planner import (
     Approval,
     InterruptAnswerError,
@@ -608,3 +608,40 @@ async def test_a_second_process_resumes_a_sqlite_pause_record(tmp_path: Path) ->
         planner = ReactPlanner(ScriptedLLM([]), nodes=nodes, store=store)
         with pytest.raises(ResumeTokenInvalid):
             await planner.resume(paused.resume_token, answers={first: True}, memory_key=key)
+
+
+async def test_retry_policies_never_catch_a_pause() -> None:
+    tries: list[int] = []
+
+    @tool(policy=NodePolicy(max_retries=3, backoff_base=0.0, timeout_s=5))
+    async def stubborn(args: Ask, ctx: Any) -> Said:
+        tries.append(1)
+        try:
+            answer = await ctx.pause("await_input", None)
+        except Exception:  # a tool's own broad handler does not swallow it either
+            raise AssertionError("PauseRequested was caught as an Exception") from None
+        return Said(said=answer)
+
+    llm = ScriptedLLM([_call("stubborn", q="a"), _final()])
+    planner = ReactPlanner(llm, nodes=[stubborn])
+    paused = _pause(await planner.run("q"))
+    assert tries == [1]
+    done = _finish(await planner.resume(paused.resume_token, "x"))
+    assert done.trajectory.steps[0].observation == {"said": "x"}
+    assert tries == [1, 1]
+
+
+async def test_a_tool_gone_from_the_catalog_at_resume_is_an_error_observation() -> None:
+    store = InMemoryDurableStore()
+    llm = ScriptedLLM(
+        [_parallel([{"node": "ask", "args": {"q": "a"}}, {"node": "plain", "args": {"x": 1}}])]
+    )
+    paused = _pause(await ReactPlanner(llm, nodes=NODES, store=store).run("q"))
+    later = ReactPlanner(ScriptedLLM([_final()]), nodes=[plain], store=store)
+    done = _finish(await later.resume(paused.resume_token, "x"))
+    assert done.reason == "answer_complete"
+    observation = done.trajectory.steps[0].observation
+    assert observation["results"] == [{"y": 101}]
+    assert observation["failures"][0]["node"] == "ask"
+    assert "not in the catalog" in observation["failures"][0]["error"]
+    assert RUNS == Counter({"ask:a": 1, "plain:1": 1})
