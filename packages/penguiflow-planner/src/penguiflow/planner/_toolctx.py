@@ -12,6 +12,9 @@ from ._types import InterruptReason
 __all__ = ["PauseRequested", "ToolContext"]
 
 
+_REASONS = ("approval_required", "await_input", "external_event")
+
+
 class PauseRequested(BaseException):
     """Internal: a tool asked to pause. A ``BaseException``, so no retry policy catches it."""
 
@@ -69,6 +72,8 @@ class ToolContext:
         On resume the tool runs again with the same arguments and its n-th ``pause()`` returns
         the n-th answer, so a tool must be idempotent up to its pauses.
         """
+        if reason not in _REASONS:
+            raise ValueError(f"pause reason must be one of {_REASONS}, got {reason!r}")
         n = self._pauses
         self._pauses += 1
         if n in self._answers:
