@@ -130,6 +130,8 @@ class PauseBook:
                 "unknown, used or expired resume token (or one of another tenant or session)"
             )
         data: dict[str, Any] = json.loads(record.value)
+        if data.get("v") != 1:
+            raise ResumeTokenInvalid(f"unsupported pause record version {data.get('v')!r}")
         if data.get("expires_at", 0) <= self.time_source():
             raise ResumeTokenInvalid("the resume token has expired")
         return data, key, scope
