@@ -645,3 +645,58 @@ async def test_a_tool_gone_from_the_catalog_at_resume_is_an_error_observation() 
     assert observation["failures"][0]["node"] == "ask"
     assert "not in the catalog" in observation["failures"][0]["error"]
     assert RUNS == Counter({"ask:a": 1, "plain:1": 1})
+
+
+async def test_concurrent_resumes_of_one_token_run_it_once() -> None:
+    llm = ScriptedLLM([_call("ask", q="a"), _final()])
+    planner = ReactPlanner(llm, nodes=NODES)
+    paused = _pause(await planner.run("q"))
+    outcomes: list[str] = []
+
+    async def attempt() -> None:
+        try:
+            await planner.resume(paused.resume_token, "x")
+            outcomes.append("ran")
+        except ResumeTokenInvalid:
+            outcomes.append("invalid")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(attempt)
+    assert sorted(outcomes) == ["invalid"] * 4 + ["ran"]
+    assert RUNS["ask:a"] == 2
+
+
+async def test_a_record_of_another_version_is_refused() -> None:
+    store = InMemoryDurableStore()
+    planner = ReactPlanner(ScriptedLLM([_call("ask", q="a")]), nodes=NODES, store=store)
+    paused = _pause(await planner.run("q"))
+    key = f"-/-/{paused.resume_token}"
+    record = await store.get("planner.pause", key, scope=Scope("-"))
+    assert record is not None
+    data = json.loads(record.value)
+    data["v"] = 2
+    await store.put("planner.pause", key, json.dumps(data).encode(), scope=Scope("-"))
+    with pytest.raises(ResumeTokenInvalid, match="version"):
+        await planner.resume(paused.resume_token, "x")
+
+
+async def test_an_unknown_pause_reason_fails_the_tool_call() -> None:
+    @tool()
+    async def odd(args: Ask, ctx: Any) -> Said:
+        return Said(said=await ctx.pause("whenever", None))
+
+    llm = ScriptedLLM([_call("odd", q="a"), _final()])
+    done = _finish(await ReactPlanner(llm, nodes=[odd]).run("q"))
+    error = done.trajectory.steps[0].error
+    assert error is not None and "whenever" in error
+
+
+async def test_an_outer_deadline_caps_a_resumed_run() -> None:
+    clock = [0.0]
+    llm = ScriptedLLM([_call("ask", q="a")])
+    planner = ReactPlanner(llm, nodes=NODES, time_source=lambda: clock[0])
+    paused = _pause(await planner.run("q"))
+    done = _finish(await planner.resume(paused.resume_token, "x", _deadline_at=-1.0))
+    assert done.reason == "budget_exhausted" and done.exhausted == "deadline"
+    assert RUNS["ask:a"] == 1
