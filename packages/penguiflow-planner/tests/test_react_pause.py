@@ -700,3 +700,54 @@ async def test_an_outer_deadline_caps_a_resumed_run() -> None:
     done = _finish(await planner.resume(paused.resume_token, "x", _deadline_at=-1.0))
     assert done.reason == "budget_exhausted" and done.exhausted == "deadline"
     assert RUNS["ask:a"] == 1
+
+
+async def test_a_join_pauses_like_a_branch() -> None:
+    @tool(needs_approval=True)
+    async def publish(args: Gather, ctx: Any) -> Out:
+        RUNS["publish"] += 1
+        return Out(y=len(args.results))
+
+    llm = ScriptedLLM(
+        [
+            _parallel(
+                [{"node": "ask", "args": {"q": "a"}}, {"node": "plain", "args": {"x": 1}}],
+                join="publish",
+            ),
+            _final(),
+        ]
+    )
+    store = InMemoryDurableStore()
+    planner = ReactPlanner(llm, nodes=[*NODES, publish], store=store)
+    first = _pause(await planner.run("q"))
+    assert [i.interrupt_id for i in first.interrupts] == [f"{first.run_id}:0:0:0"]
+
+    # the branches are complete now: the join asks for approval, with its injected args
+    second = _pause(await planner.resume(first.resume_token, "A"))
+    (join,) = second.interrupts
+    assert join.interrupt_id == f"{first.run_id}:0:2:0"
+    assert join.reason == "approval_required" and join.tool == "publish"
+    assert join.payload == {"tool": "publish", "args": {"results": [{"said": "A"}, {"y": 101}]}}
+    assert RUNS == Counter({"ask:a": 2, "plain:1": 1})
+    assert len(llm.calls) == 1
+
+    # resumed by another instance on the same store: the join runs, nothing else re-runs
+    other = ReactPlanner(llm, nodes=[*NODES, publish], store=store)
+    done = _finish(await other.resume(second.resume_token, Approval(approved=True)))
+    assert RUNS == Counter({"ask:a": 2, "plain:1": 1, "publish": 1})
+    assert done.trajectory.steps[0].observation == {"y": 2}
+    assert done.usage.hops == 3
+
+
+async def test_a_rejected_join_is_the_step_observation() -> None:
+    @tool(needs_approval=True)
+    async def publish(args: Gather, ctx: Any) -> Out:
+        RUNS["publish"] += 1
+        return Out(y=0)
+
+    llm = ScriptedLLM([_parallel([{"node": "plain", "args": {"x": 1}}], join="publish"), _final()])
+    planner = ReactPlanner(llm, nodes=[plain, publish])
+    paused = _pause(await planner.run("q"))
+    done = _finish(await planner.resume(paused.resume_token, Approval(False, "no")))
+    assert RUNS == Counter({"plain:1": 1})
+    assert done.trajectory.steps[0].observation == {"rejected": "no"}

@@ -145,7 +145,9 @@ class PauseBook:
 
 def apply_answers(pending: PendingStep, answer: Any, answers: Mapping[str, Any] | None) -> None:
     """Give each answered interrupt's branch its answer (``InterruptAnswerError`` if unusable)."""
-    open_ = {i.interrupt_id: (branch, i) for branch in pending.branches for i in branch.interrupts}
+    open_ = {
+        i.interrupt_id: (branch, i) for branch in pending.all_branches() for i in branch.interrupts
+    }
     if answer is not MISSING and answers is not None:
         raise InterruptAnswerError(
             "pass answer= (one pending interrupt) or answers={id: value}, not both"

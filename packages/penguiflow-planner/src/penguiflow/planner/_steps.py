@@ -98,10 +98,18 @@ class PendingStep:
     branches: list[Branch]
     join: dict[str, Any] | None
     parallel: bool
+    join_branch: Branch | None = None
+    """The join's invocation, once its args are injected (it can pause like a branch)."""
+
+    def all_branches(self) -> list[Branch]:
+        """The branches, then the join's invocation if it started."""
+        if self.join_branch is None:
+            return self.branches
+        return [*self.branches, self.join_branch]
 
     def interrupts(self) -> list[Interrupt]:
-        """Every pending pause of the step, in branch order."""
-        return [i for branch in self.branches for i in branch.interrupts]
+        """Every pending pause of the step, in branch order (the join's last)."""
+        return [i for branch in self.all_branches() for i in branch.interrupts]
 
     def to_json(self) -> dict[str, Any]:
         """The step as JSON (for a pause record)."""
@@ -111,6 +119,7 @@ class PendingStep:
             "branches": [b.to_json() for b in self.branches],
             "join": self.join,
             "parallel": self.parallel,
+            "join_branch": None if self.join_branch is None else self.join_branch.to_json(),
         }
 
     @classmethod
@@ -122,6 +131,9 @@ class PendingStep:
             branches=[Branch.from_json(b) for b in data["branches"]],
             join=data["join"],
             parallel=data["parallel"],
+            join_branch=None
+            if data.get("join_branch") is None
+            else Branch.from_json(data["join_branch"]),
         )
 
 
