@@ -65,6 +65,9 @@ class PauseBook:
             "v": 1,
             "run_id": run.run_id,
             "trace_id": run.trace_id,
+            "query": run.trajectory.query,
+            "llm_context": run.trajectory.llm_context,
+            "interrupts": [i.interrupt_id for i in interrupts],
             "trajectory": json.loads(run.trajectory.to_json()),
             "pending": pending.to_json(),
             "budget": {
@@ -127,6 +130,8 @@ class PauseBook:
                 "unknown, used or expired resume token (or one of another tenant or session)"
             )
         data: dict[str, Any] = json.loads(record.value)
+        if data.get("v") != 1:
+            raise ResumeTokenInvalid(f"unsupported pause record version {data.get('v')!r}")
         if data.get("expires_at", 0) <= self.time_source():
             raise ResumeTokenInvalid("the resume token has expired")
         return data, key, scope
@@ -140,7 +145,9 @@ class PauseBook:
 
 def apply_answers(pending: PendingStep, answer: Any, answers: Mapping[str, Any] | None) -> None:
     """Give each answered interrupt's branch its answer (``InterruptAnswerError`` if unusable)."""
-    open_ = {i.interrupt_id: (branch, i) for branch in pending.branches for i in branch.interrupts}
+    open_ = {
+        i.interrupt_id: (branch, i) for branch in pending.all_branches() for i in branch.interrupts
+    }
     if answer is not MISSING and answers is not None:
         raise InterruptAnswerError(
             "pass answer= (one pending interrupt) or answers={id: value}, not both"
@@ -159,6 +166,8 @@ def apply_answers(pending: PendingStep, answer: Any, answers: Mapping[str, Any] 
         raise InterruptAnswerError(f"unknown interrupt ids {unknown}; pending: {sorted(open_)}")
     for interrupt_id, value in answers.items():
         _check_json(interrupt_id, value)
+        if open_[interrupt_id][1].reason == "approval_required":
+            _check_approval(interrupt_id, value)
     for interrupt_id, value in answers.items():
         branch, interrupt = open_[interrupt_id]
         n = int(interrupt_id.rsplit(":", 1)[1])
@@ -175,6 +184,24 @@ def _check_json(interrupt_id: str, value: Any) -> None:
         raise InterruptAnswerError(
             f"the answer to {interrupt_id!r} must be JSON-serialisable, got {type(value).__name__}"
         ) from None
+
+
+def _check_approval(interrupt_id: str, value: Any) -> None:
+    """An approval is an ``Approval``, a bool, or ``{"approved": bool, "reason": ...}``.
+
+    Anything else is refused: ``"no"`` is truthy, so guessing would run a rejected tool.
+    """
+    if isinstance(value, Approval | bool):
+        return
+    if isinstance(value, Mapping):
+        data = cast(Mapping[str, Any], value)
+        reason = data.get("reason")
+        if isinstance(data.get("approved"), bool) and (reason is None or isinstance(reason, str)):
+            return
+    raise InterruptAnswerError(
+        f"{interrupt_id!r} asks for approval: answer Approval(approved, reason=None) or a bool, "
+        f"got {value!r}"
+    )
 
 
 def _stored(value: Any) -> Any:

@@ -272,6 +272,7 @@ class ReactPlanner[OutputT]:
         event_callback: PlannerEventCallback | None = None,
         user_input: Any = MISSING,
         _flow_context: Any = None,
+        _deadline_at: float | None = None,
     ) -> PlannerFinish[OutputT] | PlannerPause:
         """Answer a pause (``answer`` for its one interrupt, or ``answers={id: value}``)."""
         if user_input is not MISSING:  # the original planner's keyword
@@ -281,6 +282,9 @@ class ReactPlanner[OutputT]:
         self._check_open()
         data, key, scope = await self.pauses.take(token, memory_key)
         budget, deadline_left = budget_of(data)
+        deadline_at = None if deadline_left is None else self.time_source() + deadline_left
+        if _deadline_at is not None:  # an outer deadline (a flow message's) caps it
+            deadline_at = _deadline_at if deadline_at is None else min(deadline_at, _deadline_at)
         run = Run(
             self,
             query=data["trajectory"]["query"],
@@ -292,7 +296,7 @@ class ReactPlanner[OutputT]:
             trace_id=data["trace_id"],
             listeners=self._listeners(event_callback),
             flow_context=_flow_context,
-            deadline_at=None if deadline_left is None else self.time_source() + deadline_left,
+            deadline_at=deadline_at,
             run_id=data["run_id"],
         )
         restore(run, data)

@@ -185,6 +185,7 @@ class Run:
         with anyio.CancelScope() as scope:
             if remaining is not None:
                 scope.deadline = anyio.current_time() + remaining
+            failure: Exception | None = None
             async with anyio.create_task_group() as tg:
                 if self.steering is not None:
                     tg.start_soon(self._watch_cancel, scope)
@@ -192,8 +193,12 @@ class Run:
                     return await self._loop()
                 except _Finished as done:
                     return done.result
+                except Exception as exc:  # raised after the group, so not as an ExceptionGroup
+                    failure = exc
                 finally:
                     tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         if self.cancelled:
             return self.finish("cancelled", error="cancelled by steering")
         return self.finish(
@@ -253,6 +258,9 @@ class Run:
                         self.trajectory.query = goal
                 else:
                     held = kind is SteeringEventType.PAUSE
+            if inbox.cancelled:  # queued before the run (or step) began: make no call
+                self.cancelled = True
+                raise _Finished(self.finish("cancelled", error="cancelled by steering"))
             if not held:
                 return
             await inbox.wait_for_event()
@@ -606,29 +614,30 @@ class Run:
         self.event(PlannerEventType.STEP_COMPLETE, step=pending.step, extra={"ok": error is None})
 
     async def _join(self, pending: PendingStep) -> tuple[Any, str | None, dict[str, Any] | None]:
+        """Run the join with the branch outcomes injected; it may pause like a branch."""
         from ._steps import Branch
 
         assert pending.join is not None
-        args = inject(pending)
-        spec = self.tools[pending.join["node"]]
-        try:
-            spec.args_model.model_validate(args)
-        except ValidationError as exc:
-            return (
-                None,
-                f"invalid args for join {spec.name!r}",
-                {"validation_errors": json_errors(exc)},
-            )
+        if pending.join_branch is None:
+            spec = self.tools.get(pending.join["node"])
+            if spec is None:  # gone from the catalog since the pause
+                return None, f"join {pending.join['node']!r} is not in the catalog any more", None
+            args = inject(pending)
+            try:
+                spec.args_model.model_validate(args)
+            except ValidationError as exc:
+                return (
+                    None,
+                    f"invalid args for join {spec.name!r}",
+                    {"validation_errors": json_errors(exc)},
+                )
+            pending.join_branch = Branch(len(pending.branches), spec.name, args)
         join = PendingStep(
-            pending.step,
-            pending.action,
-            [Branch(len(pending.branches), spec.name, args)],
-            None,
-            parallel=False,
+            pending.step, pending.action, [pending.join_branch], None, parallel=False
         )
         await run_branches(self, join)
-        if join.interrupts():  # a join cannot pause: its answers would need a second record
-            return None, f"join {spec.name!r} tried to pause", None
+        if join.interrupts():
+            raise _Finished(await self.planner.pauses.pause(self, pending))
         return step_outcome(join)
 
     # --------------------------------------------------------------- finish

@@ -98,10 +98,18 @@ class PendingStep:
     branches: list[Branch]
     join: dict[str, Any] | None
     parallel: bool
+    join_branch: Branch | None = None
+    """The join's invocation, once its args are injected (it can pause like a branch)."""
+
+    def all_branches(self) -> list[Branch]:
+        """The branches, then the join's invocation if it started."""
+        if self.join_branch is None:
+            return self.branches
+        return [*self.branches, self.join_branch]
 
     def interrupts(self) -> list[Interrupt]:
-        """Every pending pause of the step, in branch order."""
-        return [i for branch in self.branches for i in branch.interrupts]
+        """Every pending pause of the step, in branch order (the join's last)."""
+        return [i for branch in self.all_branches() for i in branch.interrupts]
 
     def to_json(self) -> dict[str, Any]:
         """The step as JSON (for a pause record)."""
@@ -111,6 +119,7 @@ class PendingStep:
             "branches": [b.to_json() for b in self.branches],
             "join": self.join,
             "parallel": self.parallel,
+            "join_branch": None if self.join_branch is None else self.join_branch.to_json(),
         }
 
     @classmethod
@@ -122,6 +131,9 @@ class PendingStep:
             branches=[Branch.from_json(b) for b in data["branches"]],
             join=data["join"],
             parallel=data["parallel"],
+            join_branch=None
+            if data.get("join_branch") is None
+            else Branch.from_json(data["join_branch"]),
         )
 
 
@@ -169,6 +181,14 @@ def plan_step(run: Run, action: dict[str, Any], step: int) -> PendingStep:
         run.tool(name)
         if join.get("on_failure", "skip") not in ("skip", "run"):
             raise StepFailed("parallel join on_failure must be 'skip' or 'run'")
+        join["args"] = _mapping(join.get("args"))
+        sources = _mapping(join.get("inject") or {"results": "$results"})
+        unknown = sorted(str(s) for s in sources.values() if s not in _INJECT)
+        if unknown:
+            raise StepFailed(
+                f"parallel join inject sources {unknown} are not among {list(_INJECT)}"
+            )
+        join["inject"] = sources
     return PendingStep(step, action, branches, join, parallel=True)
 
 
@@ -200,9 +220,12 @@ async def run_branches(run: Run, pending: PendingStep) -> None:
         async with limiter:
             await _run_branch(run, pending, branch)
 
-    async with anyio.create_task_group() as tg:
-        for branch in todo:
-            tg.start_soon(one, branch)
+    try:
+        async with anyio.create_task_group() as tg:
+            for branch in todo:
+                tg.start_soon(one, branch)
+    except* TraceCancelled as group:  # the trace was cancelled: one error, as for a single call
+        raise group.exceptions[0] from None
 
 
 async def _run_branch(run: Run, pending: PendingStep, branch: Branch) -> None:
@@ -335,8 +358,7 @@ def inject(pending: PendingStep) -> dict[str, Any]:
     }
     args: dict[str, Any] = dict(pending.join.get("args") or {})
     for name, source in dict(pending.join.get("inject") or {"results": "$results"}).items():
-        if source in _INJECT:
-            args[name] = values[source]
+        args[name] = values[source]
     return args
 
 

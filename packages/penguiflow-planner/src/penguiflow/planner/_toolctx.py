@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 from ._types import InterruptReason
 
 __all__ = ["PauseRequested", "ToolContext"]
+
+
+_REASONS = ("approval_required", "await_input", "external_event")
 
 
 class PauseRequested(BaseException):
@@ -38,7 +42,10 @@ class ToolContext:
         pause_enabled: bool,
         on_chunk: Callable[[dict[str, Any]], None],
     ) -> None:
-        self._llm_context = MappingProxyType(dict(llm_context))
+        # A deep copy: a tool changing a nested value must not change what the model sees.
+        self._llm_context = MappingProxyType(
+            copy.deepcopy(dict(llm_context)) if llm_context else {}
+        )
         self.tool_context: Mapping[str, Any] = tool_context
         """Tool-only values (clients, secrets): never shown to the LLM, never persisted."""
         self.run_id: str = run_id
@@ -65,6 +72,8 @@ class ToolContext:
         On resume the tool runs again with the same arguments and its n-th ``pause()`` returns
         the n-th answer, so a tool must be idempotent up to its pauses.
         """
+        if reason not in _REASONS:
+            raise ValueError(f"pause reason must be one of {_REASONS}, got {reason!r}")
         n = self._pauses
         self._pauses += 1
         if n in self._answers:
@@ -84,13 +93,24 @@ class ToolContext:
         done: bool = False,
         meta: Mapping[str, Any] | None = None,
     ) -> None:
-        """Stream a piece of output to the run's listeners (a ``tool_stream_chunk`` event)."""
+        """Stream a piece of output to the run's listeners (a ``tool_stream_chunk`` event).
+
+        ``stream_id`` defaults to the call id; ``seq`` counts per stream from 0 unless given, and
+        ``done=True`` ends the stream (the next chunk starts again at 0).
+        """
         stream = stream_id or self.call_id
         if seq is None:
             seq = self._seq.get(stream, 0)
         self._seq[stream] = 0 if done else seq + 1
         self._on_chunk(
-            {"stream_id": stream, "seq": seq, "text": text, "done": done, "meta": dict(meta or {})}
+            {
+                "stream_id": stream,
+                "seq": seq,
+                "text": text,
+                "done": done,
+                "meta": dict(meta or {}),
+                "call_id": self.call_id,
+            }
         )
 
     def __repr__(self) -> str:
