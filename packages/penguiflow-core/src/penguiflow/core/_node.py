@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["Node", "NodeFunc", "NodePolicy", "RetryOn", "ValidateMode", "calls_playbooks"]
 
 ValidateMode = Literal["both", "in", "out", "none"]
-NodeFunc = Callable[[Any, "Context"], Awaitable[Any]]
-"""An ``async def f(message, ctx)`` (or an object whose ``__call__`` is one)."""
+NodeFunc = Callable[[Any, Any], Awaitable[Any]]
+"""An ``async def f(message, ctx)`` (or an object whose ``__call__`` is one); ``ctx`` is a
+``Context`` in a flow, or whatever ``call_node`` passes (the planner's ``ToolContext``)."""
 RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 """Exception types to retry, or a predicate that says whether to retry an exception."""
 
