@@ -1,7 +1,7 @@
 """ReactPlanner's step loop: actions, prompts, repair, dispatch errors, answers, concurrency."""
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -67,7 +67,7 @@ def answer(value: Any, **extra: Any) -> dict[str, Any]:
 
 def finished(result: object) -> PlannerFinish[Any]:
     assert isinstance(result, PlannerFinish)
-    return result
+    return cast(PlannerFinish[Any], result)
 
 
 def last_user(llm: ScriptedLLM, call: int) -> Any:
