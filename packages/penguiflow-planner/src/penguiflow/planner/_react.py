@@ -57,7 +57,7 @@ _OLD_NAMES = {
     "max_iters": "budget",
     "hop_budget": "budget",
     "deadline_s": "budget",
-    "token_budget": "budget",
+    "token_budget": "compaction",
     "state_store": "store",
     "reflection_config": "reflection",
     "short_term_memory": "memory",
@@ -109,6 +109,14 @@ class ReactPlanner[OutputT]:
         **old: Any,
     ) -> None:
         budget = _migrate(old, budget)
+        token_budget = old.pop("token_budget", None)
+        if token_budget is not None:  # the original's prompt-size limit: summarise beyond it
+            if compaction is not None:
+                raise PlannerUsageError(
+                    "pass compaction=CompactionConfig(max_prompt_tokens=...) or its old form "
+                    "token_budget=, not both"
+                )
+            compaction = CompactionConfig(max_prompt_tokens=token_budget)
         store = _renamed(old, "state_store", "store", store)
         reflection = _renamed(old, "reflection_config", "reflection", reflection)
         memory = _renamed(old, "short_term_memory", "memory", memory)
@@ -469,7 +477,6 @@ def _migrate(old: dict[str, Any], budget: PlannerBudget | None) -> PlannerBudget
         "max_iters": old.pop("max_iters", None),
         "max_hops": old.pop("hop_budget", None),
         "deadline_s": old.pop("deadline_s", None),
-        "max_tokens": old.pop("token_budget", None),
     }
     given = {k: v for k, v in fields.items() if v is not None}
     if not given:
