@@ -225,7 +225,7 @@ async def test_non_serialisable_llm_context_names_the_key() -> None:
 
 def test_output_type_neither_str_nor_a_model() -> None:
     with pytest.raises(PlannerUsageError, match="output_type"):
-        ReactPlanner(ScriptedLLM([]), output_type=dict)  # type: ignore[arg-type]
+        ReactPlanner(ScriptedLLM([]), output_type=dict)
     with pytest.raises(PlannerUsageError, match="output_type"):
         ReactPlanner(ScriptedLLM([]), output_type=int)
 
