@@ -44,7 +44,7 @@ async def final(run: Run, action: PlannerAction) -> PlannerFinish[Any] | None:
     output = validate_answer(run, action)
     args = action.args
     step = TrajectoryStep(index=len(run.trajectory.steps), action=action.model_dump(mode="json"))
-    run.trajectory.steps.append(step)
+    run.record(step)
     followup = False
     reflection = run.planner.reflection
     if reflection is not None:

@@ -108,6 +108,13 @@ class Run:
         self.chunk_sink: Callable[[str], None] | None = None
         """Where a streamed final answer's deltas go besides the events (as a node)."""
         self.cancelled = False
+        self.step_usage: dict[str, int] | None = None
+        """Tokens of the current step's planning call(s), for its ``TrajectoryStep.usage``."""
+
+    def record(self, step: TrajectoryStep) -> None:
+        """Append a finished step, with the tokens its planning call(s) used."""
+        step.usage, self.step_usage = self.step_usage, None
+        self.trajectory.steps.append(step)
 
     def stream_chunk(self, text: str) -> None:
         """One delta of a streamed final answer."""
@@ -216,8 +223,13 @@ class Run:
             if limit is not None and self.iters >= limit:
                 return self.finish("no_path", exhausted="max_iters", error="max_iters reached")
             await maybe_compact(self)
+            before = self.prompt_tokens, self.completion_tokens
             action = await self._next_action()
             self.iters += 1
+            self.step_usage = {
+                "prompt_tokens": self.prompt_tokens - before[0],
+                "completion_tokens": self.completion_tokens - before[1],
+            }
             if action.next_node == FINAL:
                 result = await final(self, action)
                 if result is not None:
@@ -363,7 +375,7 @@ class Run:
 
     def _failed_step(self, action_json: dict[str, Any], failed: StepFailed) -> None:
         index = len(self.trajectory.steps)
-        self.trajectory.steps.append(
+        self.record(
             TrajectoryStep(
                 index=index, action=action_json, error=failed.error, failure=failed.failure
             )
@@ -390,7 +402,7 @@ class Run:
             failed = any(b.ok is False for b in pending.branches)
             if not failed or join.get("on_failure", "skip") == "run":
                 observation, error, failure = await self._join(pending)
-        self.trajectory.steps.append(
+        self.record(
             TrajectoryStep(
                 index=pending.step,
                 action=pending.action,
