@@ -354,3 +354,19 @@ async def test_plain_string_clients_keep_working() -> None:
 
 def planner_calls(result: PlannerFinish[Any]) -> int:
     return result.usage.by_purpose["planner_action"]
+
+
+async def test_each_step_records_the_tokens_of_its_planning_calls() -> None:
+    llm = ScriptedLLM(
+        [
+            result_with(act("add", a=1, b=1), tokens=(10, 3)),
+            LLMResult("bad", usage=Usage(7, 1)),
+            result_with(answer("2"), tokens=(20, 4)),
+        ]
+    )
+    result = finished(await ReactPlanner(llm, nodes=[add]).run("q"))
+    assert [s.usage for s in result.trajectory.steps] == [
+        {"prompt_tokens": 10, "completion_tokens": 3},
+        {"prompt_tokens": 27, "completion_tokens": 5},
+    ]
+    assert result.metadata["steps"][1]["usage"] == {"prompt_tokens": 27, "completion_tokens": 5}

@@ -304,3 +304,20 @@ async def test_old_keywords_take_effect_in_a_run() -> None:
     planner = ReactPlanner(llm, nodes=[add], max_iters=2)
     result = finished(await planner.run("q"))
     assert result.exhausted == "max_iters"
+
+
+async def test_an_llm_call_over_llm_timeout_s_is_a_retried_timeout() -> None:
+    async def fn(messages: list[Any], info: LLMCallInfo) -> Any:
+        if info.call_index == 0:
+            await anyio.sleep(30)
+        return answer("second try")
+
+    events: list[Any] = []
+    planner = ReactPlanner(
+        FunctionLLM(fn), llm_timeout_s=0.05, llm_retry=FAST, event_callback=events.append
+    )
+    with anyio.fail_after(5):
+        result = finished(await planner.run("q"))
+    assert result.output == "second try"
+    retries = [e for e in events if e.event_type == "llm_retry"]
+    assert len(retries) == 1 and "timeout" in (retries[0].error or "")
