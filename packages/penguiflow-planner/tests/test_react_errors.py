@@ -321,3 +321,18 @@ async def test_an_llm_call_over_llm_timeout_s_is_a_retried_timeout() -> None:
     assert result.output == "second try"
     retries = [e for e in events if e.event_type == "llm_retry"]
     assert len(retries) == 1 and "timeout" in (retries[0].error or "")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"llm_timeout_s": 0},
+        {"pause_ttl_s": -1},
+        {"repair_attempts": -1},
+        {"max_consecutive_arg_failures": 0},
+        {"observation_max_chars": 0},
+    ],
+)
+def test_other_bad_numbers_are_usage_errors(options: dict[str, Any]) -> None:
+    with pytest.raises(PlannerUsageError, match=next(iter(options))):
+        ReactPlanner(ScriptedLLM([]), **options)

@@ -138,6 +138,11 @@ class ReactPlanner[OutputT]:
             raise PlannerUsageError(
                 f"output_type must be str or a pydantic BaseModel subclass, got {output_type!r}"
             )
+        if not llm_timeout_s > 0 or not pause_ttl_s > 0:
+            raise PlannerUsageError(
+                f"llm_timeout_s and pause_ttl_s must be > 0, got {llm_timeout_s!r} and "
+                f"{pause_ttl_s!r}"
+            )
         if repair_attempts < 0 or max_consecutive_arg_failures < 1 or observation_max_chars < 1:
             raise PlannerUsageError(
                 "repair_attempts >= 0, max_consecutive_arg_failures >= 1 and "
