@@ -2,7 +2,7 @@
 
 A step: budgets -> steering -> compaction -> one LLM call -> parse (repair) -> dispatch. LLM
 calls, usage and compaction live in ``_llmcall``; the final answer and reflection in ``_final``;
-tool steps in ``_steps``; pauses in ``_pause``.
+tool steps in ``_toolstep`` (their branches in ``_steps``); pauses in ``_pause``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from penguiflow.core import NodeSpec
 
@@ -23,18 +23,11 @@ from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType, deliv
 from ._final import final, validate_answer
 from ._llm import LLMMessage
 from ._llmcall import Finished, call_llm, check_llm_budgets, maybe_compact
-from ._prompts import FINAL, build_messages, json_errors, parse_action
+from ._prompts import FINAL, build_messages, parse_action
 from ._steering import SteeringEventType, SteeringInbox
-from ._steps import (
-    PendingStep,
-    StepFailed,
-    hops_needed,
-    inject,
-    plan_step,
-    run_branches,
-    step_outcome,
-)
+from ._steps import PendingStep, StepFailed
 from ._stream import AnswerStream
+from ._toolstep import continue_step, tool_step
 from ._trajectory import Trajectory, TrajectoryStep
 from ._types import (
     Exhausted,
@@ -215,7 +208,7 @@ class Run:
 
     async def _loop(self) -> PlannerFinish[Any] | PlannerPause:
         if self.pending is not None:
-            await self._continue_step()
+            await continue_step(self)
         while True:
             await self._steer()
             check_llm_budgets(self)
@@ -235,7 +228,7 @@ class Run:
                 if result is not None:
                     return result
                 continue
-            await self._tool_step(action)
+            await tool_step(self, action)
 
     # ------------------------------------------------------------- steering
     async def _steer(self) -> None:
@@ -278,7 +271,7 @@ class Run:
         *,
         client: Any = None,
     ) -> str:
-        """One LLM call with the planner's retry policy and budgets; accounts usage and cost."""
+        """One LLM call under the run's budgets and retry policy (see ``_llmcall``)."""
         return await call_llm(self, messages, purpose, response_format, client=client)
 
     def messages(self) -> list[LLMMessage]:
@@ -343,109 +336,6 @@ class Run:
             repairs += [said, repair]
             messages = rebuild()
         raise Finished(self.finish("no_path", error=f"no valid action after repairs: {problem}"))
-
-    # -------------------------------------------------------------- tools
-    async def _tool_step(self, action: PlannerAction) -> None:
-        index = len(self.trajectory.steps)
-        action_json = action.model_dump(mode="json")
-        try:
-            pending = plan_step(self, action_json, index)
-        except StepFailed as failed:
-            self._failed_step(action_json, failed)
-            return
-        self.arg_failures = 0
-        limit = self.budget.max_hops
-        if limit is not None:
-            left = limit - self.hops
-            if left <= 0:
-                raise Finished(
-                    self.finish("budget_exhausted", exhausted="hops", error="max_hops reached")
-                )
-            if hops_needed(pending) > left:
-                self._failed_step(
-                    action_json,
-                    StepFailed(
-                        f"this step needs {hops_needed(pending)} tool calls but only {left} "
-                        "remain in the budget"
-                    ),
-                )
-                return
-        self.pending = pending
-        await self._continue_step()
-
-    def _failed_step(self, action_json: dict[str, Any], failed: StepFailed) -> None:
-        index = len(self.trajectory.steps)
-        self.record(
-            TrajectoryStep(
-                index=index, action=action_json, error=failed.error, failure=failed.failure
-            )
-        )
-        self.event(PlannerEventType.STEP_COMPLETE, step=index, extra={"ok": False})
-        if failed.failure and "validation_errors" in failed.failure:
-            self.arg_failures += 1
-            if self.arg_failures >= self.planner.max_consecutive_arg_failures:
-                raise Finished(
-                    self.finish("no_path", error=f"{self.arg_failures} invalid tool calls in a row")
-                )
-
-    async def _continue_step(self) -> None:
-        """Run what the pending step still needs; pause, or record its outcome."""
-        pending = self.pending
-        assert pending is not None
-        started = time.perf_counter()
-        await run_branches(self, pending)
-        if pending.interrupts():
-            raise Finished(await self.planner.pauses.pause(self, pending))
-        observation, error, failure = step_outcome(pending)
-        join = pending.join
-        if join is not None:
-            failed = any(b.ok is False for b in pending.branches)
-            if not failed or join.get("on_failure", "skip") == "run":
-                observation, error, failure = await self._join(pending)
-        self.record(
-            TrajectoryStep(
-                index=pending.step,
-                action=pending.action,
-                observation=observation,
-                error=error,
-                failure=failure,
-                branches=[
-                    {"node": b.node, "args": b.args, "ok": b.ok, "output": b.output}
-                    for b in pending.branches
-                ]
-                if pending.parallel
-                else None,
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
-        )
-        self.pending = None
-        self.event(PlannerEventType.STEP_COMPLETE, step=pending.step, extra={"ok": error is None})
-
-    async def _join(self, pending: PendingStep) -> tuple[Any, str | None, dict[str, Any] | None]:
-        from ._steps import Branch
-
-        assert pending.join is not None
-        args = inject(pending)
-        spec = self.tools[pending.join["node"]]
-        try:
-            spec.args_model.model_validate(args)
-        except ValidationError as exc:
-            return (
-                None,
-                f"invalid args for join {spec.name!r}",
-                {"validation_errors": json_errors(exc)},
-            )
-        join = PendingStep(
-            pending.step,
-            pending.action,
-            [Branch(len(pending.branches), spec.name, args)],
-            None,
-            parallel=False,
-        )
-        await run_branches(self, join)
-        if join.interrupts():  # a join cannot pause: its answers would need a second record
-            return None, f"join {spec.name!r} tried to pause", None
-        return step_outcome(join)
 
     # --------------------------------------------------------------- finish
     def finish(
