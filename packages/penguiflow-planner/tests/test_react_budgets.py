@@ -186,9 +186,9 @@ async def test_deadline_cancels_a_running_tool_call() -> None:
 
 async def test_deadline_is_one_deadline_over_the_whole_run() -> None:
     SLEEP_STATE.clear()
-    script = [act("nap", seconds=0.15), act("nap", seconds=0.15), act("nap", seconds=0.15)]
+    script = [act("nap", seconds=0.3), act("nap", seconds=0.3), act("nap", seconds=0.3)]
     llm = ScriptedLLM([*script, answer("done")])
-    planner = ReactPlanner(llm, nodes=[nap], budget=PlannerBudget(deadline_s=0.35))
+    planner = ReactPlanner(llm, nodes=[nap], budget=PlannerBudget(deadline_s=0.75))
     with anyio.fail_after(5):
         result = finished(await planner.run("q"))
     assert result.exhausted == "deadline"
