@@ -336,3 +336,12 @@ async def test_an_llm_call_over_llm_timeout_s_is_a_retried_timeout() -> None:
 def test_other_bad_numbers_are_usage_errors(options: dict[str, Any]) -> None:
     with pytest.raises(PlannerUsageError, match=next(iter(options))):
         ReactPlanner(ScriptedLLM([]), **options)
+
+
+async def test_llm_error_with_a_steering_inbox_is_not_wrapped_in_a_group() -> None:
+    from penguiflow.planner import SteeringInbox
+
+    error = failure(LLMErrorType.AUTHENTICATION)
+    with pytest.raises(LLMError) as caught:
+        await ReactPlanner(ScriptedLLM([error])).run("q", steering=SteeringInbox())
+    assert caught.value is error

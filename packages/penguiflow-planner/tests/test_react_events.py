@@ -292,3 +292,20 @@ async def test_a_malformed_escape_stops_streaming_but_not_the_run() -> None:
     result = finished(await planner.run("q"))
     assert result.output == "fine"
     assert [e.extra["attempt"] for e in events if e.event_type == "repair_attempt"] == [1]
+
+
+async def test_streaming_through_the_native_openai_client() -> None:
+    from penguiflow.planner import OpenAIJSONClient
+    from penguiflow.testkit import ProviderServer
+
+    async with ProviderServer(chunk_size=3) as server:
+        server.reply(json.dumps({"thought": "t", **answer(TRICKY)}))
+        async with OpenAIJSONClient("m", base_url=server.openai_base_url, api_key="x") as llm:
+            events: list[PlannerEvent] = []
+            planner = ReactPlanner(llm, stream_final_response=True, event_callback=events.append)
+            with anyio.fail_after(20):
+                result = finished(await planner.run("q"))
+    assert result.output == TRICKY
+    chunks = [e.extra["text"] for e in events if e.event_type == "llm_stream_chunk"]
+    assert len(chunks) > 1 and "".join(chunks) == TRICKY
+    assert server.requests[0].json["stream"] is True
