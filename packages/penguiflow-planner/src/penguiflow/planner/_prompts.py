@@ -142,9 +142,7 @@ def build_messages(
                 "content": json.dumps({"summary_of_earlier_steps": trajectory.summary}),
             }
         )
-    for step in trajectory.steps:
-        if step.action.get("compacted"):
-            continue
+    for step in trajectory.steps[int(trajectory.metadata.get("compacted_steps", 0)) :]:
         messages.extend(_step_messages(step, limit))
     messages.extend(extra)
     return messages

@@ -60,7 +60,7 @@ _OLD_NAMES = {
     "max_iters": "budget",
     "hop_budget": "budget",
     "deadline_s": "budget",
-    "token_budget": "budget",
+    "token_budget": "compaction",
     "state_store": "store",
     "reflection_config": "reflection",
     "short_term_memory": "memory",
@@ -112,6 +112,14 @@ class ReactPlanner[OutputT]:
         **old: Any,
     ) -> None:
         budget = _migrate(old, budget)
+        token_budget = old.pop("token_budget", None)
+        if token_budget is not None:  # the original's prompt-size limit: summarise beyond it
+            if compaction is not None:
+                raise PlannerUsageError(
+                    "pass compaction=CompactionConfig(max_prompt_tokens=...) or its old form "
+                    "token_budget=, not both"
+                )
+            compaction = CompactionConfig(max_prompt_tokens=token_budget)
         store = _renamed(old, "state_store", "store", store)
         reflection = _renamed(old, "reflection_config", "reflection", reflection)
         memory = _renamed(old, "short_term_memory", "memory", memory)
@@ -132,6 +140,11 @@ class ReactPlanner[OutputT]:
         if not (output_type is str or _is_model(output_type)):
             raise PlannerUsageError(
                 f"output_type must be str or a pydantic BaseModel subclass, got {output_type!r}"
+            )
+        if not llm_timeout_s > 0 or not pause_ttl_s > 0:
+            raise PlannerUsageError(
+                f"llm_timeout_s and pause_ttl_s must be > 0, got {llm_timeout_s!r} and "
+                f"{pause_ttl_s!r}"
             )
         if repair_attempts < 0 or max_consecutive_arg_failures < 1 or observation_max_chars < 1:
             raise PlannerUsageError(
@@ -523,7 +536,6 @@ def _migrate(old: dict[str, Any], budget: PlannerBudget | None) -> PlannerBudget
         "max_iters": old.pop("max_iters", None),
         "max_hops": old.pop("hop_budget", None),
         "deadline_s": old.pop("deadline_s", None),
-        "max_tokens": old.pop("token_budget", None),
     }
     given = {k: v for k, v in fields.items() if v is not None}
     if not given:

@@ -1,7 +1,8 @@
 """One run of a planner: all per-run state, and the step loop.
 
-A step: budgets -> steering -> compaction -> one LLM call -> parse (repair) -> dispatch. Tool
-steps live in ``_steps``; pauses in ``_pause``.
+A step: budgets -> steering -> compaction -> one LLM call -> parse (repair) -> dispatch. LLM
+calls, usage and compaction live in ``_llmcall``; the final answer and reflection in ``_final``;
+tool steps in ``_toolstep`` (their branches in ``_steps``); pauses in ``_pause``.
 """
 
 from __future__ import annotations
@@ -14,26 +15,19 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
 from penguiflow.core import NodeSpec
 
-from ._classify import classify_llm_error
-from ._errors import LLMError, LLMErrorType, PlannerUsageError
 from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType, deliver
-from ._llm import LLMMessage, LLMResult, Usage
-from ._prompts import FINAL, build_messages, json_errors, parse_action, render
+from ._final import final, validate_answer
+from ._llm import LLMMessage
+from ._llmcall import Finished, call_llm, check_llm_budgets, maybe_compact
+from ._prompts import FINAL, build_messages, parse_action
 from ._steering import SteeringEventType, SteeringInbox
-from ._steps import (
-    PendingStep,
-    StepFailed,
-    hops_needed,
-    inject,
-    plan_step,
-    run_branches,
-    step_outcome,
-)
+from ._steps import PendingStep, StepFailed
 from ._stream import AnswerStream
+from ._toolstep import continue_step, tool_step
 from ._trajectory import Trajectory, TrajectoryStep
 from ._types import (
     Exhausted,
@@ -43,7 +37,6 @@ from ._types import (
     PlannerBudget,
     PlannerFinish,
     PlannerPause,
-    ReflectionCritique,
     RunUsage,
 )
 
@@ -51,14 +44,6 @@ if TYPE_CHECKING:
     from ._react import ReactPlanner
 
 __all__ = ["Run"]
-
-
-class _Finished(Exception):
-    """Internal: the run ends with this outcome."""
-
-    def __init__(self, result: PlannerFinish[Any] | PlannerPause) -> None:
-        super().__init__(result)
-        self.result = result
 
 
 class Run:
@@ -116,6 +101,13 @@ class Run:
         self.chunk_sink: Callable[[str], None] | None = None
         """Where a streamed final answer's deltas go besides the events (as a node)."""
         self.cancelled = False
+        self.step_usage: dict[str, int] | None = None
+        """Tokens of the current step's planning call(s), for its ``TrajectoryStep.usage``."""
+
+    def record(self, step: TrajectoryStep) -> None:
+        """Append a finished step, with the tokens its planning call(s) used."""
+        step.usage, self.step_usage = self.step_usage, None
+        self.trajectory.steps.append(step)
 
     def stream_chunk(self, text: str) -> None:
         """One delta of a streamed final answer."""
@@ -182,23 +174,26 @@ class Run:
         remaining = self.remaining_s()
         if remaining is not None and remaining <= 0:
             return self.finish("budget_exhausted", exhausted="deadline", error="deadline passed")
+        outcome: PlannerFinish[Any] | PlannerPause | None = None
+        failure: Exception | None = None
         with anyio.CancelScope() as scope:
             if remaining is not None:
                 scope.deadline = anyio.current_time() + remaining
-            failure: Exception | None = None
             async with anyio.create_task_group() as tg:
                 if self.steering is not None:
                     tg.start_soon(self._watch_cancel, scope)
                 try:
-                    return await self._loop()
-                except _Finished as done:
-                    return done.result
-                except Exception as exc:  # raised after the group, so not as an ExceptionGroup
+                    outcome = await self._loop()
+                except Finished as done:
+                    outcome = done.result
+                except Exception as exc:  # raised as is below, not as an ExceptionGroup
                     failure = exc
                 finally:
                     tg.cancel_scope.cancel()
-            if failure is not None:
-                raise failure
+        if failure is not None:
+            raise failure
+        if outcome is not None:
+            return outcome
         if self.cancelled:
             return self.finish("cancelled", error="cancelled by steering")
         return self.finish(
@@ -213,22 +208,27 @@ class Run:
 
     async def _loop(self) -> PlannerFinish[Any] | PlannerPause:
         if self.pending is not None:
-            await self._continue_step()
+            await continue_step(self)
         while True:
             await self._steer()
-            self._check_llm_budgets()
+            check_llm_budgets(self)
             limit = self.budget.max_iters
             if limit is not None and self.iters >= limit:
                 return self.finish("no_path", exhausted="max_iters", error="max_iters reached")
-            await self._maybe_compact()
+            await maybe_compact(self)
+            before = self.prompt_tokens, self.completion_tokens
             action = await self._next_action()
             self.iters += 1
+            self.step_usage = {
+                "prompt_tokens": self.prompt_tokens - before[0],
+                "completion_tokens": self.completion_tokens - before[1],
+            }
             if action.next_node == FINAL:
-                result = await self._final(action)
+                result = await final(self, action)
                 if result is not None:
                     return result
                 continue
-            await self._tool_step(action)
+            await tool_step(self, action)
 
     # ------------------------------------------------------------- steering
     async def _steer(self) -> None:
@@ -260,26 +260,12 @@ class Run:
                     held = kind is SteeringEventType.PAUSE
             if inbox.cancelled:  # queued before the run (or step) began: make no call
                 self.cancelled = True
-                raise _Finished(self.finish("cancelled", error="cancelled by steering"))
+                raise Finished(self.finish("cancelled", error="cancelled by steering"))
             if not held:
                 return
             await inbox.wait_for_event()
 
     # ------------------------------------------------------------------ LLM
-    def _check_llm_budgets(self) -> None:
-        budget = self.budget
-        if (
-            budget.max_tokens is not None
-            and self.prompt_tokens + self.completion_tokens >= budget.max_tokens
-        ):
-            raise _Finished(
-                self.finish("budget_exhausted", exhausted="tokens", error="max_tokens reached")
-            )
-        if budget.max_cost_usd is not None and (self.cost or 0.0) >= budget.max_cost_usd:
-            raise _Finished(
-                self.finish("budget_exhausted", exhausted="cost", error="max_cost_usd reached")
-            )
-
     async def llm(
         self,
         messages: list[LLMMessage],
@@ -287,75 +273,9 @@ class Run:
         response_format: Mapping[str, Any],
         *,
         client: Any = None,
-        stream: AnswerStream | None = None,
     ) -> str:
-        """One LLM call with the planner's retry policy; accounts usage and cost."""
-        planner = self.planner
-        client = client or planner.llm_client
-        retry = 0
-        while True:
-            self.event(PlannerEventType.LLM_CALL, extra={"purpose": purpose, "attempt": retry})
-            try:
-                with anyio.fail_after(planner.llm_timeout_s):
-                    raw = await client.complete(
-                        messages=messages,
-                        response_format=response_format,
-                        stream=stream is not None,
-                        on_stream_chunk=None if stream is None else stream.feed,
-                    )
-                result = LLMResult.coerce(raw)
-            except AssertionError:
-                raise  # a test double's complaint reaches the test
-            except Exception as exc:
-                error = (
-                    exc
-                    if isinstance(exc, LLMError)
-                    else LLMError(
-                        f"{type(exc).__name__}: {exc}", error_type=classify_llm_error(exc)
-                    )
-                )
-                if error is not exc:
-                    error.__cause__ = exc
-                if (
-                    error.error_type is LLMErrorType.CONTEXT_LENGTH_EXCEEDED
-                    and not self.compacted_for_length
-                ):
-                    self.compacted_for_length = True
-                    if await self.compact(force=True):
-                        messages = self.messages()
-                        continue
-                retry += 1
-                delay = planner.llm_retry.next_delay(error, retry, remaining_s=self.remaining_s())
-                if delay is None:
-                    raise error from exc
-                self.event(
-                    PlannerEventType.LLM_RETRY,
-                    error=str(error),
-                    extra={"purpose": purpose, "retry": retry, "delay_s": delay},
-                )
-                await anyio.sleep(delay)
-                continue
-            self._account(result, messages, purpose)
-            return result.text
-
-    def _account(self, result: LLMResult, messages: list[LLMMessage], purpose: str) -> None:
-        usage = result.usage
-        if usage is None:
-            counter = self.planner.token_counter
-            usage = Usage(counter.count_messages(messages), counter.count(result.text))
-            self.estimated = True
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.llm_calls += 1
-        self.planner.counters["llm_calls"] += 1
-        self.by_purpose[purpose] += 1
-        if result.cost_usd is not None:
-            self.cost = (self.cost or 0.0) + result.cost_usd
-        elif self.budget.max_cost_usd is not None:
-            raise PlannerUsageError(
-                "PlannerBudget(max_cost_usd=...) needs an LLM client that reports cost; give it "
-                "pricing=ModelPrice(...)"
-            )
+        """One LLM call under the run's budgets and retry policy (see ``_llmcall``)."""
+        return await call_llm(self, messages, purpose, response_format, client=client)
 
     def messages(self) -> list[LLMMessage]:
         """The messages of the next planning call."""
@@ -370,18 +290,34 @@ class Run:
     async def _next_action(self) -> PlannerAction:
         """Ask for the next action; repair bad replies up to ``repair_attempts`` times."""
         planner = self.planner
-        messages: list[LLMMessage] = self.messages()
-        self.extra_messages = []
+        extra, self.extra_messages = self.extra_messages, []
+        repairs: list[LLMMessage] = []
+
+        def rebuild() -> list[LLMMessage]:  # after a compaction for context length
+            self.extra_messages = extra
+            try:
+                return [*self.messages(), *repairs]
+            finally:
+                self.extra_messages = []
+
+        messages = rebuild()
         step = len(self.trajectory.steps)
         self.event(PlannerEventType.STEP_START, step=step)
         problem = "no reply"
         for attempt in range(planner.repair_attempts + 1):
             stream = AnswerStream(self, step) if planner.stream_final_response else None
-            text = await self.llm(messages, "planner_action", planner.action_format, stream=stream)
+            text = await call_llm(
+                self,
+                messages,
+                "planner_action",
+                planner.action_format,
+                stream=stream,
+                rebuild=rebuild,
+            )
             try:
                 action = parse_action(text)
                 if action.next_node == FINAL:
-                    self._answer(action)  # validated now, so a bad answer is repaired too
+                    validate_answer(self, action)  # now, so a bad answer is repaired too
                 return action
             except ValueError as exc:
                 problem = str(exc)
@@ -399,246 +335,10 @@ class Run:
                     {"error": problem, "fix": "reply with one valid planner_action JSON object"}
                 ),
             }
-            messages = [*messages, {"role": "assistant", "content": text}, repair]
-        raise _Finished(self.finish("no_path", error=f"no valid action after repairs: {problem}"))
-
-    def _answer(self, action: PlannerAction) -> Any:
-        if "answer" not in action.args:
-            raise ValueError("final_response needs args.answer")
-        raw = action.args["answer"]
-        output_type = self.planner.output_type
-        try:
-            if output_type is str:
-                if not isinstance(raw, str):
-                    raise ValueError(f"the answer must be a string, got {type(raw).__name__}")
-                return raw
-            adapter: TypeAdapter[Any] = self.planner.output_adapter
-            return (
-                adapter.validate_python(raw)
-                if not isinstance(raw, str)
-                else adapter.validate_json(raw)
-            )
-        except ValidationError as exc:
-            raise ValueError(
-                f"the answer does not match the output schema: {json_errors(exc)}"
-            ) from None
-
-    # ---------------------------------------------------------------- final
-    async def _final(self, action: PlannerAction) -> PlannerFinish[Any] | None:
-        output = self._answer(action)
-        args = action.args
-        step = TrajectoryStep(
-            index=len(self.trajectory.steps), action=action.model_dump(mode="json")
-        )
-        self.trajectory.steps.append(step)
-        followup = False
-        reflection = self.planner.reflection
-        if reflection is not None:
-            critique = await self._critique(args["answer"])
-            self.event(
-                PlannerEventType.REFLECTION_CRITIQUE,
-                step=step.index,
-                extra=critique.model_dump(mode="json"),
-            )
-            if not critique.passed or critique.score < reflection.quality_threshold:
-                if self.revisions < reflection.max_revisions:
-                    self.revisions += 1
-                    step.error = render(
-                        {"reflection": critique.model_dump(mode="json"), "revise": True}, 10_000
-                    )
-                    return None
-                followup = True
-        payload = FinalPayload(
-            raw_answer=args["answer"],
-            sources=tuple(args.get("sources") or ()),
-            confidence=args.get("confidence"),
-            suggested_actions=tuple(args.get("suggested_actions") or ()),
-            requires_followup=followup or bool(args.get("requires_followup")),
-            warnings=tuple(args.get("warnings") or ()),
-            language=args.get("language"),
-            extra={k: v for k, v in args.items() if k not in _PAYLOAD_KEYS},
-        )
-        return self.finish("answer_complete", output=output, payload=payload)
-
-    async def _critique(self, answer: Any) -> ReflectionCritique:
-        reflection = self.planner.reflection
-        assert reflection is not None
-        messages: list[LLMMessage] = [
-            {
-                "role": "system",
-                "content": _CRITIC
-                + json.dumps(
-                    {
-                        "completeness": reflection.criteria.completeness,
-                        "accuracy": reflection.criteria.accuracy,
-                        "clarity": reflection.criteria.clarity,
-                    }
-                ),
-            },
-            {
-                "role": "user",
-                "content": json.dumps(
-                    {"query": self.trajectory.query, "answer": answer}, default=str
-                ),
-            },
-        ]
-        text = await self.llm(
-            messages, "reflection_critique", _CRITIQUE_FORMAT, client=reflection.llm
-        )
-        try:
-            return ReflectionCritique.model_validate_json(text)
-        except ValidationError:
-            return ReflectionCritique(
-                score=1.0, passed=True, feedback="unparseable critique ignored"
-            )
-
-    # ------------------------------------------------------------ compaction
-    async def _maybe_compact(self) -> None:
-        config = self.planner.compaction
-        if config is None:
-            return
-        if self.planner.token_counter.count_messages(self.messages()) > config.max_prompt_tokens:
-            await self.compact()
-
-    async def compact(self, force: bool = False) -> bool:
-        """Fold older steps into ``trajectory.summary``; False when there is nothing to fold."""
-        config = self.planner.compaction
-        keep = 4 if config is None else config.keep_last_steps
-        live = [s for s in self.trajectory.steps if not s.action.get("compacted")]
-        old = live[: max(len(live) - keep, 0)]
-        if not old:
-            return False
-        digest = [s.to_json() for s in old]
-        messages: list[LLMMessage] = [
-            {
-                "role": "system",
-                "content": _SUMMARISER,
-            },
-            {
-                "role": "user",
-                "content": render(
-                    {"previous_summary": self.trajectory.summary, "steps": digest}, 50_000
-                ),
-            },
-        ]
-        text = await self.llm(
-            messages,
-            "trajectory_summary",
-            _SUMMARY_FORMAT,
-            client=None if config is None else config.llm,
-        )
-        try:
-            summary = json.loads(text).get("summary")
-        except (ValueError, AttributeError):
-            summary = None
-        self.trajectory.summary = summary if isinstance(summary, str) else text
-        for s in old:
-            s.action = {**s.action, "compacted": True}
-        self.event(PlannerEventType.COMPACTION, extra={"steps": len(old), "forced": force})
-        return True
-
-    # -------------------------------------------------------------- tools
-    async def _tool_step(self, action: PlannerAction) -> None:
-        index = len(self.trajectory.steps)
-        action_json = action.model_dump(mode="json")
-        try:
-            pending = plan_step(self, action_json, index)
-        except StepFailed as failed:
-            self._failed_step(action_json, failed)
-            return
-        self.arg_failures = 0
-        limit = self.budget.max_hops
-        if limit is not None:
-            left = limit - self.hops
-            if left <= 0:
-                raise _Finished(
-                    self.finish("budget_exhausted", exhausted="hops", error="max_hops reached")
-                )
-            if hops_needed(pending) > left:
-                self._failed_step(
-                    action_json,
-                    StepFailed(
-                        f"this step needs {hops_needed(pending)} tool calls but only {left} "
-                        "remain in the budget"
-                    ),
-                )
-                return
-        self.pending = pending
-        await self._continue_step()
-
-    def _failed_step(self, action_json: dict[str, Any], failed: StepFailed) -> None:
-        index = len(self.trajectory.steps)
-        self.trajectory.steps.append(
-            TrajectoryStep(
-                index=index, action=action_json, error=failed.error, failure=failed.failure
-            )
-        )
-        if failed.failure and "validation_errors" in failed.failure:
-            self.arg_failures += 1
-            if self.arg_failures >= self.planner.max_consecutive_arg_failures:
-                raise _Finished(
-                    self.finish("no_path", error=f"{self.arg_failures} invalid tool calls in a row")
-                )
-
-    async def _continue_step(self) -> None:
-        """Run what the pending step still needs; pause, or record its outcome."""
-        pending = self.pending
-        assert pending is not None
-        started = time.perf_counter()
-        await run_branches(self, pending)
-        if pending.interrupts():
-            raise _Finished(await self.planner.pauses.pause(self, pending))
-        observation, error, failure = step_outcome(pending)
-        join = pending.join
-        if join is not None:
-            failed = any(b.ok is False for b in pending.branches)
-            if not failed or join.get("on_failure", "skip") == "run":
-                observation, error, failure = await self._join(pending)
-        self.trajectory.steps.append(
-            TrajectoryStep(
-                index=pending.step,
-                action=pending.action,
-                observation=observation,
-                error=error,
-                failure=failure,
-                branches=[
-                    {"node": b.node, "args": b.args, "ok": b.ok, "output": b.output}
-                    for b in pending.branches
-                ]
-                if pending.parallel
-                else None,
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
-        )
-        self.pending = None
-        self.event(PlannerEventType.STEP_COMPLETE, step=pending.step, extra={"ok": error is None})
-
-    async def _join(self, pending: PendingStep) -> tuple[Any, str | None, dict[str, Any] | None]:
-        """Run the join with the branch outcomes injected; it may pause like a branch."""
-        from ._steps import Branch
-
-        assert pending.join is not None
-        if pending.join_branch is None:
-            spec = self.tools.get(pending.join["node"])
-            if spec is None:  # gone from the catalog since the pause
-                return None, f"join {pending.join['node']!r} is not in the catalog any more", None
-            args = inject(pending)
-            try:
-                spec.args_model.model_validate(args)
-            except ValidationError as exc:
-                return (
-                    None,
-                    f"invalid args for join {spec.name!r}",
-                    {"validation_errors": json_errors(exc)},
-                )
-            pending.join_branch = Branch(len(pending.branches), spec.name, args)
-        join = PendingStep(
-            pending.step, pending.action, [pending.join_branch], None, parallel=False
-        )
-        await run_branches(self, join)
-        if join.interrupts():
-            raise _Finished(await self.planner.pauses.pause(self, pending))
-        return step_outcome(join)
+            said: LLMMessage = {"role": "assistant", "content": text}
+            repairs += [said, repair]
+            messages = rebuild()
+        raise Finished(self.finish("no_path", error=f"no valid action after repairs: {problem}"))
 
     # --------------------------------------------------------------- finish
     def finish(
@@ -674,14 +374,6 @@ class Run:
         return result
 
 
-_CRITIC = (
-    'Critique the answer to the query. Reply with JSON: {"score": 0..1, "passed": bool, '
-    '"feedback": str, "issues": [str], "suggestions": [str]}. Criteria: '
-)
-_SUMMARISER = (
-    "Summarise these planner steps for the planner's own memory. "
-    'Reply with JSON: {"summary": str}.'
-)
 _APPLIED = frozenset(
     (
         SteeringEventType.INJECT_CONTEXT,
@@ -691,34 +383,3 @@ _APPLIED = frozenset(
         SteeringEventType.RESUME,
     )
 )
-_PAYLOAD_KEYS = frozenset(
-    (
-        "answer",
-        "sources",
-        "confidence",
-        "suggested_actions",
-        "requires_followup",
-        "warnings",
-        "language",
-    )
-)
-_CRITIQUE_FORMAT = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": "reflection_critique",
-        "schema": ReflectionCritique.model_json_schema(),
-        "strict": False,
-    },
-}
-_SUMMARY_FORMAT = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": "trajectory_summary",
-        "schema": {
-            "type": "object",
-            "properties": {"summary": {"type": "string"}},
-            "required": ["summary"],
-        },
-        "strict": False,
-    },
-}

@@ -76,8 +76,15 @@ class AnswerStream:
             if code == "u":
                 if i + 6 > len(text):
                     break
-                out.append(json.loads(f'"{text[i : i + 6]}"'))
-                i += 6
+                try:
+                    size = 12 if 0xD800 <= int(text[i + 2 : i + 6], 16) <= 0xDBFF else 6
+                    if i + size > len(text):
+                        break  # a surrogate pair (emoji ...): wait for its second half
+                    out.append(json.loads(f'"{text[i : i + size]}"'))
+                except ValueError:  # not JSON after all: stop streaming, the run goes on
+                    self.closed = True
+                    break
+                i += size
                 continue
             out.append(_ESCAPES.get(code, code))
             i += 2

@@ -25,7 +25,9 @@ class TrajectoryStep:
     branches: list[dict[str, Any]] | None = None
     """For a parallel step: each branch's node, args and outcome."""
     usage: dict[str, int] | None = None
+    """Tokens of the step's planning call(s), repairs included (None for a resumed step)."""
     latency_ms: float | None = None
+    """How long the step's tool calls took."""
 
     def to_json(self) -> dict[str, Any]:
         """The step as JSON data."""
