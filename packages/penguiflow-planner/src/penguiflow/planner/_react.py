@@ -427,13 +427,18 @@ class ReactPlanner[OutputT]:
         if memory_key is None:
             memory_key = {"tenant_id": message.headers.tenant}
         if isinstance(payload, PlannerResume):
-            return await self.resume(
-                payload.token,
-                answers=payload.answers,
-                memory_key=memory_key,
-                tool_context=tool_context,
-                _flow_context=ctx,
-            )
+            # resume() takes no chunk sink nor deadline yet: a resumed answer goes out whole
+            async with _chunks_to(ctx, message, self.stream_final_response) as sink:
+                result = await self.resume(
+                    payload.token,
+                    answers=payload.answers,
+                    memory_key=memory_key,
+                    tool_context=tool_context,
+                    _flow_context=ctx,
+                )
+                if sink is not None:
+                    sink.finished(result)
+                return result
         request = (
             payload if isinstance(payload, PlannerRequest) else PlannerRequest(query=str(payload))
         )
