@@ -387,6 +387,8 @@ def main() -> None:
         "penguiflow/raw": 12.0,
         "hooks/plain": 1.5,
     }
+    if args.as_published:  # the targets are for async model functions and tools
+        targets = {}
     for name, value in ratios.items():
         target = targets.get(name)
         verdict = (
@@ -395,7 +397,7 @@ def main() -> None:
             else f"  (target <= {target}: {'pass' if value <= target else 'MISS'})"
         )
         print(f"{name:<28}{value:>8.3f}x{verdict}")
-    if ours is not None:
+    if ours is not None and not args.as_published:
         per_run = "pass" if ours <= 200 else "MISS"
         per_step = "pass" if ours / STEPS <= 100 else "MISS"
         print(
