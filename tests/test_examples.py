@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -127,7 +128,72 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "each order charged exactly once: True",
         "idempotent_effects done",
     ),
+    "react_minimal": (
+        "tools the model sees: ['get_weather']",
+        "answer: McMurdo: -18.5 °C under a clear sky.",
+        "step 0: get_weather -> {'city': 'McMurdo', 'celsius': -18.5, 'sky': 'clear'}",
+        "usage: 2 LLM calls, 1 tool call",
+        "react_minimal done",
+    ),
+    "react_parallel_join": (
+        "branch colony_size(Cape Adare): ok=True -> {'name': 'Cape Adare', 'pairs': 338000}",
+        "join total -> {'colonies': 3, 'pairs': 630000, 'largest': 'Cape Adare'}",
+        "peak branches at once = 2 (max_parallel=2)",
+        "tool calls finished: 4 (4 hops)",
+        "react_parallel_join done",
+    ),
+    "react_pause_resume": (
+        "paused: 2 interrupts (approval_required)",
+        "0:1:0: {'tool': 'refund', 'args': {'order': 'B-2', 'amount': 900.0}}",
+        "approved A-1; still paused: 1 interrupt left, same id: True, new token: True",
+        "the first token is used up: ResumeTokenInvalid",
+        "[process 2] another tenant cannot use the token: ResumeTokenInvalid",
+        "[process 2] resumed from pauses.db: answer_complete",
+        "[process 2]   A-1: {'order': 'A-1', 'refunded': 40.0}",
+        "[process 2]   B-2: {'rejected': 'over the limit'}",
+        "react_pause_resume done",
+    ),
+    "react_structured_output": (
+        "the planner_action schema asks for the Report fields: "
+        "['height_cm', 'species', 'status', 'summary']",
+        "repairs: 1 (missing summary)",
+        "output type: Report",
+        "report: species='emperor' height_cm=115 status='near threatened'",
+        "react_structured_output done",
+    ),
+    "react_steering": (
+        "model, call 1: goal='What do emperor penguins eat?'",
+        'model, call 1: injected=[\'{"inject_context": '
+        """{"note": "prefer peer-reviewed sources"}}']""",
+        "steering applied: ['inject_context', 'redirect']",
+        "cancel: reason=cancelled error='cancelled by steering'",
+        "cancel: the tool in flight was cancelled: True",
+        "react_steering done",
+    ),
+    "react_in_flow": (
+        "content-type: text/event-stream",
+        "the colony rotates so each bird takes turns outside.",
+        'result event: {"reason": "answer_complete", "tool_calls": 1}',
+        "streamed answer == the planner's answer: True",
+        "the flow's listener saw the tool call with the request's trace id: "
+        "['node_start', 'node_success']",
+        "tasks left: 0",
+        "react_in_flow done",
+    ),
+    "react_openai": (
+        "endpoint: ProviderServer at http://127.0.0.1:",
+        "answer: 17 multiplied by 23 is 391.",
+        "streamed deltas: 4, joined == answer: True",
+        "steps: ['multiply', 'final_response']",
+        "usage: 2 LLM calls, 890 prompt + 45 completion tokens, estimated=False, "
+        "cost_usd=0.0001605",
+        "request 1: model=gpt-4o-mini stream=True response_format=planner_action",
+        'observation sent back: {"observation": {"product": 391}}',
+        "react_openai done",
+    ),
 }
+LIVE_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+"""Examples run without these, so that react_openai uses its ProviderServer (see test_live)."""
 
 
 def _example_dirs() -> list[Path]:
@@ -140,6 +206,7 @@ def test_example_runs_and_prints_its_markers(example: Path) -> None:
         f"examples/{example.name} has no entry in EXPECTED in tests/test_examples.py; "
         "add the substrings its output must contain"
     )
+    env = {k: v for k, v in os.environ.items() if k not in LIVE_ENV}
     proc = subprocess.run(
         [sys.executable, str(example / "main.py")],
         cwd=ROOT,
@@ -147,6 +214,7 @@ def test_example_runs_and_prints_its_markers(example: Path) -> None:
         text=True,
         timeout=TIMEOUT_S,
         check=False,
+        env=env,
     )
     assert proc.returncode == 0, f"exit code {proc.returncode}\nstderr:\n{proc.stderr}"
     missing = [marker for marker in EXPECTED[example.name] if marker not in proc.stdout]
@@ -172,3 +240,22 @@ def test_durable_sqlite_journals_only_what_changed() -> None:
     assert found, proc.stdout
     ingress, per_step = int(found[1]), int(found[2])
     assert ingress > 4000 and per_step <= 300, (ingress, per_step)
+
+
+@pytest.mark.live
+@pytest.mark.skipif(
+    not any(os.environ.get(name) for name in LIVE_ENV),
+    reason="set OPENAI_API_KEY and/or OPENAI_BASE_URL to run react_openai on a real endpoint",
+)
+def test_react_openai_on_a_real_endpoint() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "react_openai" / "main.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, f"exit code {proc.returncode}\nstderr:\n{proc.stderr}"
+    assert "reason: answer_complete" in proc.stdout, proc.stdout
+    assert "react_openai done" in proc.stdout

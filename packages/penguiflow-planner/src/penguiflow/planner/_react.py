@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import Any, Self, cast
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import BaseModel, TypeAdapter
 
 from penguiflow.core import (
@@ -200,23 +202,35 @@ class ReactPlanner[OutputT]:
         )
         self.pauses = PauseBook(self.store, pause_ttl_s, time_source)
         self.middlewares = tuple(middlewares)
+        self.on_flow_event = on_flow_event
         self.tool_flow: PenguiFlow = _tool_flow(specs, middlewares, on_flow_event)
         self.counters: Counter[str] = Counter()
+        self.drain_timeout_s: float = 5.0
+        """How long ``aclose()`` waits for background work before cancelling what is left."""
         self._active = 0
+        self._background = 0
+        self._drained: anyio.Event | None = None
+        self._logged_inline = False
         self._task_group: TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
 
     # -------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise PlannerUsageError(
+                "this planner is already open: open it once (`async with planner:`) and share it"
+            )
+        if _has_run(self.tool_flow):  # a flow runs once: opened again, a fresh private flow
+            self.tool_flow = _tool_flow(self.catalog, self.middlewares, self.on_flow_event)
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
-            if self.tool_flow.nodes:
-                await stack.enter_async_context(self.tool_flow.running())
+            await stack.enter_async_context(self.tool_flow.running())
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
             if self.memory is not None:
                 await stack.enter_async_context(self.memory.running())
         except BaseException:
+            self._task_group = None
             await stack.aclose()
             raise
         self._stack = stack
@@ -231,11 +245,65 @@ class ReactPlanner[OutputT]:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Drain background work (bounded), stop the tool flow; no task outlives this."""
+        """Drain background work (up to ``drain_timeout_s``), cancel the rest, stop the tool flow.
+
+        Call it from the task that opened the planner (``async with`` does). No task it started
+        outlives it. Idempotent.
+        """
         stack, self._stack = self._stack, None
-        self._task_group = None
-        if stack is not None:
+        if stack is None:
+            return
+        group = self._task_group
+        try:
+            if group is not None and self._background:
+                drained = self._drained
+                with anyio.move_on_after(self.drain_timeout_s, shield=True):
+                    if drained is not None:
+                        await drained.wait()
+                if self._background:
+                    logger.warning(
+                        "planner closed with %d background task(s) still running after %.1fs: "
+                        "cancelled",
+                        self._background,
+                        self.drain_timeout_s,
+                    )
+            if group is not None:
+                group.cancel_scope.cancel()
+        finally:
+            self._task_group = None
             await stack.aclose()
+
+    async def spawn(self, func: Callable[[], Awaitable[None]], *, what: str) -> None:
+        """Run ``func()`` as background work of the planner (a rolling summary, a buffered write).
+
+        Open, it runs in the planner's task group and is counted in
+        ``statistics().background_tasks`` until it ends (its exceptions are logged, never
+        raised: no run waits for it). Unopened, it runs inline now (logged once at INFO).
+        """
+        group = self._task_group
+        if group is None:
+            if not self._logged_inline:
+                self._logged_inline = True
+                logger.info(
+                    "planner not opened with `async with`: background work (%s) runs inline at "
+                    "the end of the run",
+                    what,
+                )
+            await _logged(func, what)
+            return
+        if self._background == 0:
+            self._drained = anyio.Event()
+        self._background += 1
+
+        async def tracked() -> None:
+            try:
+                await _logged(func, what)
+            finally:
+                self._background -= 1
+                if self._background == 0 and self._drained is not None:
+                    self._drained.set()
+
+        group.start_soon(tracked, name=f"penguiflow.planner:{what}")
 
     # -------------------------------------------------------------------- runs
     async def run(
@@ -286,6 +354,7 @@ class ReactPlanner[OutputT]:
         user_input: Any = MISSING,
         _flow_context: Any = None,
         _deadline_at: float | None = None,
+        _chunk_sink: Callable[[str], None] | None = None,
     ) -> PlannerFinish[OutputT] | PlannerPause:
         """Answer a pause (``answer`` for its one interrupt, or ``answers={id: value}``)."""
         if user_input is not MISSING:  # the original planner's keyword
@@ -312,6 +381,7 @@ class ReactPlanner[OutputT]:
             deadline_at=deadline_at,
             run_id=data["run_id"],
         )
+        run.chunk_sink = _chunk_sink
         restore(run, data)
         assert run.pending is not None
         try:
@@ -338,17 +408,13 @@ class ReactPlanner[OutputT]:
         if self.memory is not None and isinstance(result, PlannerFinish):
             await _record_memory(self.memory, run, result)
         trajectory = self.persist_trajectories and self._store_given
-        if trajectory or events:
-            write = self._persist(run, trajectory, events)
-            if self._task_group is not None:
-                self._task_group.start_soon(write)  # buffered while open
-            else:
-                await write()
+        if trajectory or events:  # buffered while open
+            await self.spawn(self._persist(run, trajectory, events), what="run records")
         return cast("PlannerFinish[OutputT] | PlannerPause", result)
 
     def _persist(
         self, run: Run, trajectory: bool, events: list[PlannerEvent]
-    ) -> Callable[[], Coroutine[Any, Any, None]]:
+    ) -> Callable[[], Awaitable[None]]:
         """The run's records (``planner.trajectory``, ``planner.events.{run_id}``) as one write."""
         scope, _ = scope_of_key(run.memory_key)
         data = run.trajectory.to_json().encode() if trajectory else None
@@ -425,36 +491,48 @@ class ReactPlanner[OutputT]:
         memory_key = getattr(payload, "memory_key", None)
         if memory_key is None:
             memory_key = {"tenant_id": message.headers.tenant}
+        deadline_at = None
+        if message.deadline_s is not None:  # wall-clock epoch seconds -> the planner's clock
+            deadline_at = self.time_source() + (message.deadline_s - time.time())
         if isinstance(payload, PlannerResume):
-            return await self.resume(
-                payload.token,
-                answers=payload.answers,
-                memory_key=payload.memory_key or memory_key,
-                tool_context=tool_context,
-                _flow_context=ctx,
-            )
+            async with _chunks_to(ctx, message, self.stream_final_response) as sink:
+                result = await self.resume(
+                    payload.token,
+                    answers=payload.answers,
+                    memory_key=memory_key,
+                    tool_context=tool_context,
+                    _flow_context=ctx,
+                    _deadline_at=deadline_at,
+                    _chunk_sink=None if sink is None else sink.feed,
+                )
+                if sink is not None:
+                    sink.finished(result)
+                return result
         request = (
             payload if isinstance(payload, PlannerRequest) else PlannerRequest(query=str(payload))
         )
         async with _chunks_to(ctx, message, self.stream_final_response) as sink:
-            return await self.run(
+            result = await self.run(
                 request.query,
                 llm_context=request.llm_context,
                 tool_context=tool_context,
-                memory_key=request.memory_key or memory_key,
+                memory_key=memory_key,
                 budget=request.budget,
                 trace_id=message.trace_id,
                 _flow_context=ctx,
-                _deadline_at=message.deadline_s,
-                _chunk_sink=sink,
+                _deadline_at=deadline_at,
+                _chunk_sink=None if sink is None else sink.feed,
             )
+            if sink is not None:
+                sink.finished(result)
+            return result
 
     # ------------------------------------------------------------ introspection
     def statistics(self) -> PlannerStatistics:
         """A frozen snapshot of the planner's counters."""
         return PlannerStatistics(
             active_runs=self._active,
-            background_tasks=0,
+            background_tasks=self._background,
             llm_calls=self.counters["llm_calls"],
             tool_calls=self.counters["tool_calls"],
             pauses_issued=self.counters["pauses_issued"],
@@ -465,15 +543,47 @@ class ReactPlanner[OutputT]:
         return f"ReactPlanner(tools={sorted(self.visible_tools)}, output_type={self.output_type!r})"
 
 
+class _ChunkSink:
+    """Where a planner node's answer deltas go: a queue a forwarder task turns into chunks."""
+
+    __slots__ = ("send", "streamed")
+
+    def __init__(self, send: MemoryObjectSendStream[str | None]) -> None:
+        self.send = send
+        self.streamed = False
+
+    def feed(self, text: str) -> None:
+        """One delta of the answer (called synchronously from the model's stream callback)."""
+        self.streamed = True
+        self.send.send_nowait(text)
+
+    def finished(self, result: object) -> None:
+        """The run ended: a finished answer that did not stream goes out as one chunk."""
+        if self.streamed or not isinstance(result, PlannerFinish):
+            return
+        finish = cast("PlannerFinish[Any]", result)
+        if finish.reason != "answer_complete" or finish.payload is None:
+            return
+        answer = finish.payload.raw_answer
+        text = answer if isinstance(answer, str) else json.dumps(answer, default=str)
+        if text:
+            self.send.send_nowait(text)
+
+
 @asynccontextmanager
 async def _chunks_to(
     ctx: Any, message: Message, enabled: bool
-) -> AsyncGenerator[Callable[[str], None] | None]:
-    """A sink for answer deltas that emits them as ``StreamChunk``s of ``message``, in order."""
+) -> AsyncGenerator[_ChunkSink | None]:
+    """A sink for answer deltas that emits them as ``StreamChunk``s of ``message``, in order.
+
+    The deltas arrive synchronously from the model's stream callback, so they are queued
+    (unbounded: at most the answer's text) and a forwarder task emits them with
+    ``ctx.emit_chunk`` (which obeys backpressure), then one ``done`` chunk when the run ends.
+    """
     if not enabled:
         yield None
         return
-    send, receive = anyio.create_memory_object_stream[str | None](max_buffer_size=1024)
+    send, receive = anyio.create_memory_object_stream[str | None](max_buffer_size=math.inf)
 
     async def forward() -> None:
         async with receive:
@@ -483,18 +593,32 @@ async def _chunks_to(
                     return
                 await ctx.emit_chunk(parent=message, text=text)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(forward)
-        try:
-            yield send.send_nowait
-        finally:
-            send.send_nowait(None)
-            send.close()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(forward)
+            with send:
+                sink = _ChunkSink(send)
+                try:
+                    yield sink
+                except BaseException:
+                    tg.cancel_scope.cancel()  # the run failed or was cancelled: no done chunk
+                    raise
+                send.send_nowait(None)
+    except BaseExceptionGroup as group:  # this group is ours: let the one error out as itself
+        if len(group.exceptions) != 1:
+            raise
+        single = group.exceptions[0]
+        raise single from single.__cause__
 
 
 def _tool_flow(
     specs: Sequence[NodeSpec], middlewares: Sequence[Any], on_flow_event: Any
 ) -> PenguiFlow:
+    """The planner's private flow: its tools' nodes, with its middlewares and event hook.
+
+    Tool calls go through ``flow.call_node`` on it (no workers needed); opening the planner
+    runs it so that async middlewares get the events.
+    """
     nodes = [spec.node.to() for spec in specs]
     if not nodes:
         placeholder = Node(_idle, name="planner-idle")
@@ -502,8 +626,20 @@ def _tool_flow(
     return create(*nodes, middlewares=middlewares, on_event=on_flow_event)
 
 
+def _has_run(flow: PenguiFlow) -> bool:
+    """Whether ``flow`` was started once (a flow cannot run twice)."""
+    return flow._rt.phase != "idle"  # pyright: ignore[reportPrivateUsage]
+
+
 async def _idle(message: Any, ctx: Any) -> Any:
     return message
+
+
+async def _logged(func: Callable[[], Awaitable[None]], what: str) -> None:
+    try:
+        await func()
+    except Exception:
+        logger.exception("planner background work (%s) failed", what)
 
 
 def _check_json_context(context: Mapping[str, Any]) -> None:
