@@ -200,8 +200,8 @@ class ReactPlanner[OutputT]:
         self.action_format: dict[str, Any] = (
             action_format(tools, output_type) if json_schema_mode else {"type": "json_object"}
         )
-        self.pauses = PauseBook(self.store, pause_ttl_s, time_source)
-        self.middlewares = tuple(middlewares)
+        self._pauses: PauseBook = PauseBook(self.store, pause_ttl_s, time_source)
+        self.middlewares: tuple[Any, ...] = tuple(middlewares)
         self.on_flow_event = on_flow_event
         self.tool_flow: PenguiFlow = _tool_flow(specs, middlewares, on_flow_event)
         self.counters: Counter[str] = Counter()
@@ -362,7 +362,7 @@ class ReactPlanner[OutputT]:
                 raise PlannerUsageError("pass answer= or user_input= (its old name), not both")
             answer = user_input
         self._check_open()
-        data, key, scope = await self.pauses.take(token, memory_key)
+        data, key, scope = await self._pauses.take(token, memory_key)
         budget, deadline_left = budget_of(data)
         deadline_at = None if deadline_left is None else self.time_source() + deadline_left
         if _deadline_at is not None:  # an outer deadline (a flow message's) caps it
@@ -387,7 +387,7 @@ class ReactPlanner[OutputT]:
         try:
             apply_answers(run.pending, answer, answers)
         except Exception:
-            await self.pauses.put_back(data, key, scope)
+            await self._pauses.put_back(data, key, scope)
             raise
         self.counters["resumes"] += 1
         run.event(PlannerEventType.RESUME, step=run.pending.step)

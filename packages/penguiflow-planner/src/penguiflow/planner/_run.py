@@ -49,6 +49,41 @@ __all__ = ["Run"]
 class Run:
     """The state of one run (made per call, dropped when it returns)."""
 
+    __slots__ = (
+        "arg_failures",
+        "budget",
+        "by_purpose",
+        "cancelled",
+        "chunk_sink",
+        "compacted_for_length",
+        "completion_tokens",
+        "cost",
+        "deadline_at",
+        "estimated",
+        "extra_messages",
+        "flow_context",
+        "hops",
+        "iters",
+        "listeners",
+        "llm_calls",
+        "memory_key",
+        "memory_message",
+        "memory_resolved",
+        "pending",
+        "planner",
+        "prompt_tokens",
+        "revisions",
+        "run_id",
+        "started",
+        "steering",
+        "step_usage",
+        "tool_calls",
+        "tool_context",
+        "tools",
+        "trace_id",
+        "trajectory",
+    )
+
     def __init__(
         self,
         planner: ReactPlanner[Any],
@@ -65,34 +100,34 @@ class Run:
         deadline_at: float | None = None,
         run_id: str | None = None,
     ) -> None:
-        self.planner = planner
-        self.run_id = run_id or uuid.uuid4().hex
-        self.trace_id = trace_id or self.run_id
-        self.trajectory = Trajectory(query=query, llm_context=dict(llm_context))
-        self.tool_context = tool_context
-        self.memory_key = memory_key
-        self.steering = steering
-        self.budget = budget
-        self.listeners = listeners
-        self.flow_context = flow_context
+        self.planner: ReactPlanner[Any] = planner
+        self.run_id: str = run_id or uuid.uuid4().hex
+        self.trace_id: str = trace_id or self.run_id
+        self.trajectory: Trajectory = Trajectory(query=query, llm_context=dict(llm_context))
+        self.tool_context: Mapping[str, Any] = tool_context
+        self.memory_key: Any = memory_key
+        self.steering: SteeringInbox | None = steering
+        self.budget: PlannerBudget = budget
+        self.listeners: tuple[PlannerEventCallback, ...] = listeners
+        self.flow_context: Any = flow_context
         self.tools: dict[str, NodeSpec] = planner.visible_tools
-        self.started = planner.time_source()
-        self.deadline_at = deadline_at
+        self.started: float = planner.time_source()
+        self.deadline_at: float | None = deadline_at
         if budget.deadline_s is not None:
             own = self.started + budget.deadline_s
             self.deadline_at = own if deadline_at is None else min(own, deadline_at)
-        self.iters = 0
-        self.hops = 0
-        self.tool_calls = 0
-        self.llm_calls = 0
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
+        self.iters: int = 0
+        self.hops: int = 0
+        self.tool_calls: int = 0
+        self.llm_calls: int = 0
+        self.prompt_tokens: int = 0
+        self.completion_tokens: int = 0
         self.cost: float | None = None
-        self.estimated = False
+        self.estimated: bool = False
         self.by_purpose: Counter[str] = Counter()
-        self.arg_failures = 0
-        self.revisions = 0
-        self.compacted_for_length = False
+        self.arg_failures: int = 0
+        self.revisions: int = 0
+        self.compacted_for_length: bool = False
         self.pending: PendingStep | None = None
         self.extra_messages: list[LLMMessage] = []
         self.memory_message: LLMMessage | None = None
@@ -100,7 +135,7 @@ class Run:
         """The memory key the run reads and writes (None: memory is off for it)."""
         self.chunk_sink: Callable[[str], None] | None = None
         """Where a streamed final answer's deltas go besides the events (as a node)."""
-        self.cancelled = False
+        self.cancelled: bool = False
         self.step_usage: dict[str, int] | None = None
         """Tokens of the current step's planning call(s), for its ``TrajectoryStep.usage``."""
 
@@ -176,6 +211,12 @@ class Run:
             return self.finish("budget_exhausted", exhausted="deadline", error="deadline passed")
         outcome: PlannerFinish[Any] | PlannerPause | None = None
         failure: Exception | None = None
+        if remaining is None and self.steering is None:  # nothing can cut the run short
+            try:
+                outcome = await self._loop()
+            except Finished as done:
+                outcome = done.result
+            return outcome
         with anyio.CancelScope() as scope:
             if remaining is not None:
                 scope.deadline = anyio.current_time() + remaining

@@ -84,7 +84,8 @@ async def continue_step(run: Run) -> None:
     started = time.perf_counter()
     await run_branches(run, pending)
     if pending.interrupts():
-        raise Finished(await run.planner.pauses.pause(run, pending))
+        pauses = run.planner._pauses  # pyright: ignore[reportPrivateUsage]
+        raise Finished(await pauses.pause(run, pending))
     observation, error, failure = step_outcome(pending)
     join = pending.join
     if join is not None:
@@ -131,5 +132,6 @@ async def _join(run: Run, pending: PendingStep) -> tuple[Any, str | None, dict[s
     join = PendingStep(pending.step, pending.action, [pending.join_branch], None, parallel=False)
     await run_branches(run, join)
     if join.interrupts():
-        raise Finished(await run.planner.pauses.pause(run, pending))
+        pauses = run.planner._pauses  # pyright: ignore[reportPrivateUsage]
+        raise Finished(await pauses.pause(run, pending))
     return step_outcome(join)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,7 +83,7 @@ class PlannerBudget:
 class PlannerAction(BaseModel):
     """One decision of the model: call a tool, run branches in parallel, or answer."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="ignore")
 
     next_node: str
     """A tool's name, ``"parallel"`` or ``"final_response"``."""
@@ -259,7 +259,7 @@ class PlannerRequest(BaseModel):
     memory_key: Any = None
     budget: PlannerBudget | None = None
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(arbitrary_types_allowed=True)
 
 
 class PlannerResume(BaseModel):
