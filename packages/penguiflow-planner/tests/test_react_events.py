@@ -309,3 +309,30 @@ async def test_streaming_through_the_native_openai_client() -> None:
     chunks = [e.extra["text"] for e in events if e.event_type == "llm_stream_chunk"]
     assert len(chunks) > 1 and "".join(chunks) == TRICKY
     assert server.requests[0].json["stream"] is True
+
+
+class SlowArgs(BaseModel):
+    seconds: float
+
+
+@tool(desc="sleep")
+async def slow(args: SlowArgs, ctx: Any) -> AddOut:
+    await anyio.sleep(args.seconds)
+    return AddOut(total=0)
+
+
+async def test_a_cancelled_tool_call_still_gets_its_end_event() -> None:
+    events: list[PlannerEvent] = []
+    planner = ReactPlanner(
+        ScriptedLLM([act("slow", seconds=30)]),
+        nodes=[slow],
+        event_callback=events.append,
+        budget=PlannerBudget(deadline_s=0.2),
+    )
+    with anyio.fail_after(5):
+        result = finished(await planner.run("wait"))
+    assert result.exhausted == "deadline"
+    ends = [e for e in events if e.event_type is PlannerEventType.TOOL_CALL_END]
+    assert len(ends) == 1
+    assert ends[0].extra["ok"] is False and ends[0].extra["cancelled"] is True
+    assert kinds(events)[-1] == "finish"

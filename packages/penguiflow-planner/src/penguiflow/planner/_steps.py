@@ -290,20 +290,42 @@ async def _run_branch(run: Run, pending: PendingStep, branch: Branch) -> None:
         run.hops -= 1  # a paused call's hop is counted when it runs to its end
         _interrupt(run, pending, branch, pause.reason, pause.payload, pause.n + first)
         ok: bool | None = None
-    except TraceCancelled:
-        raise
     except FlowError as error:
         branch.ok, branch.output = False, error.message
         ok = False
+    except BaseException:  # cancelled (trace, deadline, steering): the start still gets its end
+        _call_end(run, pending, spec.name, call_id, branch.index, started, False, cancelled=True)
+        raise
     else:
         branch.ok, branch.output = True, _json(result)
         ok = True
+    _call_end(run, pending, spec.name, call_id, branch.index, started, ok)
+
+
+def _call_end(
+    run: Run,
+    pending: PendingStep,
+    tool: str,
+    call_id: str,
+    branch: int,
+    started: float,
+    ok: bool | None,
+    *,
+    cancelled: bool = False,
+) -> None:
+    """The ``tool_call_end`` event of one call (``ok`` None: it paused)."""
     run.event(
         PlannerEventType.TOOL_CALL_END,
         step=pending.step,
-        node_name=spec.name,
+        node_name=tool,
         latency_ms=(time.perf_counter() - started) * 1000,
-        extra={"call_id": call_id, "branch": branch.index, "ok": bool(ok), "paused": ok is None},
+        extra={
+            "call_id": call_id,
+            "branch": branch,
+            "ok": bool(ok),
+            "paused": ok is None,
+            "cancelled": cancelled,
+        },
     )
 
 
