@@ -128,6 +128,13 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "each order charged exactly once: True",
         "idempotent_effects done",
     ),
+    "react_memory": (
+        "acme run 2: you said 'acme question 2'; I remember 2 recent turns",
+        "globex run: you said 'globex question'; I remember 0 recent turns",
+        "acme memory: 2 recent turns, summary='earlier:",
+        "globex memory: 1 recent turns, no acme turn: True",
+        "react_memory done",
+    ),
     "react_minimal": (
         "tools the model sees: ['get_weather']",
         "answer: McMurdo: -18.5 °C under a clear sky.",
