@@ -100,6 +100,31 @@ async def test_20_concurrent_same_key_appends_write_one_seq(postgres_url: str, s
         assert [e.seq for e in await store.read("log")] == [1, 2]
 
 
+@pytest.mark.parametrize("ttl_s", [None, 60.0])
+async def test_concurrent_keyed_appends_with_repeats_are_gap_free(
+    postgres_url: str, schema: str, ttl_s: float | None
+) -> None:
+    """Keyed appends (the journal's), each key sent three times at once: one seq per key, no
+    gaps -- on the path that takes the seq first and on the one that locks first (a TTL)."""
+    async with PostgresDurableStore.open(postgres_url, schema=schema, max_size=10) as store:
+        await store.append("log", b"first", scope=ACME, ttl_s=ttl_s)
+        with anyio.fail_after(20):
+            seqs = await asyncio.gather(
+                *(
+                    store.append("log", b"%d" % (i % 40), scope=ACME, idempotency_key=f"k{i % 40}",
+                                 ttl_s=ttl_s)
+                    for i in range(120)
+                )
+            )  # fmt: skip
+        by_key: dict[int, set[int]] = {}
+        for i, seq in enumerate(seqs):
+            by_key.setdefault(i % 40, set()).add(seq)
+        assert all(len(found) == 1 for found in by_key.values())
+        entries = await store.read("log")
+        assert [e.seq for e in entries] == list(range(1, 42))
+        assert {e.idempotency_key for e in entries[1:]} == {f"k{i}" for i in range(40)}
+
+
 async def test_concurrent_first_appends_to_a_new_stream_are_gap_free(
     postgres_url: str, schema: str
 ) -> None:
