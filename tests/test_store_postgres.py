@@ -479,3 +479,23 @@ def test_importing_penguiflow_core_loads_neither_asyncpg_nor_the_backend() -> No
     )
     assert result.stdout.splitlines() == ["[]", "True False"]
     assert PostgresDurableStore.__module__ == "penguiflow.core"
+
+
+async def test_a_connection_idle_too_long_goes_back_to_the_pool(
+    postgres_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from penguiflow.core import _store_postgres_lend as lend
+
+    async with PostgresDurableStore.open(postgres_url, schema=schema, max_size=4) as store:
+        await asyncio.gather(*(store.append("log", b"v", scope=ACME) for _ in range(8)))
+        lender = store._lender  # pyright: ignore[reportPrivateUsage]
+        assert lender is not None
+        parked = len(lender._idle)  # pyright: ignore[reportPrivateUsage]
+        assert parked >= 1
+        monkeypatch.setattr(lend, "MAX_IDLE_S", 0.0)
+        await asyncio.sleep(0.01)
+        for _ in range(parked + 1):
+            assert await store.get("ns", "missing") is None
+        assert len(lender._idle) <= 1  # pyright: ignore[reportPrivateUsage]
+        assert lender._out == len(lender._idle)  # pyright: ignore[reportPrivateUsage]
+        assert [e.seq for e in await store.read("log")] == list(range(1, 9))

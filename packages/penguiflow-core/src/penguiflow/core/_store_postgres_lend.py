@@ -4,9 +4,10 @@ An operation borrows a connection and gives it back when it has finished. asyncp
 ``Pool.release`` runs in a task of its own (``asyncio.shield``), so each acquire/release pair
 costs a few event-loop iterations, about 50 µs per operation here (a ``SELECT 1`` takes 47 µs
 on a bare connection and 100 µs through the pool). The lender keeps connections it got from the
-pool, idle ones on a stack, and lends them again without going back to the pool. At most
-``limit`` connections are out of the pool at once; further borrowers wait in order until one is
-given back.
+pool, idle ones on a stack, and lends them again without going back to the pool; one idle
+longer than ``MAX_IDLE_S`` does go back (so the pool still checks and retires idle
+connections). At most ``limit`` connections are out of the pool at once; further borrowers wait
+in order until one is given back.
 
 A connection whose operation failed or was cancelled goes back to the pool (``drop``), which
 waits for a cancelled query to stop and rolls back whatever it left open; the lender then takes
@@ -17,6 +18,7 @@ the pool, so ``Pool.close`` can finish.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,10 @@ __all__ = ["Lender"]
 
 type _Conn = asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
 
+MAX_IDLE_S = 30.0
+"""A connection idle here longer goes back to the pool before it is lent again (the pool then
+checks it and recycles it after ``max_inactive_connection_lifetime``, as without a lender)."""
+
 
 class Lender:
     """Lends the connections of one asyncpg pool, keeping the idle ones."""
@@ -36,7 +42,7 @@ class Lender:
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], limit: int) -> None:
         self._pool = pool
         self._limit = limit
-        self._idle: list[_Conn] = []
+        self._idle: list[tuple[_Conn, float]] = []  # and since when (monotonic)
         self._out = 0  # connections taken from the pool: idle here or lent
         self._waiting: deque[asyncio.Future[_Conn | None]] = deque()
         self._closing = False
@@ -45,7 +51,11 @@ class Lender:
         """A connection for one operation (give it back with ``give`` or ``drop``)."""
         while True:
             if self._idle:
-                return self._idle.pop()
+                conn, since = self._idle.pop()
+                if time.monotonic() - since <= MAX_IDLE_S:
+                    return conn
+                await self.drop(conn)
+                continue
             if self._out < self._limit:
                 self._out += 1
                 try:
@@ -76,7 +86,10 @@ class Lender:
             await self.drop(conn)
             return
         if not self._wake(conn):
-            self._idle.append(conn)
+            now = time.monotonic()
+            self._idle.append((conn, now))
+            if now - self._idle[0][1] > MAX_IDLE_S:  # the bottom of the stack sat unused
+                await self.drop(self._idle.pop(0)[0])
 
     async def drop(self, conn: _Conn) -> None:
         """Return ``conn`` to the pool (after a failed or cancelled operation, or on closing)."""
@@ -90,7 +103,7 @@ class Lender:
         """Return the idle connections to the pool; later ``give`` calls return theirs."""
         self._closing = True
         while self._idle:
-            await self.drop(self._idle.pop())
+            await self.drop(self._idle.pop()[0])
 
     def _wake(self, value: _Conn | None) -> bool:
         # Hand ``value`` (a connection, or None: room to take one) to the first live waiter.
