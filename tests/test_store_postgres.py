@@ -247,6 +247,9 @@ async def _structure(conn: asyncpg.Connection, schema: str) -> dict[str, list[tu
         "constraints": "SELECT conrelid::regclass::text, contype, pg_get_constraintdef(c.oid) "
         "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
         "WHERE n.nspname = $1 ORDER BY 1, 2, 3",
+        "compression": "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND a.attnum > 0 AND c.relkind = 'r' ORDER BY 1, 2",
         "functions": "SELECT p.proname, pg_get_function_arguments(p.oid), p.prosrc FROM pg_proc p "
         "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 ORDER BY 1",
     }
@@ -337,6 +340,27 @@ async def test_a_failed_migration_leaves_the_old_schema_as_it_was(
             pass  # pragma: no cover
     assert await conn.fetchval(f"SELECT version FROM {s}.pf_meta") == 1
     assert await _structure(conn, schema) == before
+
+
+async def test_entry_values_are_lz4_compressed_where_the_server_has_lz4(
+    postgres_url: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    try:
+        await conn.execute("CREATE TEMP TABLE lz4_probe (v bytea COMPRESSION lz4)")
+        expected = "l"
+    except asyncpg.PostgresError:
+        expected = ""  # the server's default
+    async with PostgresDurableStore.open(postgres_url, schema=schema) as store:
+        big = bytes(range(256)) * 100
+        await store.append("log", big, scope=ACME)
+        assert (await store.read("log"))[0].value == big
+    found = await conn.fetchval(
+        "SELECT a.attcompression::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = 'pf_entries' AND a.attname = 'value'",
+        schema,
+    )
+    assert found == expected
 
 
 async def test_keys_are_c_collated_text_and_values_bytea(
