@@ -29,8 +29,9 @@ ENTRY_KEYS = (
 
 
 # Entry values TOAST-compressed with lz4 where the server has it (PostgreSQL 14+ built with lz4):
-# a journal's first entry carries a whole state (24 KB in the benchmark), which pglz compresses in
-# about 1 ms and lz4 in a tenth of that. Elsewhere the column keeps the server's default.
+# a journal's first entry carries a whole state (24 KB in the benchmark), and lz4 compresses it
+# far faster than pglz (runs of 11 appends with a 22 KB first entry: 344-410 µs per append with
+# pglz, 305 with lz4). Elsewhere the column keeps the server's default.
 ENTRY_COMPRESSION = """DO $$
 BEGIN
     EXECUTE 'ALTER TABLE {s}.pf_entries ALTER COLUMN value SET COMPRESSION lz4';
