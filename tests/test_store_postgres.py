@@ -6,11 +6,13 @@ Each test gets a fresh schema (a random name), dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import runpy
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,6 +27,7 @@ from penguiflow.core import (
     StoreError,
     StoreUnavailable,
 )
+from penguiflow.core._store_postgres import SCHEMA_VERSION
 from penguiflow.testkit import DurableStoreConformance, ManualClock
 from penguiflow.testkit.stores import StoreOpener
 
@@ -97,6 +100,31 @@ async def test_20_concurrent_same_key_appends_write_one_seq(postgres_url: str, s
         assert [e.seq for e in await store.read("log")] == [1, 2]
 
 
+@pytest.mark.parametrize("ttl_s", [None, 60.0])
+async def test_concurrent_keyed_appends_with_repeats_are_gap_free(
+    postgres_url: str, schema: str, ttl_s: float | None
+) -> None:
+    """Keyed appends (the journal's), each key sent three times at once: one seq per key, no
+    gaps -- on the path that takes the seq first and on the one that locks first (a TTL)."""
+    async with PostgresDurableStore.open(postgres_url, schema=schema, max_size=10) as store:
+        await store.append("log", b"first", scope=ACME, ttl_s=ttl_s)
+        with anyio.fail_after(20):
+            seqs = await asyncio.gather(
+                *(
+                    store.append("log", b"%d" % (i % 40), scope=ACME, idempotency_key=f"k{i % 40}",
+                                 ttl_s=ttl_s)
+                    for i in range(120)
+                )
+            )  # fmt: skip
+        by_key: dict[int, set[int]] = {}
+        for i, seq in enumerate(seqs):
+            by_key.setdefault(i % 40, set()).add(seq)
+        assert all(len(found) == 1 for found in by_key.values())
+        entries = await store.read("log")
+        assert [e.seq for e in entries] == list(range(1, 42))
+        assert {e.idempotency_key for e in entries[1:]} == {f"k{i}" for i in range(40)}
+
+
 async def test_concurrent_first_appends_to_a_new_stream_are_gap_free(
     postgres_url: str, schema: str
 ) -> None:
@@ -131,6 +159,29 @@ async def test_a_reader_following_after_never_skips_an_entry(
         assert seen == list(range(1, 101))
 
 
+async def test_cancelled_callers_leave_no_connection_behind(postgres_url: str, schema: str) -> None:
+    """Callers cancelled while waiting for a connection or mid-query: appends stay gap-free,
+    the store goes on, and its pool (two connections) closes."""
+    with anyio.fail_after(30):  # closing must not hang on a lost connection
+        async with PostgresDurableStore.open(postgres_url, schema=schema, max_size=2) as store:
+            for round_ in range(5):
+                tasks = [
+                    asyncio.create_task(store.append("log", b"v", scope=ACME)) for _ in range(20)
+                ]
+                for _ in range(round_ + 1):
+                    await asyncio.sleep(0)
+                await asyncio.sleep(0.001 * round_)
+                for task in tasks[::2]:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            seqs = await asyncio.gather(*(store.append("log", b"v", scope=ACME) for _ in range(20)))
+            entries = await store.read("log", limit=1000)
+            assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+            assert sorted(seqs) == [e.seq for e in entries][-20:]
+            lender = store._lender  # pyright: ignore[reportPrivateUsage]
+            assert lender is not None and lender._out <= 2  # pyright: ignore[reportPrivateUsage]
+
+
 async def test_two_pools_on_one_schema_see_each_others_writes(
     postgres_url: str, schema: str
 ) -> None:
@@ -159,7 +210,7 @@ async def test_stores_opening_a_new_schema_at_once_both_succeed(
     with anyio.fail_after(20):
         seqs = await asyncio.gather(*(open_and_put(i) for i in range(4)))
     assert sorted(seqs) == [1, 2, 3, 4]
-    assert await conn.fetchval(f'SELECT version FROM "{schema}".pf_meta') == 1
+    assert await conn.fetchval(f'SELECT version FROM "{schema}".pf_meta') == SCHEMA_VERSION
 
 
 # ------------------------------------------------------------------------ schema and keys
@@ -169,9 +220,147 @@ async def test_a_newer_schema_version_is_a_store_error(
     async with PostgresDurableStore.open(postgres_url, schema=schema):
         pass
     await conn.execute(f'UPDATE "{schema}".pf_meta SET version = 99')
-    with pytest.raises(StoreError, match=r"99.*up to 1: upgrade penguiflow-core"):
+    with pytest.raises(StoreError, match=rf"99.*up to {SCHEMA_VERSION}: upgrade penguiflow-core"):
         async with PostgresDurableStore.open(postgres_url, schema=schema):
             pass  # pragma: no cover
+
+
+# The DDL of schema version 1, as old deployments hold it.
+_V1_DDL: tuple[str, ...] = runpy.run_path(str(Path(__file__).with_name("_postgres_schema_v1.py")))[
+    "DDL"
+]
+
+
+async def _structure(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    """What a schema is made of (tables' columns, indexes, constraints, functions), its name
+    replaced by ``s``."""
+
+    def plain(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.replace(f'"{schema}".', "s.").replace(f"{schema}.", "s.")
+
+    queries = {
+        "columns": "SELECT table_name, column_name, data_type, is_nullable, collation_name "
+        "FROM information_schema.columns WHERE table_schema = $1 ORDER BY 1, 2",
+        "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 ORDER BY 1",
+        "constraints": "SELECT conrelid::regclass::text, contype, pg_get_constraintdef(c.oid) "
+        "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+        "WHERE n.nspname = $1 ORDER BY 1, 2, 3",
+        "compression": "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND a.attnum > 0 AND c.relkind = 'r' ORDER BY 1, 2",
+        "functions": "SELECT p.proname, pg_get_function_arguments(p.oid), p.prosrc FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 ORDER BY 1",
+    }
+    return {
+        name: [tuple(plain(v) for v in row) for row in await conn.fetch(sql, schema)]
+        for name, sql in queries.items()
+    }
+
+
+async def test_a_version_1_schema_migrates_forward_and_keeps_its_data(
+    postgres_url: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    s = f'"{schema}"'
+    for statement in _V1_DDL:
+        await conn.execute(statement.replace("{s}", s))
+    await conn.execute(f"INSERT INTO {s}.pf_meta (id, version) VALUES (1, 1)")
+    put = f"SELECT * FROM {s}.pf_put($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    append = f"SELECT * FROM {s}.pf_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    now = 1000.0
+    await conn.fetchrow(put, "ns", "k", b"record", "acme", None, None, None, None, now)
+    for i in range(1, 6):  # keyed entries 1..5 and one without a key (6)
+        await conn.fetchrow(append, "log", b"%d" % i, "acme", None, None, f"k{i}", None, None, now)
+    await conn.fetchrow(append, "log", b"6", "acme", None, None, None, None, None, now)
+    await conn.fetchrow(append, "other", b"o", "beta", "u", None, "x", None, None, now)
+    # version 1's trim: entries 1 and 2 go, their keys stay in pf_idempotency
+    await conn.execute(
+        f"DELETE FROM {s}.pf_entries WHERE stream_id = "
+        f"(SELECT id FROM {s}.pf_streams WHERE name = 'log') AND seq < 3"
+    )
+
+    clock = ManualClock(now)
+    async with PostgresDurableStore.open(postgres_url, schema=schema, clock=clock) as store:
+        assert await conn.fetchval(f"SELECT version FROM {s}.pf_meta") == SCHEMA_VERSION
+        record = await store.get("ns", "k")
+        assert record is not None and record.value == b"record" and record.version == 1
+        entries = await store.read("log")
+        assert [(e.seq, e.value, e.idempotency_key) for e in entries] == [
+            (3, b"3", "k3"), (4, b"4", "k4"), (5, b"5", "k5"), (6, b"6", None),
+        ]  # fmt: skip
+        # keys of kept entries and of trimmed ones are both still known
+        assert await store.append("log", b"again", scope=ACME, idempotency_key="k4") == 4
+        assert await store.append("log", b"again", scope=ACME, idempotency_key="k1") == 1
+        assert await store.append("log", b"7", scope=ACME, idempotency_key="k7") == 7
+        assert await store.append("log", b"8", scope=ACME) == 8
+        assert [e.seq for e in await store.read("log")] == [3, 4, 5, 6, 7, 8]
+        assert await store.trim("log", before=5) == 2
+        assert await store.append("log", b"again", scope=ACME, idempotency_key="k3") == 3
+        assert await store.erase("beta") == 1
+        assert await store.read("other") == []
+        assert await store.append("other", b"new", scope=Scope("beta"), idempotency_key="x") == 1
+        assert await store.erase("acme") == 2
+    left = await conn.fetchval(
+        f"SELECT (SELECT count(*) FROM {s}.pf_entries e JOIN {s}.pf_streams t "
+        f"ON t.id = e.stream_id WHERE t.tenant = 'acme') + (SELECT count(*) FROM {s}.pf_entries "
+        f"e WHERE NOT EXISTS (SELECT 1 FROM {s}.pf_streams t WHERE t.id = e.stream_id)) + "
+        f"(SELECT count(*) FROM {s}.pf_idempotency i WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {s}.pf_streams t WHERE t.id = i.stream_id))"
+    )
+    assert left == 0  # erase removed the entries and keys physically
+
+    # the migrated schema is the one a new store creates
+    fresh = f"{schema}_new"
+    try:
+        async with PostgresDurableStore.open(postgres_url, schema=fresh):
+            pass
+        assert await _structure(conn, schema) == await _structure(conn, fresh)
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{fresh}" CASCADE')
+
+
+async def test_a_failed_migration_leaves_the_old_schema_as_it_was(
+    postgres_url: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    s = f'"{schema}"'
+    for statement in _V1_DDL:
+        await conn.execute(statement.replace("{s}", s))
+    await conn.execute(f"INSERT INTO {s}.pf_meta (id, version) VALUES (1, 1)")
+    append = f"SELECT * FROM {s}.pf_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    await conn.fetchrow(append, "log", b"1", "acme", None, None, "k1", None, None, 1.0)
+    # A duplicate key the unique index of version 2 cannot take: the migration must fail whole.
+    await conn.execute(
+        f"INSERT INTO {s}.pf_entries (stream_id, seq, value, ts, idempotency_key) "
+        f"SELECT id, 2, 'x', 1.0, 'k1' FROM {s}.pf_streams"
+    )
+    before = await _structure(conn, schema)
+    with pytest.raises(StoreUnavailable):
+        async with PostgresDurableStore.open(postgres_url, schema=schema):
+            pass  # pragma: no cover
+    assert await conn.fetchval(f"SELECT version FROM {s}.pf_meta") == 1
+    assert await _structure(conn, schema) == before
+
+
+async def test_entry_values_are_lz4_compressed_where_the_server_has_lz4(
+    postgres_url: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    try:
+        await conn.execute("CREATE TEMP TABLE lz4_probe (v bytea COMPRESSION lz4)")
+        expected = "l"
+    except asyncpg.PostgresError:
+        expected = ""  # the server's default
+    async with PostgresDurableStore.open(postgres_url, schema=schema) as store:
+        big = bytes(range(256)) * 100
+        await store.append("log", big, scope=ACME)
+        assert (await store.read("log"))[0].value == big
+    found = await conn.fetchval(
+        "SELECT a.attcompression::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = 'pf_entries' AND a.attname = 'value'",
+        schema,
+    )
+    assert found == expected
 
 
 async def test_keys_are_c_collated_text_and_values_bytea(
@@ -314,3 +503,23 @@ def test_importing_penguiflow_core_loads_neither_asyncpg_nor_the_backend() -> No
     )
     assert result.stdout.splitlines() == ["[]", "True False"]
     assert PostgresDurableStore.__module__ == "penguiflow.core"
+
+
+async def test_a_connection_idle_too_long_goes_back_to_the_pool(
+    postgres_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from penguiflow.core import _store_postgres_lend as lend
+
+    async with PostgresDurableStore.open(postgres_url, schema=schema, max_size=4) as store:
+        await asyncio.gather(*(store.append("log", b"v", scope=ACME) for _ in range(8)))
+        lender = store._lender  # pyright: ignore[reportPrivateUsage]
+        assert lender is not None
+        parked = len(lender._idle)  # pyright: ignore[reportPrivateUsage]
+        assert parked >= 1
+        monkeypatch.setattr(lend, "MAX_IDLE_S", 0.0)
+        await asyncio.sleep(0.01)
+        for _ in range(parked + 1):
+            assert await store.get("ns", "missing") is None
+        assert len(lender._idle) <= 1  # pyright: ignore[reportPrivateUsage]
+        assert lender._out == len(lender._idle)  # pyright: ignore[reportPrivateUsage]
+        assert [e.seq for e in await store.read("log")] == list(range(1, 9))

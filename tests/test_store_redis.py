@@ -147,6 +147,25 @@ async def test_records_and_streams_get_a_native_expiry_backstop(
                 client.close()
 
 
+async def test_a_first_keyed_append_to_an_expiring_stream_gets_the_backstop(
+    redis_url: str, prefix: str
+) -> None:
+    """The key hash of a stream with an expiry, created by a later append, expires too."""
+    with anyio.fail_after(10):
+        async with RedisDurableStore.open(redis_url, prefix=prefix) as store:
+            await store.append("log", b"1", scope=_A, ttl_s=5)
+            await store.append("log", b"2", scope=_A, idempotency_key="e2")  # keeps the expiry
+            client = _raw(redis_url)
+            try:
+                for part in ("lm", "l", "li"):
+                    ttl = client.pttl(f"{prefix}:{part}:log")
+                    assert isinstance(ttl, int) and 5000 < ttl <= 65000
+                assert client.zscore(f"{prefix}:x", "llog") is not None
+            finally:
+                client.close()
+            assert [e.seq for e in await store.read("log")] == [1, 2]
+
+
 async def test_a_natively_expired_stream_starts_anew(redis_url: str, prefix: str) -> None:
     """Should Redis drop a stream's keys, the next append starts at seq 1 with no old keys."""
     with anyio.fail_after(10):

@@ -2,14 +2,16 @@
 
 Loaded on first use (``penguiflow.core.PostgresDurableStore``); asyncpg, the ``postgres`` extra,
 is imported when a store is opened. The tables live in their own schema, created under an
-advisory lock (so stores opening at once do not race) and versioned in ``pf_meta``. Keys are
-``text COLLATE "C"``: PostgreSQL compares them byte by byte, the UTF-8 order the other backends
-scan in, and a prefix scan is a range on the primary key (never ``LIKE``). Values are ``bytea``;
-times come from the store's clock and travel as parameters. Every operation is one statement,
-so the server applies it whole or not at all: ``put`` and ``append`` are PL/pgSQL functions
-that lock the row they change (``FOR UPDATE``), which makes appends gap-free, visible in seq
-order and idempotent under concurrency in one round trip. asyncpg errors become
-``StoreUnavailable`` here, in one place.
+advisory lock (so stores opening at once do not race) and versioned in ``pf_meta``; an older
+schema migrates forward in one transaction. Keys are ``text COLLATE "C"``: PostgreSQL compares
+them byte by byte, the UTF-8 order the other backends scan in, and a prefix scan is a range on
+the primary key (never ``LIKE``). Values are ``bytea``; times come from the store's clock and
+travel as parameters. Every operation is one statement, so the server applies it whole or not at
+all: ``put``, ``append``, ``trim``, ``erase`` and ``purge_expired`` are SQL functions, and
+``put`` and ``append`` lock the row they change, which makes appends gap-free, visible in seq
+order and idempotent under concurrency in one round trip. Operations borrow the pool's
+connections through a ``Lender`` (``_store_postgres_lend``), which keeps idle ones instead of
+releasing each to the pool. asyncpg errors become ``StoreUnavailable`` here, in one place.
 """
 
 from __future__ import annotations
@@ -42,15 +44,22 @@ from ._durable import (
 )
 from ._errors import ScopeMismatch, StoreClosed, StoreError, StoreUnavailable, VersionConflict
 from ._store_history import StoreBase
+from ._store_postgres_lend import Lender
 from ._store_postgres_sql import SELECTED, Named, Sql, named
 
 if TYPE_CHECKING:
     import asyncpg
 
+    type _Conn = asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+
 __all__ = ["SCHEMA_VERSION", "PostgresDurableStore"]
 
-SCHEMA_VERSION = 1
-"""The schema this module writes (kept in the ``pf_meta`` table of the store's schema)."""
+SCHEMA_VERSION = 2
+"""The schema this module writes (kept in the ``pf_meta`` table of the store's schema).
+
+Older schemas migrate forward when a store opens (``MIGRATIONS`` in ``_store_postgres_sql``): in
+one transaction, under the advisory lock, keeping their data.
+"""
 
 _INSTALL = 'PostgresDurableStore needs asyncpg: pip install "penguiflow-core[postgres]"'
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -76,6 +85,15 @@ def _prefix_end(prefix: str) -> str | None:
             return prefix[:-1] + chr(last)
         prefix = prefix[:-1]
     return None
+
+
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    # The pool's reset of a released connection. asyncpg's default (``Connection.reset``) is one
+    # more round trip per operation (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    # ALL``), undoing session state this store never makes: it takes no session locks (only
+    # ``pg_advisory_xact_lock``), opens no cursors, listens to nothing and sets nothing. asyncpg
+    # still rolls back a transaction left open before calling this.
+    del conn
 
 
 def _lock_id(schema: str) -> int:
@@ -152,6 +170,7 @@ class PostgresDurableStore(StoreBase):
         self._max_value_bytes = max_value_bytes
         self._sql = Sql(schema)
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._lender: Lender | None = None
         self._purger: asyncio.Task[None] | None = None
         self._state: Literal["new", "opening", "open", "closed"] = "new"
 
@@ -210,15 +229,16 @@ class PostgresDurableStore(StoreBase):
             return self
         self._state = "opening"
         try:
-            self._pool = await self._guard(
+            self._pool = pool = await self._guard(
                 self._asyncpg.create_pool(
                     self._dsn,
                     min_size=self._min_size,
                     max_size=self._max_size,
-                    **self._connect_kwargs,
+                    **{"reset": _keep_session, **self._connect_kwargs},
                 )
             )
             await self._guard(self._migrate())
+            self._lender = Lender(pool, self._max_size)
         except BaseException:
             await self.aclose()
             raise
@@ -239,9 +259,12 @@ class PostgresDurableStore(StoreBase):
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
+        lender, self._lender = self._lender, None
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
+                if lender is not None:
+                    await lender.close()
                 await pool.close()
             except (OSError, self._asyncpg.PostgresError, self._asyncpg.InterfaceError):
                 pool.terminate()
@@ -264,26 +287,39 @@ class PostgresDurableStore(StoreBase):
             )
             raise error from exc
 
-    def _open_pool(self) -> asyncpg.Pool[asyncpg.Record]:
-        if self._state != "open" or self._pool is None:
+    def _open_lender(self) -> Lender:
+        if self._state != "open" or self._lender is None:
             raise StoreClosed(
                 f"PostgreSQL store (schema {self._schema}) is closed; open a new one"
                 if self._state == "closed"
                 else "the store is not open: use `async with PostgresDurableStore.open(dsn)`"
             )
-        return self._pool
+        return self._lender
+
+    async def _call[T](self, run: Callable[[_Conn], Awaitable[T]]) -> T:
+        # One operation on a lent connection; one that failed or was cancelled goes back to
+        # the pool, which cleans it up.
+        lender = self._open_lender()
+        conn = await self._guard(lender.borrow())
+        try:
+            result = await self._guard(run(conn))
+        except BaseException:
+            await lender.drop(conn)
+            raise
+        await lender.give(conn)
+        return result
 
     async def _fetchrow(self, sql: Named, **values: object) -> asyncpg.Record | None:
-        pool = self._open_pool()
-        return await self._guard(pool.fetchrow(sql.text, *sql.args(**values)))
+        args = sql.args(**values)
+        return await self._call(lambda conn: conn.fetchrow(sql.text, *args))
 
     async def _fetch(self, sql: Named, **values: object) -> list[asyncpg.Record]:
-        pool = self._open_pool()
-        return await self._guard(pool.fetch(sql.text, *sql.args(**values)))
+        args = sql.args(**values)
+        return await self._call(lambda conn: conn.fetch(sql.text, *args))
 
     async def _execute(self, sql: Named, **values: object) -> str:
-        pool = self._open_pool()
-        return await self._guard(pool.execute(sql.text, *sql.args(**values)))
+        args = sql.args(**values)
+        return await self._call(lambda conn: conn.execute(sql.text, *args))
 
     async def _migrate(self) -> None:
         assert self._pool is not None
@@ -304,6 +340,17 @@ class PostgresDurableStore(StoreBase):
                     await conn.execute(statement)
                 await conn.execute(
                     f"INSERT INTO {self._sql.meta} (id, version) VALUES (1, $1)", SCHEMA_VERSION
+                )
+            elif found < SCHEMA_VERSION:
+                for version in range(found, SCHEMA_VERSION):
+                    for statement in self._sql.migrations[version]:
+                        await conn.execute(statement)
+                await conn.execute(f"UPDATE {self._sql.meta} SET version = $1", SCHEMA_VERSION)
+                _logger.info(
+                    "PostgreSQL store (schema %s): migrated the store schema from version %d to %d",
+                    self._schema,
+                    found,
+                    SCHEMA_VERSION,
                 )
 
     async def _purge_loop(self) -> None:
@@ -448,7 +495,8 @@ class PostgresDurableStore(StoreBase):
     ) -> int:
         """Append to ``stream``; returns its seq (1, 2, 3 … with no gaps).
 
-        One round trip to a function that locks the stream's row: concurrent appends get
+        One round trip to a function that locks the stream's row (an ``UPDATE`` taking the
+        next seq, or ``FOR UPDATE`` for a first append): concurrent appends get
         consecutive seqs and commit in seq order. A repeated ``idempotency_key`` returns the
         first entry's seq and writes nothing. The first append fixes the stream's scope
         (another tenant: ``ScopeMismatch``). ``ttl_s`` sets the whole stream's expiry anew;
@@ -494,12 +542,14 @@ class PostgresDurableStore(StoreBase):
         ]
 
     async def trim(self, stream: str, *, before: int) -> int:
-        """Drop entries with ``seq < before``; returns how many went. Later seqs continue."""
+        """Drop entries with ``seq < before``; returns how many went. Later seqs continue.
+
+        The dropped entries' idempotency keys stay known (a repeat returns the old seq).
+        """
         check_trim(stream, before)
-        status = await self._execute(
-            self._sql.trim, stream=stream, now=self._clock(), before=before
-        )
-        return _count(status)
+        row = await self._fetchrow(self._sql.trim, stream=stream, now=self._clock(), before=before)
+        assert row is not None
+        return int(row[0])
 
     # ------------------------------------------------------------------------- retention
     async def erase(

@@ -107,52 +107,67 @@ return found
 """
 )
 
-# ARGV: P stream value tenant user session idem now exp_if_ttl first_exp
-_APPEND = (
-    _LIB
-    + """
-local name, tenant, idem, now = ARGV[2], ARGV[4], ARGV[7], ARGV[8]
-local meta, log, ik = log_keys(name)
+# ARGV: P stream value tenant user session idem now exp_if_ttl first_exp margin_ms
+# -> the seq (an integer reply: the cheapest to parse) | {'scope', tenant, user, session}
+# The hot path of a journal, so it does without _LIB (whose closures every call would build) and
+# without commands that change nothing: an append to a live stream of its tenant is HMGET, (HGET
+# of the key,) XADD, (HSET of the key,) HSET of the last seq -- and, with an expiry, ZADD and
+# PEXPIREs only when the expiry moved or the stream is new.
+_APPEND = """
+local P, name, tenant, idem, now = ARGV[1], ARGV[2], ARGV[4], ARGV[7], ARGV[8]
+local meta, log, ik = P .. ':lm:' .. name, P .. ':l:' .. name, P .. ':li:' .. name
 local m = redis.call('HMGET', meta, 'tenant', 'user', 'session', 'last', 'exp')
-if m[1] and not live(m[5], now) then
-  drop_stream(name, m[1])  -- expired: this append starts the stream anew
-  m = {false}
+local old = m[5]
+if m[1] and old ~= '' and tonumber(old) <= tonumber(now) then
+  -- expired: this append starts the stream anew
+  redis.call('DEL', meta)
+  redis.call('ZREM', P .. ':x', 'l' .. name)
+  redis.call('SREM', P .. ':t:' .. m[1], 'l' .. name)
+  m[1] = false
 end
-local exp
-if not m[1] then
-  redis.call('DEL', log, ik)  -- leftovers of a natively expired stream
+local created, exp, last = not m[1], old, 0
+if created then
+  redis.call('DEL', log, ik)  -- what the expired (or natively expired) stream left
   exp = ARGV[10]
-  redis.call('HSET', meta, 'tenant', tenant, 'user', ARGV[5], 'session', ARGV[6], 'last', 0)
-  redis.call('SADD', owned(tenant), 'l' .. name)
-  m = {tenant, ARGV[5], ARGV[6], '0', exp}
+  redis.call('SADD', P .. ':t:' .. tenant, 'l' .. name)
 elseif m[1] ~= tenant then
   return {'scope', m[1], m[2], m[3]}
 else
-  exp = m[5]
   if idem ~= '' then
     local seen = redis.call('HGET', ik, idem)
-    if seen then return {'ok', seen} end
+    if seen then return tonumber(seen) end
   end
+  last = tonumber(m[4])
 end
 if ARGV[9] ~= '' then exp = ARGV[9] end
-local seq = tonumber(m[4]) + 1
+local seq = last + 1
 if idem ~= '' then
   redis.call('XADD', log, seq .. '-0', 'v', ARGV[3], 't', now, 'k', idem)
   redis.call('HSET', ik, idem, seq)
 else
   redis.call('XADD', log, seq .. '-0', 'v', ARGV[3], 't', now)
 end
-redis.call('HSET', meta, 'last', seq, 'exp', exp)
-if exp ~= '' then
-  redis.call('ZADD', EXPIRY, exp, 'l' .. name)
-  local ms = math.ceil((tonumber(exp) - tonumber(now)) * 1000) + tonumber(ARGV[11])
-  redis.call('PEXPIRE', meta, ms)
-  redis.call('PEXPIRE', log, ms)
-  redis.call('PEXPIRE', ik, ms)
+if created then
+  redis.call('HSET', meta, 'tenant', tenant, 'user', ARGV[5], 'session', ARGV[6], 'last', seq,
+    'exp', exp)
+elseif exp == old then
+  redis.call('HSET', meta, 'last', seq)
+else
+  redis.call('HSET', meta, 'last', seq, 'exp', exp)
 end
-return {'ok', tostring(seq)}
+if exp ~= '' then
+  local ms = math.ceil((tonumber(exp) - tonumber(now)) * 1000) + tonumber(ARGV[11])
+  if created or exp ~= old then
+    redis.call('ZADD', P .. ':x', exp, 'l' .. name)
+    redis.call('PEXPIRE', meta, ms)
+    redis.call('PEXPIRE', log, ms)
+    redis.call('PEXPIRE', ik, ms)
+  elseif idem ~= '' then
+    redis.call('PEXPIRE', ik, ms)  -- the key hash may be new (the stream's first keyed entry)
+  end
+end
+return seq
 """
-)
 
 # ARGV: P stream after limit now -> false | {tenant, user, session, entries}
 _READ = (
