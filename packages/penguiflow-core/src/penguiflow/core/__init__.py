@@ -32,7 +32,6 @@ import typing as _typing
 from dataclasses import is_dataclass as _is_dataclass
 from types import FunctionType as _FunctionType
 
-from ._catalog import NodeSpec, build_catalog
 from ._context import Context
 from ._dispatch import OverflowPolicy
 from ._distribution import (
@@ -63,8 +62,6 @@ from ._errors import (
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware, format_flow_event
 from ._flow import FlowStatistics, PenguiFlow, create
 from ._graph import OPEN_SEA, ROOKERY, Endpoint
-from ._idempotent import idempotent
-from ._journal import Durability, Journal, JournalStep, current_step_id
 from ._logging import (
     ExtraFormatter,
     FlowEventLogger,
@@ -80,12 +77,14 @@ from ._playbook import call_playbook
 from ._registry import ModelRegistry
 from ._streaming import chunk_to_ws_json, emit_stream_events, format_sse_event, stream_flow
 from ._subflow import PlaybookFactory
-from ._tool import SideEffect, ToolInputExample, ToolLoadingMode, tool
 from ._trace import current_trace_id
 from ._types import WM, BudgetExhausted, FinalAnswer, Headers, Message, StreamChunk, merge_meta
 
 # Imported on first use (see __getattr__): none of these is needed to run a flow.
 if _typing.TYPE_CHECKING:
+    from ._catalog import NodeSpec, build_catalog
+    from ._idempotent import idempotent
+    from ._journal import Durability, Journal, JournalStep, current_step_id
     from ._patterns import join_k, map_concurrent
     from ._remote import (
         RemoteCallRequest,
@@ -107,9 +106,14 @@ if _typing.TYPE_CHECKING:
     from ._store_postgres import PostgresDurableStore
     from ._store_redis import RedisDurableStore
     from ._store_sqlite import SQLiteDurableStore
+    from ._tool import SideEffect, ToolInputExample, ToolLoadingMode, tool
     from ._viz import flow_to_dot, flow_to_mermaid, to_dot, to_mermaid
 
 _LAZY = {
+    **dict.fromkeys(("NodeSpec", "build_catalog"), "_catalog"),
+    **dict.fromkeys(("SideEffect", "ToolInputExample", "ToolLoadingMode", "tool"), "_tool"),
+    "idempotent": "_idempotent",
+    **dict.fromkeys(("Durability", "Journal", "JournalStep", "current_step_id"), "_journal"),
     **dict.fromkeys(("join_k", "map_concurrent"), "_patterns"),
     **dict.fromkeys(
         (

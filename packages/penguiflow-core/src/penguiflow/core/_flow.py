@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio import CancelScope
@@ -21,8 +21,6 @@ from ._events import EventHook, FlowEventType, Middleware
 from ._floe import Floe
 from ._graph import OPEN_SEA, Adjacency, Graph, build_graph
 from ._invoke import invoke
-from ._journal import Journal
-from ._journal_record import Recorder
 from ._node import Node
 from ._registry import ModelRegistry
 from ._rookery import ANY_TRACE
@@ -31,6 +29,10 @@ from ._runtime import Runtime
 from ._types import Message, StreamChunk, copy_with
 
 __all__ = ["FlowStatistics", "PenguiFlow", "create", "runtime_of"]
+
+if TYPE_CHECKING:
+    from ._journal import Journal
+    from ._journal_record import Recorder
 
 logger = logging.getLogger("penguiflow.core")
 
@@ -598,6 +600,8 @@ def _names(to: Node | str | Sequence[Node | str] | None) -> list[str] | None:
 
 
 def _attach(journal: object, rt: Runtime) -> Recorder:
+    from ._journal import Journal  # loaded with the first journaled flow
+
     if not isinstance(journal, Journal):
         raise TypeError(
             f"journal must be a Journal, got {type(journal).__name__}; write "

@@ -52,7 +52,7 @@ class ToolLoadingMode(StrEnum):
 class ToolInputExample(BaseModel):
     """One example call of a tool, shown to the model."""
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, defer_build=True)
 
     args: dict[str, Any]
     """The arguments, as the model would write them (must be JSON-serialisable)."""
