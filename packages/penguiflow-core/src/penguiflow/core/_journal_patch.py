@@ -110,11 +110,8 @@ class _Nested:
 
 def _diff_value(old: Any, new: Any) -> Any:
     """``_SAME``, a ``_Nested`` patch, or the new value's JSON (a replacement)."""
-    kind = type(new)
-    if kind in _SCALARS and kind is type(old):  # the common case: a counter, a name, a flag
+    if _quick_same(old, new):  # the common cases: a counter, a name, a flag, an empty meta
         return _SAME if old == new else new
-    if kind is dict and not new and type(old) is dict and not old:  # e.g. an empty meta, copied
-        return _SAME
     if isinstance(new, BaseModel) and type(old) is type(new) and _plain_model(type(new)):
         inner = _diff_map(old.__dict__, new.__dict__)
     elif type(new) is dict and type(old) is dict and _str_keys(new) and _str_keys(old):  # pyright: ignore[reportUnknownArgumentType]
@@ -131,8 +128,16 @@ def _diff_json(old: Any, new: Any) -> Any:
     return _SAME if same_json(old, new) else new
 
 
-_SCALARS = frozenset((str, int, bool, type(None)))
+_SCALARS: frozenset[type[object]] = frozenset((str, int, bool, type(None)))
 """Types whose values are their own JSON and compare exactly with ``==`` (floats excluded: NaN)."""
+
+
+def _quick_same(old: object, new: object) -> bool:
+    """Whether ``old == new`` alone decides: equal scalar types, or two empty dicts."""
+    kind = type(new)
+    if kind is not type(old):
+        return False
+    return kind in _SCALARS or (kind is dict and not old and not new)
 
 
 def same_json(a: Any, b: Any) -> bool:
