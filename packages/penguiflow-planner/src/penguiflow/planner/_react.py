@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self, cast
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
 from penguiflow.core import (
     DurableStore,
@@ -28,18 +24,20 @@ from penguiflow.core import (
     NodeSpec,
     PenguiFlow,
     build_catalog,
-    create,
 )
 
+from ._as_node import serve
 from ._errors import PlannerNotOpen, PlannerUsageError
 from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType, deliver
 from ._llm import JSONLLMClient
 from ._memory import ShortTermMemory
-from ._memory_types import ConversationTurn, ShortTermMemoryConfig
-from ._pause import MISSING, PauseBook, apply_answers, budget_of, restore, scope_of_key
+from ._memory_types import ShortTermMemoryConfig
+from ._pause import MISSING, PauseBook, apply_answers, budget_of, restore
 from ._prompts import action_format, system_prompt
+from ._records import load_memory, logged, persist, record_memory
 from ._retry import LLMRetryPolicy
 from ._run import Run
+from ._setup import check_json_context, has_run, is_model, migrate, renamed, tool_flow
 from ._steering import SteeringInbox
 from ._tokens import CharCounter, TokenCounter
 from ._types import (
@@ -47,8 +45,6 @@ from ._types import (
     PlannerBudget,
     PlannerFinish,
     PlannerPause,
-    PlannerRequest,
-    PlannerResume,
     PlannerStatistics,
     ReflectionConfig,
     ToolPolicy,
@@ -113,7 +109,7 @@ class ReactPlanner[OutputT]:
         time_source: Callable[[], float] = time.time,
         **old: Any,
     ) -> None:
-        budget = _migrate(old, budget)
+        budget = migrate(old, budget)
         token_budget = old.pop("token_budget", None)
         if token_budget is not None:  # the original's prompt-size limit: summarise beyond it
             if compaction is not None:
@@ -122,9 +118,9 @@ class ReactPlanner[OutputT]:
                     "token_budget=, not both"
                 )
             compaction = CompactionConfig(max_prompt_tokens=token_budget)
-        store = _renamed(old, "state_store", "store", store)
-        reflection = _renamed(old, "reflection_config", "reflection", reflection)
-        memory = _renamed(old, "short_term_memory", "memory", memory)
+        store = renamed(old, "state_store", "store", store)
+        reflection = renamed(old, "reflection_config", "reflection", reflection)
+        memory = renamed(old, "short_term_memory", "memory", memory)
         if old:
             raise TypeError(f"ReactPlanner() got unexpected keyword arguments {sorted(old)}")
         if llm_client is None or not callable(getattr(llm_client, "complete", None)):
@@ -139,7 +135,7 @@ class ReactPlanner[OutputT]:
                 f"max_parallel must be within 1..absolute_max_parallel ({absolute_max_parallel}), "
                 f"got {max_parallel}"
             )
-        if not (output_type is str or _is_model(output_type)):
+        if not (output_type is str or is_model(output_type)):
             raise PlannerUsageError(
                 f"output_type must be str or a pydantic BaseModel subclass, got {output_type!r}"
             )
@@ -203,7 +199,7 @@ class ReactPlanner[OutputT]:
         self._pauses: PauseBook = PauseBook(self.store, pause_ttl_s, time_source)
         self.middlewares: tuple[Any, ...] = tuple(middlewares)
         self.on_flow_event = on_flow_event
-        self.tool_flow: PenguiFlow = _tool_flow(specs, middlewares, on_flow_event)
+        self.tool_flow: PenguiFlow = tool_flow(specs, middlewares, on_flow_event)
         self.counters: Counter[str] = Counter()
         self.drain_timeout_s: float = 5.0
         """How long ``aclose()`` waits for background work before cancelling what is left."""
@@ -220,8 +216,8 @@ class ReactPlanner[OutputT]:
             raise PlannerUsageError(
                 "this planner is already open: open it once (`async with planner:`) and share it"
             )
-        if _has_run(self.tool_flow):  # a flow runs once: opened again, a fresh private flow
-            self.tool_flow = _tool_flow(self.catalog, self.middlewares, self.on_flow_event)
+        if has_run(self.tool_flow):  # a flow runs once: opened again, a fresh private flow
+            self.tool_flow = tool_flow(self.catalog, self.middlewares, self.on_flow_event)
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -289,7 +285,7 @@ class ReactPlanner[OutputT]:
                     "the end of the run",
                     what,
                 )
-            await _logged(func, what)
+            await logged(func, what)
             return
         if self._background == 0:
             self._drained = anyio.Event()
@@ -297,7 +293,7 @@ class ReactPlanner[OutputT]:
 
         async def tracked() -> None:
             try:
-                await _logged(func, what)
+                await logged(func, what)
             finally:
                 self._background -= 1
                 if self._background == 0 and self._drained is not None:
@@ -323,7 +319,7 @@ class ReactPlanner[OutputT]:
     ) -> PlannerFinish[OutputT] | PlannerPause:
         """Plan and act until the query is answered, a budget ends the run, or a tool pauses."""
         context = dict(llm_context or {})
-        _check_json_context(context)
+        check_json_context(context)
         self._check_open()
         run = Run(
             self,
@@ -400,42 +396,17 @@ class ReactPlanner[OutputT]:
         self._active += 1
         try:
             if self.memory is not None:
-                await _load_memory(self.memory, run)
+                await load_memory(self.memory, run)
             result = await run.execute()
         finally:
             self._active -= 1
         self.counters["tool_calls"] += run.tool_calls
         if self.memory is not None and isinstance(result, PlannerFinish):
-            await _record_memory(self.memory, run, result)
+            await record_memory(self.memory, run, result)
         trajectory = self.persist_trajectories and self._store_given
         if trajectory or events:  # buffered while open
-            await self.spawn(self._persist(run, trajectory, events), what="run records")
+            await self.spawn(persist(self, run, trajectory, events), what="run records")
         return cast("PlannerFinish[OutputT] | PlannerPause", result)
-
-    def _persist(
-        self, run: Run, trajectory: bool, events: list[PlannerEvent]
-    ) -> Callable[[], Awaitable[None]]:
-        """The run's records (``planner.trajectory``, ``planner.events.{run_id}``) as one write."""
-        scope, _ = scope_of_key(run.memory_key)
-        data = run.trajectory.to_json().encode() if trajectory else None
-        segment = uuid.uuid4().hex[:8]  # a resumed run continues the same stream
-
-        async def write() -> None:
-            try:
-                if data is not None:
-                    await self.store.put("planner.trajectory", run.run_id, data, scope=scope)
-                stream = f"planner.events.{run.run_id}"
-                for seq, event in enumerate(events, 1):
-                    await self.store.append(
-                        stream,
-                        json.dumps(event.to_payload(), default=str).encode(),
-                        scope=scope,
-                        idempotency_key=f"{run.run_id}:{segment}:{seq}",
-                    )
-            except Exception:
-                logger.exception("could not persist the records of run %s", run.run_id)
-
-        return write
 
     def _memory_event(self, kind: str, extra: Mapping[str, Any]) -> None:
         """A memory health change for the planner's listener (no run: it is background work)."""
@@ -481,51 +452,10 @@ class ReactPlanner[OutputT]:
         fixed = dict(tool_context or {})
 
         async def planner_node(message: Message, ctx: Any) -> Message:
-            return message.with_payload(await planner._serve(message, ctx, fixed))
+            return message.with_payload(await serve(planner, message, ctx, fixed))
 
         planner_node.__name__ = name
         return Node(planner_node, name=name, policy=policy or NodePolicy(validate="none"))
-
-    async def _serve(self, message: Message, ctx: Any, tool_context: dict[str, Any]) -> Any:
-        payload = message.payload
-        memory_key = getattr(payload, "memory_key", None)
-        if memory_key is None:
-            memory_key = {"tenant_id": message.headers.tenant}
-        deadline_at = None
-        if message.deadline_s is not None:  # wall-clock epoch seconds -> the planner's clock
-            deadline_at = self.time_source() + (message.deadline_s - time.time())
-        if isinstance(payload, PlannerResume):
-            async with _chunks_to(ctx, message, self.stream_final_response) as sink:
-                result = await self.resume(
-                    payload.token,
-                    answers=payload.answers,
-                    memory_key=memory_key,
-                    tool_context=tool_context,
-                    _flow_context=ctx,
-                    _deadline_at=deadline_at,
-                    _chunk_sink=None if sink is None else sink.feed,
-                )
-                if sink is not None:
-                    sink.finished(result)
-                return result
-        request = (
-            payload if isinstance(payload, PlannerRequest) else PlannerRequest(query=str(payload))
-        )
-        async with _chunks_to(ctx, message, self.stream_final_response) as sink:
-            result = await self.run(
-                request.query,
-                llm_context=request.llm_context,
-                tool_context=tool_context,
-                memory_key=memory_key,
-                budget=request.budget,
-                trace_id=message.trace_id,
-                _flow_context=ctx,
-                _deadline_at=deadline_at,
-                _chunk_sink=None if sink is None else sink.feed,
-            )
-            if sink is not None:
-                sink.finished(result)
-            return result
 
     # ------------------------------------------------------------ introspection
     def statistics(self) -> PlannerStatistics:
@@ -541,162 +471,3 @@ class ReactPlanner[OutputT]:
 
     def __repr__(self) -> str:
         return f"ReactPlanner(tools={sorted(self.visible_tools)}, output_type={self.output_type!r})"
-
-
-class _ChunkSink:
-    """Where a planner node's answer deltas go: a queue a forwarder task turns into chunks."""
-
-    __slots__ = ("send", "streamed")
-
-    def __init__(self, send: MemoryObjectSendStream[str | None]) -> None:
-        self.send = send
-        self.streamed = False
-
-    def feed(self, text: str) -> None:
-        """One delta of the answer (called synchronously from the model's stream callback)."""
-        self.streamed = True
-        self.send.send_nowait(text)
-
-    def finished(self, result: object) -> None:
-        """The run ended: a finished answer that did not stream goes out as one chunk."""
-        if self.streamed or not isinstance(result, PlannerFinish):
-            return
-        finish = cast("PlannerFinish[Any]", result)
-        if finish.reason != "answer_complete" or finish.payload is None:
-            return
-        answer = finish.payload.raw_answer
-        text = answer if isinstance(answer, str) else json.dumps(answer, default=str)
-        if text:
-            self.send.send_nowait(text)
-
-
-@asynccontextmanager
-async def _chunks_to(
-    ctx: Any, message: Message, enabled: bool
-) -> AsyncGenerator[_ChunkSink | None]:
-    """A sink for answer deltas that emits them as ``StreamChunk``s of ``message``, in order.
-
-    The deltas arrive synchronously from the model's stream callback, so they are queued
-    (unbounded: at most the answer's text) and a forwarder task emits them with
-    ``ctx.emit_chunk`` (which obeys backpressure), then one ``done`` chunk when the run ends.
-    """
-    if not enabled:
-        yield None
-        return
-    send, receive = anyio.create_memory_object_stream[str | None](max_buffer_size=math.inf)
-
-    async def forward() -> None:
-        async with receive:
-            async for text in receive:
-                if text is None:
-                    await ctx.emit_chunk(parent=message, text="", done=True)
-                    return
-                await ctx.emit_chunk(parent=message, text=text)
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(forward)
-            with send:
-                sink = _ChunkSink(send)
-                try:
-                    yield sink
-                except BaseException:
-                    tg.cancel_scope.cancel()  # the run failed or was cancelled: no done chunk
-                    raise
-                send.send_nowait(None)
-    except BaseExceptionGroup as group:  # this group is ours: let the one error out as itself
-        if len(group.exceptions) != 1:
-            raise
-        single = group.exceptions[0]
-        raise single from single.__cause__
-
-
-def _tool_flow(
-    specs: Sequence[NodeSpec], middlewares: Sequence[Any], on_flow_event: Any
-) -> PenguiFlow:
-    """The planner's private flow: its tools' nodes, with its middlewares and event hook.
-
-    Tool calls go through ``flow.call_node`` on it (no workers needed); opening the planner
-    runs it so that async middlewares get the events.
-    """
-    nodes = [spec.node.to() for spec in specs]
-    if not nodes:
-        placeholder = Node(_idle, name="planner-idle")
-        nodes = [placeholder.to()]
-    return create(*nodes, middlewares=middlewares, on_event=on_flow_event)
-
-
-def _has_run(flow: PenguiFlow) -> bool:
-    """Whether ``flow`` was started once (a flow cannot run twice)."""
-    return flow._rt.phase != "idle"  # pyright: ignore[reportPrivateUsage]
-
-
-async def _idle(message: Any, ctx: Any) -> Any:
-    return message
-
-
-async def _logged(func: Callable[[], Awaitable[None]], what: str) -> None:
-    try:
-        await func()
-    except Exception:
-        logger.exception("planner background work (%s) failed", what)
-
-
-def _check_json_context(context: Mapping[str, Any]) -> None:
-    for key, value in context.items():
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            raise PlannerUsageError(
-                f"llm_context[{key!r}] is not JSON-serialisable ({type(value).__name__}); the LLM "
-                "sees llm_context — pass clients and secrets in tool_context instead"
-            ) from None
-
-
-def _is_model(value: object) -> bool:
-    return isinstance(value, type) and issubclass(value, BaseModel)
-
-
-def _renamed(old: dict[str, Any], old_name: str, new_name: str, value: Any) -> Any:
-    """The original planner's ``old_name`` keyword, now ``new_name``."""
-    if old_name not in old:
-        return value
-    if value is not None:
-        raise PlannerUsageError(f"pass {new_name}= or its old name {old_name}=, not both")
-    return old.pop(old_name)
-
-
-def _migrate(old: dict[str, Any], budget: PlannerBudget | None) -> PlannerBudget | None:
-    """The original planner's budget keywords, mapped onto ``PlannerBudget``."""
-    fields = {
-        "max_iters": old.pop("max_iters", None),
-        "max_hops": old.pop("hop_budget", None),
-        "deadline_s": old.pop("deadline_s", None),
-    }
-    given = {k: v for k, v in fields.items() if v is not None}
-    if not given:
-        return budget
-    if budget is not None:
-        raise PlannerUsageError(
-            f"pass budget=PlannerBudget(...) or the old keywords {sorted(given)}, not both"
-        )
-    return PlannerBudget(**given)
-
-
-async def _load_memory(memory: ShortTermMemory, run: Run) -> None:
-    key = memory.resolve_key(run.memory_key, run.tool_context)
-    run.memory_resolved = key
-    if key is not None:
-        run.memory_message = await memory.load(key)
-
-
-async def _record_memory(memory: ShortTermMemory, run: Run, result: PlannerFinish[Any]) -> None:
-    key = run.memory_resolved
-    if key is None or result.reason != "answer_complete":
-        return
-    answer = result.payload.raw_answer if result.payload is not None else None
-    turn = ConversationTurn(
-        user_message=run.trajectory.query,
-        assistant_response=answer if isinstance(answer, str) else json.dumps(answer, default=str),
-    )
-    await memory.record(key, turn)
