@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +101,7 @@ async def _critique(run: Run, answer: Any) -> ReflectionCritique:
         },
     ]
     text = await call_llm(
-        run, messages, "reflection_critique", _CRITIQUE_FORMAT, client=reflection.llm
+        run, messages, "reflection_critique", _critique_format(), client=reflection.llm
     )
     try:
         return ReflectionCritique.model_validate_json(text)
@@ -123,11 +124,16 @@ _PAYLOAD_KEYS = frozenset(
         "language",
     )
 )
-_CRITIQUE_FORMAT = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": "reflection_critique",
-        "schema": ReflectionCritique.model_json_schema(),
-        "strict": False,
-    },
-}
+
+
+@functools.cache
+def _critique_format() -> dict[str, Any]:
+    """The ``reflection_critique`` response format (built on first use)."""
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "reflection_critique",
+            "schema": ReflectionCritique.model_json_schema(),
+            "strict": False,
+        },
+    }

@@ -83,7 +83,7 @@ class PlannerBudget:
 class PlannerAction(BaseModel):
     """One decision of the model: call a tool, run branches in parallel, or answer."""
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(extra="ignore")
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="ignore", defer_build=True)
 
     next_node: str
     """A tool's name, ``"parallel"`` or ``"final_response"``."""
@@ -228,6 +228,8 @@ class ReflectionConfig:
 class ReflectionCritique(BaseModel):
     """What a ``reflection_critique`` call returns."""
 
+    model_config: ClassVar[ConfigDict] = ConfigDict(defer_build=True)
+
     score: float
     passed: bool
     feedback: str = ""
@@ -259,11 +261,13 @@ class PlannerRequest(BaseModel):
     memory_key: Any = None
     budget: PlannerBudget | None = None
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(arbitrary_types_allowed=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
 
 class PlannerResume(BaseModel):
     """A planner node's input that answers a pause."""
+
+    model_config: ClassVar[ConfigDict] = ConfigDict(defer_build=True)
 
     token: str
     answers: dict[str, Any] = Field(default_factory=dict)
