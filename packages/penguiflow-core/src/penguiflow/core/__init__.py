@@ -33,6 +33,7 @@ from dataclasses import is_dataclass as _is_dataclass
 from types import FunctionType as _FunctionType
 
 from ._context import Context
+from ._create import create
 from ._dispatch import OverflowPolicy
 from ._distribution import (
     BusEnvelope,
@@ -60,7 +61,7 @@ from ._errors import (
     VersionConflict,
 )
 from ._events import EventHook, FlowEvent, FlowEventType, Middleware, format_flow_event
-from ._flow import FlowStatistics, PenguiFlow, create
+from ._flow import PenguiFlow
 from ._graph import OPEN_SEA, ROOKERY, Endpoint
 from ._logging import (
     ExtraFormatter,
@@ -75,6 +76,7 @@ from ._logging import (
 from ._node import Node, NodePolicy, calls_playbooks
 from ._playbook import call_playbook
 from ._registry import ModelRegistry
+from ._statistics import FlowStatistics
 from ._streaming import chunk_to_ws_json, emit_stream_events, format_sse_event, stream_flow
 from ._subflow import PlaybookFactory
 from ._trace import current_trace_id

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -20,53 +19,22 @@ from ._errors import RegistryError
 from ._events import EventHook, FlowEventType, Middleware
 from ._floe import Floe
 from ._graph import OPEN_SEA, Adjacency, Graph, build_graph
+from ._ingress import attach, ingress_floes, names, stamped
 from ._invoke import invoke
 from ._node import Node
 from ._registry import ModelRegistry
 from ._rookery import ANY_TRACE
 from ._runner import NodeRunner
 from ._runtime import Runtime
-from ._types import Message, StreamChunk, copy_with
+from ._statistics import FlowStatistics, snapshot
+from ._types import Message, StreamChunk
 
-__all__ = ["FlowStatistics", "PenguiFlow", "create", "runtime_of"]
+__all__ = ["PenguiFlow", "runtime_of"]
 
 if TYPE_CHECKING:
     from ._journal import Journal
-    from ._journal_record import Recorder
 
 logger = logging.getLogger("penguiflow.core")
-
-
-@dataclass(frozen=True, slots=True)
-class FlowStatistics:
-    """A snapshot of a flow's bookkeeping (see ``PenguiFlow.statistics``)."""
-
-    running: bool
-    """Whether the flow's workers are running."""
-    live_traces: int
-    """Traces with messages in flight."""
-    queued: int
-    """Messages waiting in floes."""
-    rookery_buffered: int
-    """Results waiting to be fetched."""
-    rookery_keys: int
-    """Traces holding Rookery buffers or waiters."""
-    workers: int
-    """Worker tasks across all nodes."""
-    lanes: int
-    """Traces currently running at some node."""
-    streams: int
-    """Open stream sequence counters."""
-    events_dropped: int
-    """Events dropped because async listeners (middlewares, state store) fell behind."""
-    listener_errors: int
-    """Exceptions raised by event hooks and middlewares (logged, never fatal)."""
-    store_errors: int
-    """State store writes that failed (logged, never fatal)."""
-    bus_dropped: int
-    """Edge crossings not published because the message bus fell behind."""
-    bus_errors: int
-    """Message bus publishes that failed (logged, never fatal)."""
 
 
 class PenguiFlow:
@@ -112,7 +80,7 @@ class PenguiFlow:
             face=self,
         )
         if journal is not None:
-            rt.recorder = _attach(journal, rt)
+            rt.recorder = attach(journal, rt)
         self._runners = {node: NodeRunner(rt, station) for node, station in rt.stations.items()}
         self._by_name = {node.name: node for node in graph.nodes}
         self._stop_requested: anyio.Event | None = None
@@ -265,25 +233,6 @@ class PenguiFlow:
             )
 
     # ------------------------------------------------------------------ emit
-    def _ingress_for(self, to: Node | str | Sequence[Node | str] | None) -> tuple[Floe, ...]:
-        if to is None:
-            return self._rt.ingress_all
-        ingress = self._rt.ingress
-        items = [to] if isinstance(to, Node | str) else list(to)
-        if not items:
-            raise ValueError(
-                "to=[] names no ingress node, so the message would go nowhere; pass to=None to "
-                f"broadcast to every ingress node, or name some of {sorted(ingress)}"
-            )
-        floes: list[Floe] = []
-        for target in items:
-            name = target.name if isinstance(target, Node) else target
-            floe = ingress.get(name)
-            if floe is None:
-                raise KeyError(f"{name!r} is not an ingress node; OpenSea feeds {sorted(ingress)}")
-            floes.append(floe)
-        return tuple(floes)
-
     def _report_emit(self, key: str | None, msg: Any, floes: Sequence[Floe]) -> None:
         """The ``emit`` event (raising first when the trace is being cancelled)."""
         rt = self._rt
@@ -303,22 +252,6 @@ class PenguiFlow:
             return None
         return Scope.of(msg)
 
-    def _stamped(self, msg: Any, trace_id: str | None) -> tuple[Any, str | None]:
-        """``(message, trace key)``: ``trace_id`` re-stamps a ``Message`` (on a copy).
-
-        A bare payload is traced by ``trace_id``, else by a string ``trace_id`` attribute of its
-        own (as the original penguiflow reads it), else not at all.
-        """
-        if isinstance(msg, Message):
-            if trace_id is not None and trace_id != msg.trace_id:
-                return copy_with(msg, trace_id=trace_id), trace_id
-            return msg, msg.trace_id
-        if trace_id is None:
-            own = getattr(msg, "trace_id", None)
-            if isinstance(own, str):
-                return msg, own
-        return msg, trace_id
-
     async def emit(
         self,
         msg: Any,
@@ -337,15 +270,15 @@ class PenguiFlow:
         rt = self._rt
         if rt.phase != "running":
             self._require_running("emit")
-        floes = rt.ingress_all if to is None else self._ingress_for(to)
+        floes = rt.ingress_all if to is None else ingress_floes(rt, to)
         if isinstance(msg, Message) and trace_id is None:
             key: str | None = msg.trace_id
         else:
-            msg, key = self._stamped(msg, trace_id)
+            msg, key = stamped(msg, trace_id)
         if rt.observed:
             self._report_emit(key, msg, floes)
         if rt.recorder is not None:  # a journaled flow records the ingress message first
-            msg = await rt.recorder.ingress(key, msg, _names(to))
+            msg = await rt.recorder.ingress(key, msg, names(to))
         if not rt.try_deliver(OPEN_SEA.name, key, msg, floes):  # else wait for room
             await rt.deliver(OPEN_SEA.name, key, msg, floes, outside=True)
         self._remember_owner(key, msg)
@@ -363,12 +296,12 @@ class PenguiFlow:
         """
         self._require_running("emit")
         rt = self._rt
-        floes = self._ingress_for(to)
-        msg, key = self._stamped(msg, trace_id)
+        floes = ingress_floes(rt, to)
+        msg, key = stamped(msg, trace_id)
         if rt.observed and not any(floe.full_for(key) for floe in floes):
             self._report_emit(key, msg, floes)
         if rt.recorder is not None:
-            msg = rt.recorder.ingress_nowait(key, msg, _names(to))
+            msg = rt.recorder.ingress_nowait(key, msg, names(to))
         rt.deliver_nowait(OPEN_SEA.name, key, msg, floes)
         self._remember_owner(key, msg)
 
@@ -549,24 +482,7 @@ class PenguiFlow:
     # ---------------------------------------------------------- introspection
     def statistics(self) -> FlowStatistics:
         """A frozen snapshot of the flow's bookkeeping (for dashboards and leak checks)."""
-        rt = self._rt
-        stations = rt.stations.values()
-        dispatcher = rt.dispatcher
-        return FlowStatistics(
-            running=rt.phase == "running",
-            live_traces=len(rt.traces),
-            queued=sum(len(s.inbox) for s in stations),
-            rookery_buffered=len(rt.rookery),
-            rookery_keys=rt.rookery.tracked_keys(),
-            workers=sum(r.workers for r in self._runners.values()),
-            lanes=sum(len(s.inbox.lanes) for s in stations),
-            streams=len(rt.streams),
-            events_dropped=dispatcher.events_dropped,
-            listener_errors=dispatcher.listener_errors,
-            store_errors=dispatcher.store_errors,
-            bus_dropped=dispatcher.envelopes_dropped,
-            bus_errors=dispatcher.bus_errors,
-        )
+        return snapshot(self._rt, sum(r.workers for r in self._runners.values()))
 
     def __repr__(self) -> str:
         names = [n.name for n in self._rt.graph.nodes]
@@ -591,72 +507,6 @@ async def _unwrapped() -> AsyncGenerator[None]:
     raise single from single.__cause__  # keeps an explicit cause; hides the group as context
 
 
-def _names(to: Node | str | Sequence[Node | str] | None) -> list[str] | None:
-    """Ingress targets by name, as a journal keeps them."""
-    if to is None:
-        return None
-    items = [to] if isinstance(to, Node | str) else list(to)
-    return [target.name if isinstance(target, Node) else target for target in items]
-
-
-def _attach(journal: object, rt: Runtime) -> Recorder:
-    from ._journal import Journal  # loaded with the first journaled flow
-
-    if not isinstance(journal, Journal):
-        raise TypeError(
-            f"journal must be a Journal, got {type(journal).__name__}; write "
-            "create(..., journal=Journal(store))"
-        )
-    return journal.attach(rt)
-
-
 def runtime_of(flow: PenguiFlow) -> Runtime:
     """The private runtime behind ``flow`` (for the package's own helpers)."""
     return flow._rt  # pyright: ignore[reportPrivateUsage]
-
-
-def create(
-    *adjacencies: Adjacency | Node,
-    queue_maxsize: int = 64,
-    allow_cycles: bool = False,
-    middlewares: Sequence[Middleware] = (),
-    on_event: EventHook | None = None,
-    emit_errors_to_rookery: bool = False,
-    event_buffer_size: int = 10_000,
-    event_overflow: OverflowPolicy = "drop_oldest",
-    state_store: StateStore | None = None,
-    message_bus: MessageBus | None = None,
-    journal: Journal | None = None,
-) -> PenguiFlow:
-    """Build a flow from adjacencies (``a.to(b, c)``, ``b.to()`` …); the graph is checked eagerly.
-
-    Args:
-        adjacencies: ``node.to(*successors)`` for each node; ``node.to()`` marks a terminal node.
-        queue_maxsize: Bound of every floe and of each trace's Rookery buffer (<= 0: unbounded).
-        allow_cycles: Permit cycles between distinct nodes (self-edges need ``allow_cycle``).
-        middlewares: Async event listeners, run from a bounded buffer off the hot path.
-        on_event: A sync event listener called inline.
-        emit_errors_to_rookery: Deliver each terminal ``FlowError`` to Rookery as an item.
-        event_buffer_size: Capacity of the async-middleware buffer.
-        event_overflow: ``"drop_oldest"`` or ``"drop_newest"`` when that buffer is full (counted).
-        state_store: Optional ``StateStore`` that records events for ``load_history``.
-        message_bus: Optional ``MessageBus`` that sees every edge crossing.
-        journal: Optional ``Journal`` that records every step for replay and resume.
-
-    Raises:
-        CycleError: The graph has a cycle that was not allowed.
-        GraphError: Duplicate node names, no ingress node, or a ``WM`` node without a self-edge.
-    """
-    return PenguiFlow(
-        *adjacencies,
-        queue_maxsize=queue_maxsize,
-        allow_cycles=allow_cycles,
-        middlewares=middlewares,
-        on_event=on_event,
-        emit_errors_to_rookery=emit_errors_to_rookery,
-        event_buffer_size=event_buffer_size,
-        event_overflow=event_overflow,
-        state_store=state_store,
-        message_bus=message_bus,
-        journal=journal,
-    )
