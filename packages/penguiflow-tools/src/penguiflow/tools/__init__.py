@@ -46,7 +46,7 @@ from ._errors import (
 )
 from ._node import ToolNode
 from ._schema import json_schema_to_model
-from ._types import BreakerState, ToolCallContext, ToolNodeStatistics, ToolResult
+from ._types import ToolCallContext, ToolNodeStatistics, ToolResult
 
 __version__: str = _version("penguiflow-tools")
 
@@ -54,7 +54,6 @@ __all__ = [
     # sources
     "ToolNode",
     "ToolNodeStatistics",
-    "BreakerState",
     # configuration
     "ExternalToolConfig",
     "TransportType",

@@ -337,15 +337,15 @@ class ResolvedConfig(BaseModel):
 
     model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
 
-    argv: tuple[str, ...] = ()
-    url: str = ""
+    argv: tuple[str, ...] = Field(default=(), repr=False)
+    url: str = Field(default="", repr=False)
     env: dict[str, str] = Field(default_factory=dict[str, str], repr=False)
     cwd: str | None = None
     headers: dict[str, str] = Field(default_factory=dict[str, str], repr=False)
     auth_config: dict[str, Any] = Field(default_factory=dict[str, Any], repr=False)
 
     def __repr__(self) -> str:
-        return f"ResolvedConfig(argv={self.argv!r}, url={self.url!r})"
+        return "ResolvedConfig(<substituted values hidden>)"
 
 
 def resolve(config: ExternalToolConfig) -> ResolvedConfig:

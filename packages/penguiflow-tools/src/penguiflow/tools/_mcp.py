@@ -64,8 +64,9 @@ class McpSession:
 
     @property
     def target(self) -> str:
-        """The command line or URL (no secrets: the resolved headers are never shown)."""
-        return self._resolved.url or " ".join(self._resolved.argv)
+        """The command line or URL as configured (``${VAR}`` unsubstituted: no secrets)."""
+        connection = self._config.connection
+        return connection if isinstance(connection, str) else " ".join(connection)
 
     async def start(self) -> None:
         """Spawn/connect and hand-shake; raise what the runner met (timeout included)."""

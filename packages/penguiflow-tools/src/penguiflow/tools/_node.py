@@ -361,7 +361,7 @@ class ToolNode:
             except ToolError as error:
                 error.attempts = attempt
                 retry = should_retry(error, idempotent=remote.idempotent, policy=policy)
-                error.retryable = retry or error.retryable
+                error.retryable = retry
                 if not retry or attempt >= policy.max_attempts:
                     raise
                 self._retries += 1

@@ -38,8 +38,10 @@ class _Builder:
     def __init__(self, root: Mapping[str, Any], name: str) -> None:
         self.root = root
         self.name = _identifier(name)
-        defs: Any = root.get("$defs") or root.get("definitions") or {}
-        self.defs: Mapping[str, Any] = defs if isinstance(defs, Mapping) else {}
+        self.defs: dict[str, Mapping[str, Any]] = {}
+        for section in ("$defs", "definitions"):
+            defs: Any = root.get(section)
+            self.defs[section] = cast(Mapping[str, Any], defs) if isinstance(defs, Mapping) else {}
         self.models: dict[str, type[BaseModel]] = {}
         self.pending: set[str] = set()
         self.forward = False
@@ -55,17 +57,18 @@ class _Builder:
         if ref == "#":
             self.forward = True
             return ForwardRef(self.name)
-        match = re.fullmatch(r"#/(?:\$defs|definitions)/(.+)", ref)
-        if match is None or match.group(1) not in self.defs:
+        match = re.fullmatch(r"#/(\$defs|definitions)/(.+)", ref)
+        if match is None or match.group(2) not in self.defs[match.group(1)]:
             return Any
-        key = match.group(1)
-        model_name = _identifier(f"{self.name}_{key}")
+        section, key = match.group(1), match.group(2)
+        suffix = key if section == "$defs" else f"definitions_{key}"
+        model_name = _identifier(f"{self.name}_{suffix}")
         if model_name in self.models:
             return self.models[model_name]
         if model_name in self.pending:
             self.forward = True
             return ForwardRef(model_name)
-        target = self.defs[key]
+        target = self.defs[section][key]
         if not isinstance(target, Mapping) or not self._is_object(cast(Mapping[str, Any], target)):
             return self.annotation(cast(Mapping[str, Any], target), model_name)
         return self.model(cast(Mapping[str, Any], target), model_name)
