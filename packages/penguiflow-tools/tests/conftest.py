@@ -78,11 +78,11 @@ class Gate:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        tool = None
+        tool: str | None = None
         try:
-            parsed = json.loads(body)
-            if isinstance(parsed, dict) and parsed.get("method") == "tools/call":
-                tool = parsed["params"]["name"]
+            parsed: Any = json.loads(body)
+            if isinstance(parsed, dict) and parsed.get("method") == "tools/call":  # pyright: ignore[reportUnknownMemberType]
+                tool = str(parsed["params"]["name"])  # pyright: ignore[reportUnknownArgumentType]
         except (ValueError, KeyError, TypeError):
             pass
         if tool is not None:

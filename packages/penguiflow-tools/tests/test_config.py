@@ -74,7 +74,7 @@ def test_defaults_match_the_contract() -> None:
     assert make(circuit_breaker=None).circuit_breaker is None
     assert make().transport is TransportType.MCP
     with pytest.raises(ValidationError):
-        config.name = "other"  # type: ignore[misc]  # frozen
+        config.name = "other"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ from typing import Any
 import anyio
 import pytest
 
-
 from penguiflow.tools import (
     ExternalToolConfig,
     ToolCircuitOpenError,
@@ -15,6 +14,7 @@ from penguiflow.tools import (
     ToolNode,
     ToolRateLimitError,
     ToolServerError,
+    TransportType,
 )
 
 Make = Callable[..., ExternalToolConfig]
@@ -131,7 +131,10 @@ async def test_client_errors_do_not_count_towards_the_breaker(
 
 async def test_a_refused_connection_fails_connect_naming_the_url() -> None:
     config = ExternalToolConfig(
-        name="h", transport="mcp", connection="http://127.0.0.1:9/mcp", connect_timeout_s=5
+        name="h",
+        transport=TransportType.MCP,
+        connection="http://127.0.0.1:9/mcp",
+        connect_timeout_s=5,
     )
     with anyio.fail_after(30), pytest.raises(ToolConnectionError, match="127.0.0.1:9"):
         await ToolNode(config).connect()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from penguiflow.tools import (
@@ -18,6 +19,7 @@ from penguiflow.tools import (
     ToolNode,
     ToolNotFoundError,
     ToolResult,
+    TransportType,
 )
 
 Make = Callable[..., ExternalToolConfig]
@@ -116,6 +118,7 @@ async def test_cancelling_a_call_cancels_the_server_handler_and_keeps_the_sessio
             pid = (await node.call("t.stats", {})).result["pid"]
             with anyio.move_on_after(0.5):
                 await node.call("t.slow", {"seconds": 30})
+            counters: dict[str, int] = {}
             for _ in range(200):
                 counters = (await node.call("t.stats", {})).result
                 if counters["cancelled"] == 1:
@@ -177,7 +180,7 @@ async def test_aclose_ends_the_runner_task(stdio: Make) -> None:
     with anyio.fail_after(30):
         async with ToolNode(stdio()) as node:
             await node.call("t.add", {"a": 1, "b": 1})
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     assert len(asyncio.all_tasks()) == before
 
 
@@ -194,7 +197,7 @@ async def test_connect_is_idempotent(stdio: Make) -> None:
 
 async def test_a_command_not_on_path_fails_connect_naming_it() -> None:
     config = ExternalToolConfig(
-        name="t", transport="mcp", connection="no-such-mcp-server-binary --flag"
+        name="t", transport=TransportType.MCP, connection="no-such-mcp-server-binary --flag"
     )
     with anyio.fail_after(30), pytest.raises(ToolConnectionError, match="no-such-mcp-server"):
         await ToolNode(config).connect()
@@ -215,7 +218,7 @@ async def test_an_unset_variable_fails_connect_before_anything_is_spawned(
     monkeypatch.delenv("PENGUIFLOW_TEST_UNSET", raising=False)
     config = ExternalToolConfig(
         name="t",
-        transport="mcp",
+        transport=TransportType.MCP,
         connection=[sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
         env={"TOKEN": "${PENGUIFLOW_TEST_UNSET}"},
     )

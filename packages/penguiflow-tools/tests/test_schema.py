@@ -89,7 +89,10 @@ def test_refs_into_defs_and_definitions_and_recursion() -> None:
         **{
             "$defs": {
                 "Node": obj(
-                    {"name": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}},
+                    {
+                        "name": {"type": "string"},
+                        "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+                    },
                     ["name"],
                 )
             },
@@ -118,7 +121,16 @@ def test_constraints() -> None:
         "s": "ab",
         "l": [1],
     }
-    for bad in ({"n": 0}, {"n": 4}, {"x": 0}, {"s": "a"}, {"s": "ABC"}, {"l": []}, {"l": [1, 2, 3]}):
+    bad_values: list[dict[str, Any]] = [
+        {"n": 0},
+        {"n": 4},
+        {"x": 0},
+        {"s": "a"},
+        {"s": "ABC"},
+        {"l": []},
+        {"l": [1, 2, 3]},
+    ]
+    for bad in bad_values:
         assert rejects(schema, bad), bad
 
 
@@ -155,7 +167,11 @@ def test_unknown_keywords_and_untypeable_schemas_never_fail() -> None:
         {"type": "object", "properties": {"a": {"enum": [{"unhashable": 1}]}}},
         {"type": "object", "properties": "not a mapping"},
         {"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}},
-        {"x-vendor": True, "type": "object", "properties": {"a": {"type": "string", "format": "uri"}}},
+        {
+            "x-vendor": True,
+            "type": "object",
+            "properties": {"a": {"type": "string", "format": "uri"}},
+        },
     ]
     for schema in weird:
         model = json_schema_to_model(schema, name="t.tool")

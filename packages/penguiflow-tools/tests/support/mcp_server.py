@@ -27,7 +27,9 @@ def add(a: int, b: int) -> int:
 
 
 @server.tool(annotations=ToolAnnotations(destructive_hint=True))
-def create_item(item: Item, mode: Literal["fast", "safe"] = "safe", note: str = "none") -> dict[str, object]:
+def create_item(
+    item: Item, mode: Literal["fast", "safe"] = "safe", note: str = "none"
+) -> dict[str, object]:
     """Create an item (a nested model and an enum)."""
     return {"name": item.name, "tags": item.tags, "mode": mode, "note": note}
 

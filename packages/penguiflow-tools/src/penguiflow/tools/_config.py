@@ -99,9 +99,7 @@ class RetryPolicy(BaseModel):
     @model_validator(mode="after")
     def _bounds(self) -> Self:
         if self.wait_exponential_max_s < self.wait_exponential_min_s:
-            raise ValueError(
-                "RetryPolicy.wait_exponential_max_s must be >= wait_exponential_min_s"
-            )
+            raise ValueError("RetryPolicy.wait_exponential_max_s must be >= wait_exponential_min_s")
         return self
 
 
@@ -193,7 +191,7 @@ class ExternalToolConfig(BaseModel):
     """The namespace: ``^[A-Za-z][A-Za-z0-9_-]{0,47}$``; spec names are ``{name}.{remote}``."""
     transport: TransportType
     """The protocol of the source."""
-    connection: str | tuple[str, ...]
+    connection: str | tuple[str, ...] | list[str]
     """MCP: a command line (``shlex``-split) or argv list → stdio, or an ``http(s)://`` URL."""
     mcp_transport_mode: McpTransportMode = McpTransportMode.AUTO
     """How an MCP source is reached."""
@@ -265,13 +263,13 @@ class ExternalToolConfig(BaseModel):
             return None
         if isinstance(value, str):
             value = (value,)
-        patterns = tuple(value)  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
-        for pattern in patterns:  # pyright: ignore[reportUnknownVariableType]
+        patterns = tuple(value)
+        for pattern in patterns:
             try:
-                re.compile(pattern)  # pyright: ignore[reportUnknownArgumentType]
+                re.compile(pattern)
             except (re.error, TypeError) as exc:
                 raise ValueError(f"tool_filter pattern {pattern!r} is not a regex: {exc}") from exc
-        return patterns  # pyright: ignore[reportUnknownVariableType]
+        return patterns
 
     @model_validator(mode="after")
     def _check_whole(self) -> Self:
@@ -302,17 +300,16 @@ class ExternalToolConfig(BaseModel):
             )
         missing = [key for key in required if not self.auth_config.get(key)]
         if missing:
-            raise ValueError(
-                f"auth_type={self.auth_type.value} needs auth_config[{missing[0]!r}]"
-            )
+            raise ValueError(f"auth_type={self.auth_type.value} needs auth_config[{missing[0]!r}]")
         return self
 
     @property
     def is_url(self) -> bool:
         """Whether ``connection`` is an ``http(s)://`` URL."""
-        return isinstance(self.connection, str) and urlsplit(
-            self.connection.strip()
-        ).scheme in ("http", "https")
+        return isinstance(self.connection, str) and urlsplit(self.connection.strip()).scheme in (
+            "http",
+            "https",
+        )
 
     @property
     def effective_mcp_mode(self) -> McpTransportMode:
@@ -358,7 +355,7 @@ def resolve(config: ExternalToolConfig) -> ResolvedConfig:
     elif isinstance(connection, str):
         argv = tuple(shlex.split(connection))
     else:
-        argv = tuple(str(a) for a in connection)  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+        argv = tuple(str(a) for a in connection)
     headers: dict[str, str] = _resolve_value(config.headers, "headers")
     auth: dict[str, Any] = _resolve_value(config.auth_config, "auth_config")
     if config.auth_type is AuthType.BEARER:

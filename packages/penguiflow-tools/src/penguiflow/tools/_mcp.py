@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -102,15 +102,17 @@ class McpSession:
             return
         if not isinstance(body, dict):
             return
-        params: Any = body.get("params") or {}  # pyright: ignore[reportUnknownMemberType]
-        meta: Any = params.get("_meta") if isinstance(params, dict) else None
-        token: Any = meta.get(CALL_META_KEY) if isinstance(meta, dict) else None
+        params: Any = cast(dict[str, Any], body).get("params")
+        meta: Any = cast(dict[str, Any], params).get("_meta") if isinstance(params, dict) else None
+        token: Any = (
+            cast(dict[str, Any], meta).get(CALL_META_KEY) if isinstance(meta, dict) else None
+        )
         if isinstance(token, str):
             retry_after = _retry_after(response.headers.get("retry-after"))
             self.statuses[token] = (response.status_code, retry_after)
 
     async def _http_client(self, stack: AsyncExitStack) -> httpx2.AsyncClient:
-        from mcp.shared._httpx_utils import create_mcp_http_client  # pyright: ignore[reportPrivateImportUsage]
+        from mcp.shared._httpx_utils import create_mcp_http_client
 
         client = create_mcp_http_client(headers=dict(self._resolved.headers) or None)
         on_response = self._on_response

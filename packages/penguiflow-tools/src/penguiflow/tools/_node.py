@@ -131,7 +131,8 @@ class ToolNode:
             await session.close()
             raise ToolConnectionError(
                 f"MCP source {self._config.name!r} ({session.target}) did not complete spawn, "
-                f"handshake and discovery within connect_timeout_s={self._config.connect_timeout_s}",
+                "handshake and discovery within "
+                f"connect_timeout_s={self._config.connect_timeout_s}",
                 source=self._config.name,
                 retryable=True,
                 detail={"sent": False},
@@ -197,7 +198,7 @@ class ToolNode:
         args_model = json_schema_to_model(input_schema, name=f"{name}.args")
         out_model = cast(
             type[BaseModel],
-            create_model(  # pyright: ignore[reportCallIssue, reportUnknownVariableType]
+            create_model(
                 re.sub(r"\W", "_", f"{name}_result"),
                 __base__=ToolResult,
                 result=(
@@ -216,7 +217,10 @@ class ToolNode:
         async def run(args: Any, ctx: Any) -> ToolResult:
             return await self.call(name, args, ctx=ctx)
 
-        meta_tags: Any = (tool.meta or {}).get("tags") if isinstance(tool.meta, dict) else None
+        tool_meta: Any = tool.meta
+        meta_tags: Any = (
+            cast(dict[str, Any], tool_meta).get("tags") if isinstance(tool_meta, dict) else None
+        )
         remote_tags = [t for t in cast(list[Any], meta_tags or []) if isinstance(t, str)]
         spec = NodeSpec(
             node=Node(run, name=name, policy=NodePolicy(validate="none", max_retries=0)),
@@ -403,9 +407,7 @@ class ToolNode:
             if client is None:
                 raise ToolConnectionError("the MCP session is closed", source=source, tool=tool)
             with anyio.fail_after(self._config.timeout_s):
-                result = await client.call_tool(
-                    remote.remote, payload, meta={CALL_META_KEY: token}
-                )
+                result = await client.call_tool(remote.remote, payload, meta={CALL_META_KEY: token})
         except anyio.get_cancelled_exc_class():
             raise
         except TimeoutError as exc:

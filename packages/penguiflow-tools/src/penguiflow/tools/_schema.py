@@ -20,6 +20,10 @@ _RESERVED = frozenset(dir(BaseModel)) | {"model_config", "model_fields"}
 _SIMPLE = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    return cast(Mapping[str, Any], value) if isinstance(value, Mapping) else {}
+
+
 def _identifier(text: str) -> str:
     ident = re.sub(r"\W", "_", text) or "Model"
     return f"M_{ident}" if ident[0].isdigit() else ident
@@ -81,14 +85,14 @@ class _Builder:
 
     def model(self, schema: Mapping[str, Any], model_name: str) -> type[BaseModel]:
         self.pending.add(model_name)
-        props_raw: Any = schema.get("properties") or {}
-        props: Mapping[str, Any] = props_raw if isinstance(props_raw, Mapping) else {}
-        required_raw: Any = schema.get("required") or ()
-        required = {r for r in required_raw if isinstance(r, str)}  # pyright: ignore[reportUnknownVariableType]
+        props = _mapping(schema.get("properties"))
+        required_raw: Any = schema.get("required")
+        listed: list[Any] = list(required_raw) if isinstance(required_raw, list | tuple) else []  # pyright: ignore[reportUnknownArgumentType]
+        required = {r for r in listed if isinstance(r, str)}
         fields: dict[str, Any] = {}
         taken: set[str] = set()
         for raw_name, sub in props.items():
-            sub_schema: Mapping[str, Any] = sub if isinstance(sub, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
+            sub_schema = _mapping(sub)
             annotation = self.annotation(sub_schema, f"{model_name}_{raw_name}")
             field_name = _field_name(str(raw_name), taken)
             taken.add(field_name)
@@ -110,13 +114,13 @@ class _Builder:
             serialize_by_alias=True,
         )
         description = schema.get("description")
-        model = create_model(  # pyright: ignore[reportCallIssue, reportUnknownVariableType]
+        model = create_model(
             model_name,
             __config__=config,
             __doc__=description if isinstance(description, str) else None,
             **fields,
         )
-        built = cast(type[BaseModel], model)
+        built: type[BaseModel] = model
         self.pending.discard(model_name)
         self.models[model_name] = built
         return built
@@ -131,15 +135,17 @@ class _Builder:
         if "$ref" in schema and isinstance(schema["$ref"], str):
             return self.ref(schema["$ref"])
         if "const" in schema:
-            return Literal[schema["const"]]  # pyright: ignore[reportInvalidTypeForm]
+            return Literal[schema["const"]]
         if isinstance(schema.get("enum"), list) and schema["enum"]:
             values = tuple(cast(list[Any], schema["enum"]))
-            return Literal[values]  # pyright: ignore[reportInvalidTypeForm]
+            return Literal[values]
         for key in ("anyOf", "oneOf"):
             options = schema.get(key)
             if isinstance(options, list) and options:
                 members = [
-                    self.annotation(cast(Mapping[str, Any], o) if isinstance(o, Mapping) else {}, f"{hint}_{i}")
+                    self.annotation(
+                        cast(Mapping[str, Any], o) if isinstance(o, Mapping) else {}, f"{hint}_{i}"
+                    )
                     for i, o in enumerate(cast(list[Any], options))
                 ]
                 return _union(members)
@@ -178,8 +184,11 @@ class _Builder:
                 if src in schema:
                     constraints[dst] = schema[src]
         elif kind == "array":
-            items: Any = schema.get("items")
-            inner = self.annotation(items, f"{hint}_item") if isinstance(items, Mapping) else Any  # pyright: ignore[reportUnknownArgumentType]
+            items: object = schema.get("items")
+            items_schema = _mapping(items)
+            inner = (
+                self.annotation(items_schema, f"{hint}_item") if isinstance(items, Mapping) else Any
+            )
             for src, dst in (("minItems", "min_length"), ("maxItems", "max_length")):
                 if isinstance(schema.get(src), int):
                     constraints[dst] = schema[src]
@@ -188,8 +197,13 @@ class _Builder:
         elif kind == "object":
             if isinstance(schema.get("properties"), Mapping) and schema["properties"]:
                 return self.model(schema, _identifier(hint))
-            additional: Any = schema.get("additionalProperties")
-            value = self.annotation(additional, f"{hint}_value") if isinstance(additional, Mapping) else Any  # pyright: ignore[reportUnknownArgumentType]
+            additional: object = schema.get("additionalProperties")
+            value_schema = _mapping(additional)
+            value = (
+                self.annotation(value_schema, f"{hint}_value")
+                if isinstance(additional, Mapping)
+                else Any
+            )
             return dict[str, value]
         base = _SIMPLE.get(kind, Any)
         return Annotated[base, Field(**constraints)] if constraints else base
@@ -204,7 +218,7 @@ def _union(members: list[Any]) -> Any:
         return Any
     if len(unique) == 1:
         return unique[0]
-    return Union[tuple(unique)]  # noqa: UP007  # pyright: ignore[reportDeprecated]
+    return Union[tuple(unique)]  # noqa: UP007
 
 
 def json_schema_to_model(schema: Mapping[str, Any], *, name: str) -> type[BaseModel]:
@@ -222,9 +236,7 @@ def json_schema_to_model(schema: Mapping[str, Any], *, name: str) -> type[BaseMo
     try:
         return _Builder(root, name).build_root()
     except Exception:
-        return create_model(  # pyright: ignore[reportCallIssue, reportUnknownVariableType]
-            _identifier(name), __config__=ConfigDict(extra="allow")
-        )
+        return create_model(_identifier(name), __config__=ConfigDict(extra="allow"))
 
 
 def dump_arguments(model: BaseModel) -> dict[str, Any]:
