@@ -126,6 +126,25 @@ def http_server() -> Iterator[tuple[Gate, ModuleType]]:
     thread.join(timeout=20)
 
 
+@pytest.fixture(scope="session")
+def sse_url() -> Iterator[str]:
+    module = _load_server_module()
+    config = uvicorn.Config(
+        module.server.sse_app(), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}/sse"
+    server.should_exit = True
+    thread.join(timeout=20)
+
+
 @pytest.fixture
 def gate(http_server: tuple[Gate, ModuleType]) -> Gate:
     gate, _ = http_server

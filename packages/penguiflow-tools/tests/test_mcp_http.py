@@ -152,3 +152,14 @@ async def test_concurrency_is_exact_over_http(
                     tg.start_soon(node.call, "h.slow", {"seconds": 0.01})
     assert module.STATS["max_in_flight"] == 5
     assert module.STATS["completed"] == 100
+
+
+async def test_a_call_over_sse_picked_by_auto_from_the_path(sse_url: str) -> None:
+    config = ExternalToolConfig(name="s", transport=TransportType.MCP, connection=sse_url)
+    assert config.effective_mcp_mode.value == "sse"
+    with anyio.fail_after(30):
+        async with ToolNode(config) as node:
+            result = await node.call("s.add", {"a": 1, "b": 2})
+            names = [s.name for s in node.specs]
+    assert result.result == {"result": 3}
+    assert "s.create_item" in names

@@ -111,17 +111,20 @@ class McpSession:
             retry_after = _retry_after(response.headers.get("retry-after"))
             self.statuses[token] = (response.status_code, retry_after)
 
-    async def _http_client(self, stack: AsyncExitStack) -> httpx2.AsyncClient:
+    def _new_http_client(
+        self, headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
+    ) -> httpx2.AsyncClient:
         from mcp.shared._httpx_utils import create_mcp_http_client
 
-        client = create_mcp_http_client(headers=dict(self._resolved.headers) or None)
+        merged = {**self._resolved.headers, **(headers or {})}
+        client = create_mcp_http_client(headers=merged or None, timeout=timeout, auth=auth)
         on_response = self._on_response
 
         async def hook(response: httpx2.Response) -> None:
             on_response(response)
 
         client.event_hooks = {"request": [], "response": [hook]}
-        return await stack.enter_async_context(client)
+        return client
 
     async def _server(self, stack: AsyncExitStack) -> Any:
         from mcp.client.stdio import StdioServerParameters
@@ -135,20 +138,13 @@ class McpSession:
                 env=dict(self._resolved.env) or None,
                 cwd=self._resolved.cwd,
             )
-        http = await self._http_client(stack)
         if mode is McpTransportMode.SSE:
             from mcp.client.sse import sse_client
 
-            headers = dict(self._resolved.headers)
-
-            def factory(**_: Any) -> Any:
-                return http
-
-            return _AsTransport(
-                sse_client(self._resolved.url, headers=headers, httpx_client_factory=factory)  # pyright: ignore[reportArgumentType]
-            )
+            return sse_client(self._resolved.url, httpx_client_factory=self._new_http_client)
         from mcp.client.streamable_http import streamable_http_client
 
+        http = await stack.enter_async_context(self._new_http_client())
         return streamable_http_client(self._resolved.url, http_client=http)
 
     async def _run(self) -> None:
@@ -171,16 +167,3 @@ class McpSession:
             self.dead = True
             self.client = None if not self._ready.is_set() else self.client
             self._ready.set()
-
-
-class _AsTransport:
-    """An async context manager wrapper (``mcp.Client`` accepts any transport CM)."""
-
-    def __init__(self, cm: Any) -> None:
-        self._cm = cm
-
-    async def __aenter__(self) -> Any:
-        return await self._cm.__aenter__()
-
-    async def __aexit__(self, *exc: Any) -> Any:
-        return await self._cm.__aexit__(*exc)
