@@ -90,7 +90,8 @@ async def test_specs_before_connect_raise_runtime_error(stdio: Make) -> None:
 
 async def test_tool_filter_keeps_full_matches_only(stdio: Make) -> None:
     with anyio.fail_after(30):
-        async with ToolNode(stdio(tool_filter=["add", "slo"])) as node:
+        config = stdio(tool_filter=["add", "slo"], expose_resources=False, expose_prompts=False)
+        async with ToolNode(config) as node:
             names = [s.name for s in node.specs]
     assert names == ["t.add"]
 
@@ -225,3 +226,37 @@ async def test_an_unset_variable_fails_connect_before_anything_is_spawned(
     with pytest.raises(ToolConfigError, match=r"\$\{PENGUIFLOW_TEST_UNSET\} in env.TOKEN"):
         await ToolNode(config).connect()
     assert not marker.exists()
+
+
+async def test_resources_and_prompts_are_tools_through_the_same_call_path(stdio: Make) -> None:
+    with anyio.fail_after(30):
+        async with ToolNode(stdio(max_concurrency=1)) as node:
+            specs = {s.name: s for s in node.specs}
+            listed = (await node.call("t.resources_list", {})).result
+            read = (await node.call("t.resources_read", {"uri": "memo://readme"})).result
+            templates = (await node.call("t.resources_templates_list", {})).result
+            prompts = (await node.call("t.prompts_list", {})).result
+            prompt = (
+                await node.call("t.prompts_get", {"name": "greet", "arguments": {"name": "Ann"}})
+            ).result
+            with pytest.raises(ToolClientError, match="memo://nope"):
+                await node.call("t.resources_read", {"uri": "memo://nope"})
+            with pytest.raises(ToolArgumentsError):
+                await node.call("t.resources_read", {})
+            stats = node.statistics()
+    assert [r["uri"] for r in listed["resources"]] == ["memo://readme"]
+    assert read["contents"][0]["text"] == "hello from a resource"
+    assert templates["resourceTemplates"][0]["uriTemplate"] == "memo://notes/{key}"
+    assert [p["name"] for p in prompts["prompts"]] == ["greet"]
+    assert prompt["messages"][0]["content"]["text"] == "Say hello to Ann."
+    assert specs["t.resources_read"].side_effects == "read"
+    assert specs["t.prompts_get"].extra["remote_name"] == "prompts/get"
+    # the invalid call is rejected before it counts: nothing was sent
+    assert stats.calls == 6 and stats.failures == 1 and stats.max_in_flight == 1
+
+
+async def test_expose_flags_hide_resources_and_prompts(stdio: Make) -> None:
+    with anyio.fail_after(30):
+        async with ToolNode(stdio(expose_resources=False, expose_prompts=False)) as node:
+            names = [s.name for s in node.specs]
+    assert not [n for n in names if ".resources_" in n or ".prompts_" in n]

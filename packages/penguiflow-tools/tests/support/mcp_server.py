@@ -91,6 +91,24 @@ def flaky_write() -> str:
     return "written"
 
 
+@server.resource("memo://readme", mime_type="text/plain")
+def readme() -> str:
+    """The server's readme."""
+    return "hello from a resource"
+
+
+@server.resource("memo://notes/{key}")
+def note(key: str) -> str:
+    """One note by key (a resource template)."""
+    return f"note {key}"
+
+
+@server.prompt()
+def greet(name: str) -> str:
+    """Greet someone."""
+    return f"Say hello to {name}."
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "hang":
         import time

@@ -42,6 +42,42 @@ class _Remote:
     spec: NodeSpec
     remote: str
     idempotent: bool
+    kind: str = "tool"
+    """``tool``, or the MCP method a resource/prompt tool stands for."""
+
+
+_STR = {"type": "string"}
+_BUILTINS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    # kind: (capability, description, input schema)
+    "resources/list": ("resources", "List the resources the MCP server offers.", {}),
+    "resources/read": (
+        "resources",
+        "Read one resource of the MCP server by its URI.",
+        {"properties": {"uri": {**_STR, "description": "The resource URI."}}, "required": ["uri"]},
+    ),
+    "resources/templates/list": (
+        "resources",
+        "List the resource URI templates the MCP server offers.",
+        {},
+    ),
+    "prompts/list": ("prompts", "List the prompts the MCP server offers.", {}),
+    "prompts/get": (
+        "prompts",
+        "Render one prompt of the MCP server with its arguments.",
+        {
+            "properties": {
+                "name": {**_STR, "description": "The prompt name."},
+                "arguments": {
+                    "type": "object",
+                    "additionalProperties": _STR,
+                    "default": {},
+                    "description": "The prompt's arguments.",
+                },
+            },
+            "required": ["name"],
+        },
+    ),
+}
 
 
 class ToolNode:
@@ -164,27 +200,68 @@ class ToolNode:
                 if not cursor:
                     break
         remotes: dict[str, _Remote] = {}
-        for tool in tools:
-            if not self._config.keeps(tool.name):
-                continue
-            remote = self._build(tool)
+        candidates = [self._build(tool) for tool in tools if self._config.keeps(tool.name)]
+        candidates += self._builtins(client.server_capabilities)
+        for remote in candidates:
             if remote.spec.name in remotes:
                 raise ToolConfigError(
-                    f"MCP tools {remotes[remote.spec.name].remote!r} and {tool.name!r} of source "
-                    f"{self._config.name!r} both map to spec name {remote.spec.name!r}",
+                    f"MCP tools {remotes[remote.spec.name].remote!r} and {remote.remote!r} of "
+                    f"source {self._config.name!r} both map to spec name {remote.spec.name!r}",
                     source=self._config.name,
                 )
             remotes[remote.spec.name] = remote
         return remotes
 
+    def _builtins(self, capabilities: Any) -> list[_Remote]:
+        wanted = {
+            "resources": self._config.expose_resources and capabilities.resources is not None,
+            "prompts": self._config.expose_prompts and capabilities.prompts is not None,
+        }
+        built: list[_Remote] = []
+        for kind, (capability, desc, props) in _BUILTINS.items():
+            if not wanted[capability]:
+                continue
+            schema = {"type": "object", **props, "additionalProperties": False}
+            remote = kind.replace("/templates/", "_templates_").replace("/", "_")
+            annotations = {"readOnlyHint": True}
+            built.append(
+                self._make(remote, desc, schema, None, annotations, [capability], kind=kind)
+            )
+        return built
+
     def _build(self, tool: Any) -> _Remote:
-        ns = self._config.name
-        name = f"{ns}.{_UNSAFE.sub('_', tool.name)}"
         annotations: dict[str, Any] = (
             tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
             if tool.annotations is not None
             else {}
         )
+        tool_meta: Any = tool.meta
+        meta_tags: Any = (
+            cast(dict[str, Any], tool_meta).get("tags") if isinstance(tool_meta, dict) else None
+        )
+        remote_tags = [t for t in cast(list[Any], meta_tags or []) if isinstance(t, str)]
+        return self._make(
+            tool.name,
+            tool.description or "",
+            dict(tool.input_schema or {}),
+            tool.output_schema,
+            annotations,
+            remote_tags,
+        )
+
+    def _make(
+        self,
+        remote_name: str,
+        desc: str,
+        input_schema: dict[str, Any],
+        output_schema: dict[str, Any] | None,
+        annotations: dict[str, Any],
+        remote_tags: list[str],
+        *,
+        kind: str = "tool",
+    ) -> _Remote:
+        ns = self._config.name
+        name = f"{ns}.{_UNSAFE.sub('_', remote_name)}"
         side_effects: SideEffect = "external"
         if annotations.get("readOnlyHint") is True:
             side_effects = "read"
@@ -193,8 +270,6 @@ class ToolNode:
         idempotent = bool(
             annotations.get("readOnlyHint") is True or annotations.get("idempotentHint") is True
         )
-        input_schema: dict[str, Any] = dict(tool.input_schema or {})
-        output_schema: dict[str, Any] | None = tool.output_schema
         args_model = json_schema_to_model(input_schema, name=f"{name}.args")
         out_model = cast(
             type[BaseModel],
@@ -217,15 +292,10 @@ class ToolNode:
         async def run(args: Any, ctx: Any) -> ToolResult:
             return await self.call(name, args, ctx=ctx)
 
-        tool_meta: Any = tool.meta
-        meta_tags: Any = (
-            cast(dict[str, Any], tool_meta).get("tags") if isinstance(tool_meta, dict) else None
-        )
-        remote_tags = [t for t in cast(list[Any], meta_tags or []) if isinstance(t, str)]
         spec = NodeSpec(
             node=Node(run, name=name, policy=NodePolicy(validate="none", max_retries=0)),
             name=name,
-            desc=tool.description or "",
+            desc=desc,
             args_model=args_model,
             out_model=out_model,
             side_effects=side_effects,
@@ -233,13 +303,13 @@ class ToolNode:
             extra={
                 "source": "mcp",
                 "namespace": ns,
-                "remote_name": tool.name,
+                "remote_name": remote_name if kind == "tool" else kind,
                 "input_schema": json.loads(json.dumps(input_schema)),
                 "output_schema": output_schema,
                 "annotations": annotations,
             },
         )
-        return _Remote(spec=spec, remote=tool.name, idempotent=idempotent)
+        return _Remote(spec=spec, remote=remote_name, idempotent=idempotent, kind=kind)
 
     async def aclose(self) -> None:
         """End the session and terminate a stdio server (idempotent; any task may call it)."""
@@ -328,7 +398,7 @@ class ToolNode:
             raise
         except BaseException:
             if trial:
-                self._breaker.record(None, trial=True)
+                self._breaker.release_trial()
             raise
         self._breaker.record(None, trial=trial)
         return result
@@ -406,8 +476,12 @@ class ToolNode:
         try:
             if client is None:
                 raise ToolConnectionError("the MCP session is closed", source=source, tool=tool)
+            meta: Any = {CALL_META_KEY: token}
             with anyio.fail_after(self._config.timeout_s):
-                result = await client.call_tool(remote.remote, payload, meta={CALL_META_KEY: token})
+                if remote.kind != "tool":
+                    value = await _builtin_call(client, remote.kind, payload, meta)
+                    return remote.spec.out_model.model_validate({"result": value})  # pyright: ignore[reportReturnType]
+                result = await client.call_tool(remote.remote, payload, meta=meta)
         except anyio.get_cancelled_exc_class():
             raise
         except TimeoutError as exc:
@@ -441,6 +515,27 @@ class ToolNode:
                 detail={"content": _json_content(result.content)},
             )
         return remote.spec.out_model.model_validate({"result": _value_of(result)})  # pyright: ignore[reportReturnType]
+
+
+async def _builtin_call(
+    client: Any, kind: str, payload: dict[str, Any], meta: dict[str, Any]
+) -> Any:
+    if kind == "resources/list":
+        result = await client.list_resources(meta=meta)
+    elif kind == "resources/templates/list":
+        result = await client.list_resource_templates(meta=meta)
+    elif kind == "resources/read":
+        result = await client.read_resource(payload["uri"], meta=meta)
+    elif kind == "prompts/list":
+        result = await client.list_prompts(meta=meta)
+    else:
+        result = await client.get_prompt(
+            payload["name"], payload.get("arguments") or None, meta=meta
+        )
+    dumped: dict[str, Any] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for envelope in ("_meta", "ttlMs", "cacheScope", "resultType", "nextCursor"):
+        dumped.pop(envelope, None)
+    return dumped
 
 
 def _json_content(blocks: list[Any]) -> list[Any]:

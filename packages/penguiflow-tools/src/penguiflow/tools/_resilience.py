@@ -91,6 +91,10 @@ class Breaker:
         self._trial = True
         return True
 
+    def release_trial(self) -> None:
+        """A half-open trial ended without an outcome (cancelled): admit another trial."""
+        self._trial = False
+
     def record(self, error: ToolError | None, *, trial: bool) -> None:
         """Count a call's outcome (None = success); client and auth errors do not count."""
         if self._policy is None:
