@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,7 @@ from penguiflow.tools import (
     ToolNode,
     ToolNotFoundError,
     ToolResult,
+    ToolTimeoutError,
     TransportType,
 )
 
@@ -260,3 +263,41 @@ async def test_expose_flags_hide_resources_and_prompts(stdio: Make) -> None:
         async with ToolNode(stdio(expose_resources=False, expose_prompts=False)) as node:
             names = [s.name for s in node.specs]
     assert not [n for n in names if ".resources_" in n or ".prompts_" in n]
+
+
+async def test_a_server_that_died_while_idle_is_reconnected_by_the_next_write(
+    stdio: Make,
+) -> None:
+    with anyio.fail_after(30):
+        async with ToolNode(stdio(retry_policy={"max_attempts": 1})) as node:
+            pid = (await node.call("t.stats", {})).result["pid"]
+            os.kill(pid, signal.SIGKILL)  # no call pending: nobody sees it die
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                await anyio.sleep(0.02)
+            await anyio.sleep(0.2)  # the transport reads EOF
+            # `reset` is neither read-only nor idempotent: it must not be sent to a dead session.
+            assert (await node.call("t.reset", {})).result == {"result": "ok"}
+            again = (await node.call("t.stats", {})).result
+            stats = node.statistics()
+    assert again["pid"] != pid and stats.reconnects == 1
+
+
+async def test_an_attempt_over_timeout_s_raises_a_timeout_and_keeps_the_session(
+    stdio: Make,
+) -> None:
+    policy = {"max_attempts": 2, "wait_exponential_min_s": 0, "wait_exponential_max_s": 0}
+    with anyio.fail_after(30):
+        async with ToolNode(stdio(timeout_s=0.3, retry_policy=policy)) as node:
+            pid = (await node.call("t.stats", {})).result["pid"]
+            with pytest.raises(ToolTimeoutError) as timed_out:
+                await node.call("t.slow", {"seconds": 5})  # read-only: retried once
+            with pytest.raises(ToolTimeoutError) as write_timed_out:
+                await node.call("t.slow_write", {"seconds": 5})  # a write: never retried
+            after = (await node.call("t.stats", {})).result
+    assert timed_out.value.attempts == 2 and timed_out.value.timeout_s == 0.3
+    assert write_timed_out.value.attempts == 1 and write_timed_out.value.retryable is False
+    assert after["pid"] == pid

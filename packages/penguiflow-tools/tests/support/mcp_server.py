@@ -51,6 +51,13 @@ async def slow(seconds: float) -> str:
         STATS["in_flight"] -= 1
 
 
+@server.tool(annotations=ToolAnnotations(destructive_hint=True))
+async def slow_write(seconds: float) -> str:
+    """Sleep, then pretend to write."""
+    await anyio.sleep(seconds)
+    return "written"
+
+
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))
 def stats() -> dict[str, int]:
     """The counters of `slow` and `flaky`."""

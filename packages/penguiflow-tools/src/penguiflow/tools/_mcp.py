@@ -68,6 +68,21 @@ class McpSession:
         connection = self._config.connection
         return connection if isinstance(connection, str) else " ".join(connection)
 
+    @property
+    def usable(self) -> bool:
+        """Whether a call may be sent: connected and the transport not seen closed.
+
+        A stdio server that exits while no call is pending is noticed here, before a send,
+        so the next call reconnects instead of failing (the SDK has no public "closed" flag;
+        without the private one this degrades to noticing on the failed call).
+        """
+        client = self.client
+        if self.dead or client is None:
+            return False
+        session: Any = getattr(client, "_session", None)
+        dispatcher: Any = getattr(session, "_dispatcher", None)
+        return not bool(getattr(dispatcher, "_closed", False))
+
     async def start(self) -> None:
         """Spawn/connect and hand-shake; raise what the runner met (timeout included)."""
         self._task = asyncio.get_running_loop().create_task(self._run())

@@ -147,7 +147,7 @@ class ToolNode:
         """
         async with self._lock:
             self._closed = False
-            if self._session is not None and not self._session.dead:
+            if self._session is not None and self._session.usable:
                 return
             await self._open()
 
@@ -443,7 +443,7 @@ class ToolNode:
 
     async def _live_session(self) -> McpSession:
         session = self._session
-        if session is not None and not session.dead:
+        if session is not None and session.usable:
             return session
         if self._closed:
             raise ToolConnectionError(
@@ -452,7 +452,7 @@ class ToolNode:
                 detail={"sent": False},
             )
         async with self._lock:
-            if self._session is None or self._session.dead:
+            if self._session is None or not self._session.usable:
                 await self._open()
             assert self._session is not None
             return self._session
