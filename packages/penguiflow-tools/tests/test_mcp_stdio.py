@@ -301,3 +301,13 @@ async def test_an_attempt_over_timeout_s_raises_a_timeout_and_keeps_the_session(
     assert timed_out.value.attempts == 2 and timed_out.value.timeout_s == 0.3
     assert write_timed_out.value.attempts == 1 and write_timed_out.value.retryable is False
     assert after["pid"] == pid
+
+
+async def test_two_tools_mapping_to_one_spec_name_fail_connect(stdio: Make) -> None:
+    config = stdio(env={"PF_TEST_COLLIDE": "${PF_TEST_COLLIDE_VALUE:-1}"})
+    with anyio.fail_after(30):
+        with pytest.raises(ToolConfigError, match="t.resources_list"):
+            await ToolNode(config).connect()
+        alone = stdio(env={"PF_TEST_COLLIDE": "1"}, expose_resources=False)
+        async with ToolNode(alone) as node:
+            assert (await node.call("t.resources_list", {})).result == {"result": "collides"}

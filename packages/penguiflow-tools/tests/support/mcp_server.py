@@ -116,6 +116,14 @@ def greet(name: str) -> str:
     return f"Say hello to {name}."
 
 
+if os.environ.get("PF_TEST_COLLIDE") == "1":
+
+    @server.tool(name="resources_list")
+    def resources_list_tool() -> str:
+        """A remote tool whose spec name collides with the resources tool."""
+        return "collides"
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "hang":
         import time

@@ -200,8 +200,15 @@ class ToolNode:
                 if not cursor:
                     break
         remotes: dict[str, _Remote] = {}
-        candidates = [self._build(tool) for tool in tools if self._config.keeps(tool.name)]
-        candidates += self._builtins(client.server_capabilities)
+        try:
+            candidates = [self._build(t) for t in tools if self._config.keeps(t.name)]
+            candidates += self._builtins(client.server_capabilities)
+        except ValueError as exc:  # NodeSpec refused a name (over 64 characters)
+            raise ToolConfigError(
+                f"source {self._config.name!r}: {exc}; shorten the config name or filter the "
+                "tool out with tool_filter",
+                source=self._config.name,
+            ) from exc
         for remote in candidates:
             if remote.spec.name in remotes:
                 raise ToolConfigError(
