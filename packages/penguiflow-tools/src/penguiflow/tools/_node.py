@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import difflib
-import json
-import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, cast
 
 import anyio
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 
-from penguiflow.core import Node, NodePolicy, NodeSpec, SideEffect
+from penguiflow.core import NodeSpec
 
 from ._config import AuthType, ExternalToolConfig, McpTransportMode, TransportType, resolve
 from ._errors import (
@@ -29,55 +26,12 @@ from ._errors import (
 )
 from ._mcp import CALL_META_KEY, McpSession, import_mcp
 from ._resilience import Breaker, backoff_s, should_retry
-from ._schema import dump_arguments, json_schema_to_model
+from ._results import builtin_call, json_content, text_of, value_of
+from ._schema import dump_arguments
+from ._specs import Remote, builtin_remotes, tool_remote
 from ._types import ToolNodeStatistics, ToolResult
 
 __all__ = ["ToolNode"]
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-@dataclass(frozen=True, slots=True)
-class _Remote:
-    spec: NodeSpec
-    remote: str
-    idempotent: bool
-    kind: str = "tool"
-    """``tool``, or the MCP method a resource/prompt tool stands for."""
-
-
-_STR = {"type": "string"}
-_BUILTINS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    # kind: (capability, description, input schema)
-    "resources/list": ("resources", "List the resources the MCP server offers.", {}),
-    "resources/read": (
-        "resources",
-        "Read one resource of the MCP server by its URI.",
-        {"properties": {"uri": {**_STR, "description": "The resource URI."}}, "required": ["uri"]},
-    ),
-    "resources/templates/list": (
-        "resources",
-        "List the resource URI templates the MCP server offers.",
-        {},
-    ),
-    "prompts/list": ("prompts", "List the prompts the MCP server offers.", {}),
-    "prompts/get": (
-        "prompts",
-        "Render one prompt of the MCP server with its arguments.",
-        {
-            "properties": {
-                "name": {**_STR, "description": "The prompt name."},
-                "arguments": {
-                    "type": "object",
-                    "additionalProperties": _STR,
-                    "default": {},
-                    "description": "The prompt's arguments.",
-                },
-            },
-            "required": ["name"],
-        },
-    ),
-}
 
 
 class ToolNode:
@@ -112,7 +66,7 @@ class ToolNode:
         self._config = config
         self._lock = anyio.Lock()
         self._session: McpSession | None = None
-        self._remotes: dict[str, _Remote] = {}
+        self._remotes: dict[str, Remote] = {}
         self._limiter = anyio.Semaphore(config.max_concurrency)
         self._breaker = Breaker(config.circuit_breaker, config.name)
         self._connected_once = False
@@ -187,7 +141,7 @@ class ToolNode:
         self._connected_once = True
         self._session = session
 
-    async def _discover(self, session: McpSession) -> dict[str, _Remote]:
+    async def _discover(self, session: McpSession) -> dict[str, Remote]:
         client = session.client
         assert client is not None
         with anyio.fail_after(self._config.connect_timeout_s):
@@ -199,10 +153,14 @@ class ToolNode:
                 cursor = page.next_cursor
                 if not cursor:
                     break
-        remotes: dict[str, _Remote] = {}
+        remotes: dict[str, Remote] = {}
         try:
-            candidates = [self._build(t) for t in tools if self._config.keeps(t.name)]
-            candidates += self._builtins(client.server_capabilities)
+            candidates = [
+                tool_remote(self._config, t, self._call)
+                for t in tools
+                if self._config.keeps(t.name)
+            ]
+            candidates += builtin_remotes(self._config, client.server_capabilities, self._call)
         except ValueError as exc:  # NodeSpec refused a name (over 64 characters)
             raise ToolConfigError(
                 f"source {self._config.name!r}: {exc}; shorten the config name or filter the "
@@ -218,105 +176,6 @@ class ToolNode:
                 )
             remotes[remote.spec.name] = remote
         return remotes
-
-    def _builtins(self, capabilities: Any) -> list[_Remote]:
-        wanted = {
-            "resources": self._config.expose_resources and capabilities.resources is not None,
-            "prompts": self._config.expose_prompts and capabilities.prompts is not None,
-        }
-        built: list[_Remote] = []
-        for kind, (capability, desc, props) in _BUILTINS.items():
-            if not wanted[capability]:
-                continue
-            schema = {"type": "object", **props, "additionalProperties": False}
-            remote = kind.replace("/templates/", "_templates_").replace("/", "_")
-            annotations = {"readOnlyHint": True}
-            built.append(
-                self._make(remote, desc, schema, None, annotations, [capability], kind=kind)
-            )
-        return built
-
-    def _build(self, tool: Any) -> _Remote:
-        annotations: dict[str, Any] = (
-            tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
-            if tool.annotations is not None
-            else {}
-        )
-        tool_meta: Any = tool.meta
-        meta_tags: Any = (
-            cast(dict[str, Any], tool_meta).get("tags") if isinstance(tool_meta, dict) else None
-        )
-        remote_tags = [t for t in cast(list[Any], meta_tags or []) if isinstance(t, str)]
-        return self._make(
-            tool.name,
-            tool.description or "",
-            dict(tool.input_schema or {}),
-            tool.output_schema,
-            annotations,
-            remote_tags,
-        )
-
-    def _make(
-        self,
-        remote_name: str,
-        desc: str,
-        input_schema: dict[str, Any],
-        output_schema: dict[str, Any] | None,
-        annotations: dict[str, Any],
-        remote_tags: list[str],
-        *,
-        kind: str = "tool",
-    ) -> _Remote:
-        ns = self._config.name
-        name = f"{ns}.{_UNSAFE.sub('_', remote_name)}"
-        side_effects: SideEffect = "external"
-        if annotations.get("readOnlyHint") is True:
-            side_effects = "read"
-        elif annotations.get("destructiveHint") is True:
-            side_effects = "write"
-        idempotent = bool(
-            annotations.get("readOnlyHint") is True or annotations.get("idempotentHint") is True
-        )
-        args_model = json_schema_to_model(input_schema, name=f"{name}.args")
-        out_model = cast(
-            type[BaseModel],
-            create_model(
-                re.sub(r"\W", "_", f"{name}_result"),
-                __base__=ToolResult,
-                result=(
-                    Any,
-                    Field(
-                        None,
-                        description="The tool's value (its remote output schema, not enforced).",
-                        json_schema_extra=(
-                            {"x-output-schema": output_schema} if output_schema else None
-                        ),
-                    ),
-                ),
-            ),
-        )
-
-        async def run(args: Any, ctx: Any) -> ToolResult:
-            return await self.call(name, args, ctx=ctx)
-
-        spec = NodeSpec(
-            node=Node(run, name=name, policy=NodePolicy(validate="none", max_retries=0)),
-            name=name,
-            desc=desc,
-            args_model=args_model,
-            out_model=out_model,
-            side_effects=side_effects,
-            tags=("mcp", ns, *remote_tags),
-            extra={
-                "source": "mcp",
-                "namespace": ns,
-                "remote_name": remote_name if kind == "tool" else kind,
-                "input_schema": json.loads(json.dumps(input_schema)),
-                "output_schema": output_schema,
-                "annotations": annotations,
-            },
-        )
-        return _Remote(spec=spec, remote=remote_name, idempotent=idempotent, kind=kind)
 
     async def aclose(self) -> None:
         """End the session and terminate a stdio server (idempotent; any task may call it)."""
@@ -366,7 +225,7 @@ class ToolNode:
             breaker=self._breaker.state,
         )
 
-    def _remote(self, name: str) -> _Remote:
+    def _remote(self, name: str) -> Remote:
         specs = self.specs
         remote = self._remotes.get(name) or self._remotes.get(f"{self._config.name}.{name}")
         if remote is None:
@@ -379,6 +238,9 @@ class ToolNode:
                 tool=name,
             )
         return remote
+
+    async def _call(self, name: str, args: Any, ctx: Any) -> ToolResult:
+        return await self.call(name, args, ctx=ctx)
 
     async def call(self, name: str, args: Any, *, ctx: Any = None) -> ToolResult:
         """Call a remote tool: validate, breaker, a concurrency slot, attempts, retries.
@@ -410,7 +272,7 @@ class ToolNode:
         self._breaker.record(None, trial=trial)
         return result
 
-    def _validate(self, remote: _Remote, args: Any) -> dict[str, Any]:
+    def _validate(self, remote: Remote, args: Any) -> dict[str, Any]:
         model = remote.spec.args_model
         try:
             if isinstance(args, model):
@@ -432,7 +294,7 @@ class ToolNode:
             ) from exc
         return dump_arguments(validated)
 
-    async def _attempts(self, remote: _Remote, payload: dict[str, Any]) -> ToolResult:
+    async def _attempts(self, remote: Remote, payload: dict[str, Any]) -> ToolResult:
         policy = self._config.retry_policy
         attempt = 0
         while True:
@@ -464,7 +326,7 @@ class ToolNode:
             assert self._session is not None
             return self._session
 
-    async def _attempt(self, remote: _Remote, payload: dict[str, Any]) -> ToolResult:
+    async def _attempt(self, remote: Remote, payload: dict[str, Any]) -> ToolResult:
         async with self._limiter:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
@@ -475,7 +337,7 @@ class ToolNode:
                 self._in_flight -= 1
 
     async def _send(
-        self, session: McpSession, remote: _Remote, payload: dict[str, Any]
+        self, session: McpSession, remote: Remote, payload: dict[str, Any]
     ) -> ToolResult:
         client = session.client
         token = uuid.uuid4().hex
@@ -486,7 +348,7 @@ class ToolNode:
             meta: Any = {CALL_META_KEY: token}
             with anyio.fail_after(self._config.timeout_s):
                 if remote.kind != "tool":
-                    value = await _builtin_call(client, remote.kind, payload, meta)
+                    value = await builtin_call(client, remote.kind, payload, meta)
                     return remote.spec.out_model.model_validate({"result": value})  # pyright: ignore[reportReturnType]
                 result = await client.call_tool(remote.remote, payload, meta=meta)
         except anyio.get_cancelled_exc_class():
@@ -516,60 +378,9 @@ class ToolNode:
             session.statuses.pop(token, None)
         if result.is_error:
             raise ToolClientError(
-                _text_of(result.content) or f"{tool} reported an error",
+                text_of(result.content) or f"{tool} reported an error",
                 source=source,
                 tool=tool,
-                detail={"content": _json_content(result.content)},
+                detail={"content": json_content(result.content)},
             )
-        return remote.spec.out_model.model_validate({"result": _value_of(result)})  # pyright: ignore[reportReturnType]
-
-
-async def _builtin_call(
-    client: Any, kind: str, payload: dict[str, Any], meta: dict[str, Any]
-) -> Any:
-    if kind == "resources/list":
-        result = await client.list_resources(meta=meta)
-    elif kind == "resources/templates/list":
-        result = await client.list_resource_templates(meta=meta)
-    elif kind == "resources/read":
-        result = await client.read_resource(payload["uri"], meta=meta)
-    elif kind == "prompts/list":
-        result = await client.list_prompts(meta=meta)
-    else:
-        result = await client.get_prompt(
-            payload["name"], payload.get("arguments") or None, meta=meta
-        )
-    dumped: dict[str, Any] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-    for envelope in ("_meta", "ttlMs", "cacheScope", "resultType", "nextCursor"):
-        dumped.pop(envelope, None)
-    return dumped
-
-
-def _json_content(blocks: list[Any]) -> list[Any]:
-    return [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in blocks]
-
-
-def _text_of(blocks: list[Any]) -> str:
-    return "\n".join(b.text for b in blocks if getattr(b, "type", None) == "text")
-
-
-def _block_value(block: Any) -> Any:
-    if getattr(block, "type", None) == "text":
-        text: str = block.text
-        stripped = text.strip()
-        if stripped[:1] in ("{", "["):
-            try:
-                return json.loads(stripped)
-            except ValueError:
-                return text
-        return text
-    return block.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def _value_of(result: Any) -> Any:
-    if result.structured_content is not None:
-        return result.structured_content
-    blocks: list[Any] = list(result.content)
-    if len(blocks) == 1:
-        return _block_value(blocks[0])
-    return [_block_value(b) for b in blocks]
+        return remote.spec.out_model.model_validate({"result": value_of(result)})  # pyright: ignore[reportReturnType]
