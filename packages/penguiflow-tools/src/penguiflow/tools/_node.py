@@ -1,0 +1,386 @@
+"""``ToolNode``: one remote MCP source as core ``NodeSpec``s, with one call path."""
+
+from __future__ import annotations
+
+import difflib
+import uuid
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self, cast
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from penguiflow.core import NodeSpec
+
+from ._config import AuthType, ExternalToolConfig, McpTransportMode, TransportType, resolve
+from ._errors import (
+    ToolArgumentsError,
+    ToolClientError,
+    ToolConfigError,
+    ToolConnectionError,
+    ToolError,
+    ToolNotFoundError,
+    ToolTimeoutError,
+    adapt_exception,
+)
+from ._mcp import CALL_META_KEY, McpSession, import_mcp
+from ._resilience import Breaker, backoff_s, should_retry
+from ._results import builtin_call, json_content, text_of, value_of
+from ._schema import dump_arguments
+from ._specs import Remote, builtin_remotes, tool_remote
+from ._types import ToolNodeStatistics, ToolResult
+
+__all__ = ["ToolNode"]
+
+
+class ToolNode:
+    """One remote tool source: its tools as catalog entries, and the one way to call them.
+
+    ``async with ToolNode(config) as node`` (or ``connect()`` / ``aclose()``, from any tasks)
+    opens one session held by a task of the node; ``node.specs`` are core ``NodeSpec``s named
+    ``{config.name}.{remote}``; ``await node.call(name, args)`` validates, limits, retries and
+    translates errors. This release speaks MCP (stdio, streamable HTTP, SSE).
+
+    Raises:
+        ValueError: The transport is not supported here, or OAuth is asked for.
+        ImportError: The ``mcp`` extra is not installed (with the pip line).
+    """
+
+    def __init__(self, config: ExternalToolConfig, *, oauth: object | None = None) -> None:
+        if config.transport is not TransportType.MCP:
+            raise ValueError(
+                f"transport={config.transport.value} is not supported by this release of "
+                "penguiflow-tools; use TransportType.MCP"
+            )
+        if config.auth_type is AuthType.OAUTH2_USER:
+            if oauth is None:
+                raise ValueError("auth_type=OAUTH2_USER needs ToolNode(..., oauth=OAuthManager)")
+            if config.effective_mcp_mode is not McpTransportMode.STREAMABLE_HTTP:
+                raise ValueError(
+                    "auth_type=OAUTH2_USER needs per-call tokens: use streamable HTTP, not "
+                    f"{config.effective_mcp_mode.value}"
+                )
+            raise ValueError("auth_type=OAUTH2_USER is not supported by this release")
+        import_mcp()
+        self._config = config
+        self._lock = anyio.Lock()
+        self._session: McpSession | None = None
+        self._remotes: dict[str, Remote] = {}
+        self._limiter = anyio.Semaphore(config.max_concurrency)
+        self._breaker = Breaker(config.circuit_breaker, config.name)
+        self._connected_once = False
+        self._closed = False
+        self._calls = self._failures = self._retries = 0
+        self._in_flight = self._max_in_flight = self._reconnects = 0
+
+    @property
+    def config(self) -> ExternalToolConfig:
+        """The source's configuration."""
+        return self._config
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def connect(self) -> None:
+        """Open the session and list the tools (idempotent; bounded by ``connect_timeout_s``).
+
+        Raises:
+            ToolConfigError: A ``${VAR}`` is unset (nothing is spawned), or two tools map to
+                one spec name.
+            ToolConnectionError: Spawn, connection or handshake failed or timed out.
+        """
+        async with self._lock:
+            self._closed = False
+            if self._session is not None and self._session.usable:
+                return
+            await self._open()
+
+    async def _open(self) -> None:
+        resolved = resolve(self._config)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        session = McpSession(self._config, resolved)
+        try:
+            await session.start()
+            self._remotes = await self._discover(session)
+        except ToolError:
+            await session.close()
+            raise
+        except TimeoutError as exc:
+            await session.close()
+            raise ToolConnectionError(
+                f"MCP source {self._config.name!r} ({session.target}) did not complete spawn, "
+                "handshake and discovery within "
+                f"connect_timeout_s={self._config.connect_timeout_s}",
+                source=self._config.name,
+                retryable=True,
+                detail={"sent": False},
+            ) from exc
+        except Exception as exc:
+            await session.close()
+            raise ToolConnectionError(
+                f"cannot connect to MCP source {self._config.name!r} ({session.target}): "
+                f"{type(exc).__name__}: {exc}",
+                source=self._config.name,
+                retryable=True,
+                detail={"sent": False},
+            ) from exc
+        if self._connected_once:
+            self._reconnects += 1
+        self._connected_once = True
+        self._session = session
+
+    async def _discover(self, session: McpSession) -> dict[str, Remote]:
+        client = session.client
+        assert client is not None
+        with anyio.fail_after(self._config.connect_timeout_s):
+            tools: list[Any] = []
+            cursor: str | None = None
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+        remotes: dict[str, Remote] = {}
+        try:
+            candidates = [
+                tool_remote(self._config, t, self._call)
+                for t in tools
+                if self._config.keeps(t.name)
+            ]
+            candidates += builtin_remotes(self._config, client.server_capabilities, self._call)
+        except ValueError as exc:  # NodeSpec refused a name (over 64 characters)
+            raise ToolConfigError(
+                f"source {self._config.name!r}: {exc}; shorten the config name or filter the "
+                "tool out with tool_filter",
+                source=self._config.name,
+            ) from exc
+        for remote in candidates:
+            if remote.spec.name in remotes:
+                raise ToolConfigError(
+                    f"MCP tools {remotes[remote.spec.name].remote!r} and {remote.remote!r} of "
+                    f"source {self._config.name!r} both map to spec name {remote.spec.name!r}",
+                    source=self._config.name,
+                )
+            remotes[remote.spec.name] = remote
+        return remotes
+
+    async def aclose(self) -> None:
+        """End the session and terminate a stdio server (idempotent; any task may call it)."""
+        async with self._lock:
+            self._closed = True
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
+
+    @property
+    def specs(self) -> tuple[NodeSpec, ...]:
+        """One ``NodeSpec`` per kept remote tool (``RuntimeError`` before ``connect()``)."""
+        if not self._connected_once:
+            raise RuntimeError(
+                f"ToolNode {self._config.name!r} is not connected; await node.connect() or use "
+                "'async with ToolNode(...)' before reading specs"
+            )
+        return tuple(r.spec for r in self._remotes.values())
+
+    def get_tools(self) -> tuple[NodeSpec, ...]:
+        """Alias of ``specs``."""
+        return self.specs
+
+    def spec(self, name: str) -> NodeSpec:
+        """The spec of ``name`` (full or remote name); ``ToolNotFoundError`` otherwise."""
+        return self._remote(name).spec
+
+    async def refresh(self) -> tuple[NodeSpec, ...]:
+        """List the remote tools again (e.g. after ``tools/list_changed``)."""
+        async with self._lock:
+            session = self._session
+            if session is None or session.dead:
+                await self._open()
+            else:
+                self._remotes = await self._discover(session)
+        return self.specs
+
+    def statistics(self) -> ToolNodeStatistics:
+        """A frozen snapshot of the counters."""
+        return ToolNodeStatistics(
+            calls=self._calls,
+            failures=self._failures,
+            retries=self._retries,
+            in_flight=self._in_flight,
+            max_in_flight=self._max_in_flight,
+            reconnects=self._reconnects,
+            breaker=self._breaker.state,
+        )
+
+    def _remote(self, name: str) -> Remote:
+        specs = self.specs
+        remote = self._remotes.get(name) or self._remotes.get(f"{self._config.name}.{name}")
+        if remote is None:
+            names = [s.name for s in specs]
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {names}"
+            raise ToolNotFoundError(
+                f"no tool {name!r} on source {self._config.name!r}{hint}",
+                source=self._config.name,
+                tool=name,
+            )
+        return remote
+
+    async def _call(self, name: str, args: Any, ctx: Any) -> ToolResult:
+        return await self.call(name, args, ctx=ctx)
+
+    async def call(self, name: str, args: Any, *, ctx: Any = None) -> ToolResult:
+        """Call a remote tool: validate, breaker, a concurrency slot, attempts, retries.
+
+        ``args`` is a mapping or an instance of the spec's ``args_model``; ``ctx`` is the
+        planner's tool context or a ``ToolCallContext`` (unused by MCP without OAuth).
+        Cancellation propagates untouched (the server is told to stop the request).
+
+        Raises:
+            ToolNotFoundError: No such tool.
+            ToolArgumentsError: ``args`` fail the args model (nothing sent).
+            ToolError: The call failed; ``attempts`` says how many attempts were made.
+        """
+        remote = self._remote(name)
+        payload = self._validate(remote, args)
+        self._calls += 1
+        trial = False
+        try:
+            trial = self._breaker.before_call(remote.spec.name)
+            result = await self._attempts(remote, payload)
+        except ToolError as error:
+            self._failures += 1
+            self._breaker.record(error, trial=trial)
+            raise
+        except BaseException:
+            if trial:
+                self._breaker.release_trial()
+            raise
+        self._breaker.record(None, trial=trial)
+        return result
+
+    def _validate(self, remote: Remote, args: Any) -> dict[str, Any]:
+        model = remote.spec.args_model
+        try:
+            if isinstance(args, model):
+                validated = args
+            elif isinstance(args, BaseModel):
+                validated = model.model_validate(
+                    args.model_dump(mode="json", by_alias=True, exclude_unset=True)
+                )
+            else:
+                validated = model.model_validate(args if args is not None else {})
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False)
+            raise ToolArgumentsError(
+                f"arguments of {remote.spec.name} are invalid: {exc.error_count()} error(s); "
+                f"first: {errors[0]['loc']} {errors[0]['msg']}",
+                source=self._config.name,
+                tool=remote.spec.name,
+                errors=cast(list[Mapping[str, Any]], errors),
+            ) from exc
+        return dump_arguments(validated)
+
+    async def _attempts(self, remote: Remote, payload: dict[str, Any]) -> ToolResult:
+        policy = self._config.retry_policy
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(remote, payload)
+            except ToolError as error:
+                error.attempts = attempt
+                retry = should_retry(error, idempotent=remote.idempotent, policy=policy)
+                error.retryable = retry
+                if not retry or attempt >= policy.max_attempts:
+                    raise
+                self._retries += 1
+                await anyio.sleep(backoff_s(attempt, policy, error.retry_after_s))
+
+    async def _live_session(self) -> McpSession:
+        session = self._session
+        if session is not None and session.usable:
+            return session
+        if self._closed:
+            raise ToolConnectionError(
+                f"ToolNode {self._config.name!r} is closed",
+                source=self._config.name,
+                detail={"sent": False},
+            )
+        async with self._lock:
+            if self._session is None or not self._session.usable:
+                await self._open()
+            assert self._session is not None
+            return self._session
+
+    async def _attempt(self, remote: Remote, payload: dict[str, Any]) -> ToolResult:
+        async with self._limiter:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            try:
+                session = await self._live_session()
+                return await self._send(session, remote, payload)
+            finally:
+                self._in_flight -= 1
+
+    async def _send(
+        self, session: McpSession, remote: Remote, payload: dict[str, Any]
+    ) -> ToolResult:
+        client = session.client
+        token = uuid.uuid4().hex
+        source, tool = self._config.name, remote.spec.name
+        try:
+            if client is None:
+                raise ToolConnectionError("the MCP session is closed", source=source, tool=tool)
+            meta: Any = {CALL_META_KEY: token}
+            with anyio.fail_after(self._config.timeout_s):
+                if remote.kind != "tool":
+                    value = await builtin_call(client, remote.kind, payload, meta)
+                    return remote.spec.out_model.model_validate({"result": value})  # pyright: ignore[reportReturnType]
+                result = await client.call_tool(remote.remote, payload, meta=meta)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except TimeoutError as exc:
+            raise ToolTimeoutError(
+                f"{tool} took longer than timeout_s={self._config.timeout_s}",
+                source=source,
+                tool=tool,
+                retryable=True,
+                timeout_s=self._config.timeout_s,
+            ) from exc
+        except Exception as exc:
+            status, retry_after = session.statuses.pop(token, (None, None))
+            error = adapt_exception(
+                exc, source=source, tool=tool, http_status=status, retry_after_s=retry_after
+            )
+            if isinstance(error, ToolConnectionError) or status == 404:
+                session.dead = True
+                if status == 404:
+                    error = ToolConnectionError(
+                        f"MCP session of {source!r} is gone (HTTP 404)", source=source, tool=tool
+                    )
+                    error.__cause__ = exc
+            raise error from exc
+        finally:
+            session.statuses.pop(token, None)
+        if result.is_error:
+            raise ToolClientError(
+                text_of(result.content) or f"{tool} reported an error",
+                source=source,
+                tool=tool,
+                detail={"content": json_content(result.content)},
+            )
+        return remote.spec.out_model.model_validate({"result": value_of(result)})  # pyright: ignore[reportReturnType]

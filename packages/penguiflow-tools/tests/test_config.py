@@ -1,0 +1,156 @@
+"""ExternalToolConfig: every mistake of §10 fails at construction, naming the field."""
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from penguiflow.tools import (
+    AuthType,
+    CircuitBreakerPolicy,
+    ExternalToolConfig,
+    McpTransportMode,
+    RetryPolicy,
+    ToolConfigError,
+    TransportType,
+)
+from penguiflow.tools._config import resolve
+
+
+def make(**overrides: Any) -> ExternalToolConfig:
+    values: dict[str, Any] = {"name": "src", "transport": "mcp", "connection": "server --stdio"}
+    values.update(overrides)
+    return ExternalToolConfig(**values)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"name": "1bad"}, "name"),
+        ({"name": "has space"}, "name"),
+        ({"name": "x" * 49}, "name"),
+        ({"connection": ""}, "connection is empty"),
+        ({"connection": []}, "connection is empty"),
+        ({"transport": "a2a", "connection": "ftp://x"}, "http"),
+        ({"transport": "utcp", "connection": "manual.json"}, "http"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"timeout_s": 4000}, "timeout_s"),
+        ({"connect_timeout_s": -1}, "connect_timeout_s"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"max_concurrency": 1001}, "max_concurrency"),
+        ({"tool_filter": ["("]}, "tool_filter"),
+        ({"connection": "server --token ${TOKEN"}, "malformed"),
+        ({"headers": {"X": "${"}}, "headers.X"),
+        ({"auth_type": "bearer"}, "token"),
+        ({"auth_type": "api_key"}, "api_key"),
+        ({"auth_type": "oauth2_user"}, "provider"),
+        ({"auth_type": "bearer", "auth_config": {"token": "t", "tokn": "x"}}, "allowed"),
+        ({"mcp_mode": "modern"}, "mcp_mode"),
+        ({"mcp_transport_mode": "sse"}, "http"),
+        ({"mcp_transport_mode": "stdio", "connection": "http://h/mcp"}, "command"),
+        ({"retry_policy": {"max_attempts": 0}}, "max_attempts"),
+        ({"retry_policy": {"max_attempts": 11}}, "max_attempts"),
+        ({"unknown_field": 1}, "unknown_field"),
+    ],
+)
+def test_bad_input_fails_at_construction_naming_the_field(
+    overrides: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValidationError, match=match):
+        make(**overrides)
+
+
+def test_defaults_match_the_contract() -> None:
+    config = make()
+    assert config.mcp_transport_mode is McpTransportMode.AUTO
+    assert config.mcp_mode == "auto"
+    assert config.timeout_s == 30.0 and config.connect_timeout_s == 10.0
+    assert config.max_concurrency == 10
+    assert config.retry_policy == RetryPolicy()
+    assert config.circuit_breaker == CircuitBreakerPolicy()
+    assert config.auth_type is AuthType.NONE
+    assert RetryPolicy().retry_on_status == (429, 500, 502, 503, 504)
+    assert CircuitBreakerPolicy().failure_threshold == 5
+    assert make(circuit_breaker=None).circuit_breaker is None
+    assert make().transport is TransportType.MCP
+    with pytest.raises(ValidationError):
+        config.name = "other"
+
+
+@pytest.mark.parametrize(
+    ("connection", "mode"),
+    [
+        ("npx server", McpTransportMode.STDIO),
+        (["python", "-m", "server"], McpTransportMode.STDIO),
+        ("http://127.0.0.1:1/mcp", McpTransportMode.STREAMABLE_HTTP),
+        ("https://example.com/sse", McpTransportMode.SSE),
+        ("https://example.com/sse/", McpTransportMode.SSE),
+    ],
+)
+def test_auto_picks_the_transport_from_the_connection(
+    connection: str | list[str], mode: McpTransportMode
+) -> None:
+    assert make(connection=connection).effective_mcp_mode is mode
+
+
+def test_tool_filter_uses_fullmatch() -> None:
+    config = make(tool_filter=["get"])
+    assert config.keeps("get")
+    assert not config.keeps("get_secrets")
+    assert make(tool_filter=["get.*"]).keeps("get_secrets")
+    assert make().keeps("anything")
+
+
+def test_variables_are_substituted_at_resolve_not_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PF_TOOL", raising=False)
+    config = make(
+        connection="server --key ${PF_TOOL} --price $$5 --mode ${PF_MODE:-fast}",
+        auth_type="bearer",
+        auth_config={"token": "${PF_TOOL}"},
+    )
+    with pytest.raises(ToolConfigError, match=r"\$\{PF_TOOL\} in connection is not set"):
+        resolve(config)
+    monkeypatch.setenv("PF_TOOL", "s3cret")
+    resolved = resolve(config)
+    assert resolved.argv == ("server", "--key", "s3cret", "--price", "$5", "--mode", "fast")
+    assert resolved.headers["Authorization"] == "Bearer s3cret"
+    assert "s3cret" not in repr(resolved)
+
+
+def test_missing_auth_variable_names_the_auth_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    config = make(
+        connection="https://example.com/mcp",
+        auth_type="bearer",
+        auth_config={"token": "${GITHUB_TOKEN}"},
+    )
+    with pytest.raises(ToolConfigError) as missing:
+        resolve(config)
+    assert str(missing.value) == (
+        "${GITHUB_TOKEN} in auth_config.token is not set; export it or write ${GITHUB_TOKEN:-…}"
+    )
+
+
+def test_secrets_never_reach_repr() -> None:
+    config = make(
+        auth_type="api_key",
+        auth_config={"api_key": "k-123", "header": "X-Key"},
+        headers={"X-Other": "h-456"},
+        env={"SECRET": "e-789"},
+    )
+    text = repr(config)
+    assert "k-123" not in text and "h-456" not in text and "e-789" not in text
+    assert resolve(config).headers["X-Key"] == "k-123"
+
+
+def test_toolnode_rejects_transports_and_auth_it_cannot_serve() -> None:
+    from penguiflow.tools import ToolNode
+
+    with pytest.raises(ValueError, match="oauth="):
+        ToolNode(make(auth_type="oauth2_user", auth_config={"provider": "gh"}))
+    with pytest.raises(ValueError, match="streamable HTTP"):
+        ToolNode(make(auth_type="oauth2_user", auth_config={"provider": "gh"}), oauth=object())
+    with pytest.raises(ValueError, match="not supported"):
+        ToolNode(make(transport="a2a", connection="http://agent"))
