@@ -40,6 +40,8 @@ def agent_card(
 ) -> AgentCard:
     """An A2A 1.0 agent card (JSON-RPC and HTTP+JSON interfaces at ``url``, when given).
 
+    A skill without tags is tagged with its id (A2A 1.0 requires at least one tag).
+
     Raises:
         ValueError: ``skills`` is empty (an A2A card needs at least one skill).
     """
@@ -59,7 +61,7 @@ def agent_card(
                 id=skill.id,
                 name=skill.name,
                 description=skill.description,
-                tags=list(skill.tags),
+                tags=list(skill.tags) or [skill.id],  # A2A requires tags
                 examples=list(skill.examples),
             )
             for skill in skills

@@ -38,6 +38,8 @@ from ._a2a_parts import from_parts, metadata_of, to_parts
 __all__ = ["A2ATransport"]
 
 RESULT = "result"
+_ANNOUNCE_TIMEOUT_S = 10.0
+"""How long a cancelled call still waits for the agent to name its task (so it can cancel it)."""
 _TERMINAL = {
     TaskState.TASK_STATE_COMPLETED,
     TaskState.TASK_STATE_FAILED,
@@ -256,6 +258,22 @@ class A2ATransport:
         client = await self._client(request.agent_url)
         events = client.send_message(_outgoing(request))
         try:
+            # Until the agent names the task, a cancellation waits (bounded): without the id
+            # the remote task could not be cancelled, and would run on unobserved.
+            early: list[list[str]] = []
+            ended = False
+            with CancelScope(shield=True), anyio.move_on_after(_ANNOUNCE_TIMEOUT_S):
+                while tracker.task_id is None and not tracker.finished:
+                    try:
+                        event = await anext(events)
+                    except StopAsyncIteration:
+                        ended = True
+                        break
+                    early.append(tracker.feed(event))
+            for texts in early:
+                yield texts
+            if ended or tracker.finished:
+                return
             async for event in events:
                 yield tracker.feed(event)
                 if tracker.finished:
