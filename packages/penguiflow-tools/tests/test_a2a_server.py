@@ -13,6 +13,7 @@ import httpx
 import pytest
 from a2a.client import Client, ClientConfig, create_client
 from a2a.helpers.proto_helpers import get_data_parts, new_data_part, new_text_part
+from a2a.server.tasks import InMemoryTaskStore
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
@@ -26,7 +27,7 @@ from a2a.types import (
 )
 from pydantic import BaseModel
 
-from penguiflow.core import Context, Node, PenguiFlow, create, tool
+from penguiflow.core import Context, InMemoryDurableStore, Node, PenguiFlow, Scope, create, tool
 from penguiflow.core import Message as FlowMessage
 from penguiflow.planner import ReactPlanner
 from penguiflow.testkit import ScriptedLLM
@@ -411,3 +412,29 @@ def test_a_card_without_skills_is_a_value_error() -> None:
     flow, _ = echo_flow()
     with pytest.raises(ValueError, match="no skills"):
         create_a2a_app(flow_agent(flow), card=bare)
+
+
+async def test_with_a_durable_store_the_token_survives_a_server_restart_and_is_single_use() -> None:
+    ANSWERS.clear()
+    store = InMemoryDurableStore()
+    tasks = InMemoryTaskStore()
+    planner = ReactPlanner(ScriptedLLM([_call("ask", q="name?"), _final("hi")]), nodes=[ask])
+    agent = planner_agent(planner, store=store)
+    async with (
+        serve_a2a(agent, card=CARD, task_store=tasks) as server,
+        client_for(server, streaming=False) as client,
+    ):
+        paused = final_task(await send(client, user_message(new_text_part("greet"))))
+    assert paused.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+    record = await store.get("tools.a2a.resume", paused.id)
+    assert record is not None and record.scope == Scope("default")
+
+    async with (
+        serve_a2a(planner_agent(planner, store=store), card=CARD, task_store=tasks) as server,
+        client_for(server, streaming=False) as client,
+    ):
+        again = user_message(new_text_part("Bo"), task_id=paused.id, context_id=paused.context_id)
+        done = final_task(await send(client, again))
+    assert done.status.state == TaskState.TASK_STATE_COMPLETED
+    assert ANSWERS == ["Bo"]
+    assert await store.get("tools.a2a.resume", paused.id) is None  # taken

@@ -20,11 +20,13 @@ from a2a.types import Message as A2AMessage
 from a2a.types import Task, TaskState, TaskStatus
 
 from penguiflow.core import (
+    DurableStore,
     FlowError,
     Headers,
     Message,
     Node,
     PenguiFlow,
+    Scope,
     StreamChunk,
     TraceCancelled,
     TraceEnded,
@@ -87,11 +89,36 @@ class FlowAgent:
 class PlannerAgent:
     """A planner served as an A2A agent: build it with ``planner_agent``."""
 
-    __slots__ = ("planner",)
+    __slots__ = ("planner", "store")
 
-    def __init__(self, planner: PlannerLike) -> None:
+    def __init__(self, planner: PlannerLike, store: DurableStore | None) -> None:
         self.planner: PlannerLike = planner
         """Runs and resumes each task."""
+        self.store: DurableStore | None = store
+        """Where paused tasks' resume tokens are kept (None: in memory)."""
+
+
+RESUME_NAMESPACE = "tools.a2a.resume"
+
+
+class _TokenBook:
+    """Resume tokens of paused tasks, by task id; taking one is atomic (single use)."""
+
+    def __init__(self, store: DurableStore | None) -> None:
+        self._store = store
+        self._memory: dict[str, str] = {}
+
+    async def put(self, task_id: str, token: str, tenant: str) -> None:
+        if self._store is None:
+            self._memory[task_id] = token
+            return
+        await self._store.put(RESUME_NAMESPACE, task_id, token.encode(), scope=Scope(tenant))
+
+    async def take(self, task_id: str, tenant: str) -> str | None:
+        if self._store is None:
+            return self._memory.pop(task_id, None)
+        record = await self._store.take(RESUME_NAMESPACE, task_id, scope=Scope(tenant))
+        return None if record is None else record.value.decode()
 
 
 def flow_agent(
@@ -110,8 +137,12 @@ def flow_agent(
     return FlowAgent(flow, to, default_tenant)
 
 
-def planner_agent(planner: PlannerLike) -> PlannerAgent:
+def planner_agent(planner: PlannerLike, *, store: DurableStore | None = None) -> PlannerAgent:
     """Serve a planner (``run(query, *, tool_context)``, ``resume(token, *, user_input=...)``).
+
+    A pause's resume token stays on the server: in memory, or with ``store`` in namespace
+    ``tools.a2a.resume`` (key: the task id, scope: the tenant), so a follow-up message may reach
+    another replica or come after a restart. The token is taken atomically: one resume per pause.
 
     Raises:
         TypeError: ``planner`` has no callable ``run`` and ``resume``.
@@ -121,7 +152,7 @@ def planner_agent(planner: PlannerLike) -> PlannerAgent:
             f"planner_agent() needs an object with run() and resume() (a ReactPlanner), "
             f"got {type(planner).__name__}"
         )
-    return PlannerAgent(planner)
+    return PlannerAgent(planner, store)
 
 
 def executor_for(agent: object) -> AgentExecutor:
@@ -241,7 +272,7 @@ class _FlowExecutor(AgentExecutor):
 class _PlannerExecutor(AgentExecutor):
     def __init__(self, agent: PlannerAgent) -> None:
         self.agent = agent
-        self._tokens: dict[str, str] = {}  # task id -> resume token of its pause
+        self._tokens = _TokenBook(agent.store)
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         planner = self.agent.planner
@@ -250,12 +281,13 @@ class _PlannerExecutor(AgentExecutor):
         await updater.start_work()
         value = _user_input(context)
         text = value if isinstance(value, str) else context.get_user_input()
+        tenant = context.tenant or "default"
         tool_context = {
-            "tenant": context.tenant or "default",
+            "tenant": tenant,
             "session_id": context_id,
             "task_id": task_id,
         }
-        token = self._tokens.pop(task_id, None)  # taken: the pause is answered exactly once
+        token = await self._tokens.take(task_id, tenant)  # the pause is answered exactly once
         try:
             if token is not None:
                 outcome = await planner.resume(token, user_input=text, tool_context=tool_context)
@@ -266,7 +298,7 @@ class _PlannerExecutor(AgentExecutor):
             return
         resume_token = getattr(outcome, "resume_token", None)
         if isinstance(resume_token, str):
-            self._tokens[task_id] = resume_token
+            await self._tokens.put(task_id, resume_token, tenant)
             payload = getattr(outcome, "payload", None)
             state = (
                 TaskState.TASK_STATE_AUTH_REQUIRED
@@ -293,4 +325,4 @@ class _PlannerExecutor(AgentExecutor):
         # A running run is cancelled by the request handler (it cancels execute()); a parked
         # task forgets its pause.
         if context.task_id is not None:
-            self._tokens.pop(context.task_id, None)
+            await self._tokens.take(context.task_id, context.tenant or "default")
