@@ -182,8 +182,11 @@ async def test_a_data_part_arrives_as_its_value_and_a_dict_result_is_a_data_part
         assert get_data_parts(artifact(task, "result")) == [{"echo": {"n": 3.0, "k": "v"}}]
 
 
-async def test_stream_sends_chunks_in_order_on_the_stream_artifact_then_the_result() -> None:
-    async with served_flow() as (server, _), client_for(server) as client:
+@pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
+async def test_stream_sends_chunks_in_order_on_the_stream_artifact_then_the_result(
+    binding: str,
+) -> None:
+    async with served_flow() as (server, _), client_for(server, binding=binding) as client:
         events = await send(client, user_message(new_text_part("stream")))
     kinds = [e.WhichOneof("payload") for e in events]
     assert kinds[0] == "task"
@@ -200,8 +203,9 @@ async def test_stream_sends_chunks_in_order_on_the_stream_artifact_then_the_resu
     assert updates[-1].artifact.parts[0].text == "STREAM-DONE"
 
 
-async def test_get_task_returns_the_finished_task_with_both_artifacts() -> None:
-    async with served_flow() as (server, _), client_for(server) as client:
+@pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
+async def test_get_task_returns_the_finished_task_with_both_artifacts(binding: str) -> None:
+    async with served_flow() as (server, _), client_for(server, binding=binding) as client:
         events = await send(client, user_message(new_text_part("stream")))
         task_id = events[0].task.id
         with anyio.fail_after(10):
@@ -211,8 +215,9 @@ async def test_get_task_returns_the_finished_task_with_both_artifacts() -> None:
     assert [p.text for p in artifact(task, "result")] == ["STREAM-DONE"]
 
 
-async def test_cancel_task_cancels_the_trace_and_the_blocked_node_sees_it() -> None:
-    async with served_flow() as (server, probe), client_for(server) as client:
+@pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
+async def test_cancel_task_cancels_the_trace_and_the_blocked_node_sees_it(binding: str) -> None:
+    async with served_flow() as (server, probe), client_for(server, binding=binding) as client:
         task_id: str | None = None
         announced = anyio.Event()
         with anyio.fail_after(10):
@@ -229,7 +234,7 @@ async def test_cancel_task_cancels_the_trace_and_the_blocked_node_sees_it() -> N
                 await probe.started.wait()
                 await announced.wait()
                 assert task_id is not None
-                async with client_for(server) as other:
+                async with client_for(server, binding=binding) as other:
                     cancelled = await other.cancel_task(CancelTaskRequest(id=task_id))
                 assert probe.cancelled.is_set()  # flow.cancel returned after the node unwound
                 assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
