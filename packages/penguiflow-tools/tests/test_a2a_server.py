@@ -395,6 +395,69 @@ async def test_a_planner_run_receives_tenant_session_and_task_ids() -> None:
     assert seen == [{"tenant": "default", "session_id": task.context_id, "task_id": task.id}]
 
 
+BLOCKING: dict[str, Probe] = {}
+
+
+@tool()
+async def wait_forever(args: Ask, ctx: Any) -> Said:
+    probe = BLOCKING["probe"]
+    probe.started.set()
+    try:
+        await anyio.Event().wait()
+    except anyio.get_cancelled_exc_class():
+        probe.cancelled.set()
+        raise
+    raise AssertionError("unreachable")
+
+
+async def test_cancel_task_cancels_a_running_planner_run() -> None:
+    BLOCKING["probe"] = probe = Probe()
+    cancelled: Task | None = None
+    planner = ReactPlanner(ScriptedLLM([_call("wait_forever", q="x")]), nodes=[wait_forever])
+    async with serve_a2a(planner_agent(planner), card=CARD) as server, client_for(server) as client:
+        task_id: str | None = None
+        announced = anyio.Event()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+
+                async def consume() -> None:
+                    nonlocal task_id
+                    async for event in client.send_message(user_message(new_text_part("go"))):
+                        if event.HasField("task"):
+                            task_id = event.task.id
+                            announced.set()
+
+                tg.start_soon(consume)
+                await probe.started.wait()
+                await announced.wait()
+                assert task_id is not None
+                async with client_for(server) as other:
+                    cancelled = await other.cancel_task(CancelTaskRequest(id=task_id))
+                await probe.cancelled.wait()
+    assert cancelled is not None and cancelled.status.state == TaskState.TASK_STATE_CANCELED
+
+
+async def test_a_data_message_reaches_the_planner_as_json_text() -> None:
+    queries: list[str] = []
+
+    class Recorder:
+        async def run(self, query: str, *, tool_context: Any = None) -> Any:
+            queries.append(query)
+            return {"payload": "ok"}
+
+        async def resume(
+            self, token: str, *, tool_context: Any = None, user_input: Any = None
+        ) -> Any:
+            raise AssertionError("never paused")
+
+    async with (
+        serve_a2a(planner_agent(Recorder()), card=CARD) as server,
+        client_for(server, streaming=False) as client,
+    ):
+        await send(client, user_message(new_data_part({"city": "Oslo"})))
+    assert queries == ['{"city": "Oslo"}']
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -8,6 +8,7 @@ run (the resume token never leaves the server).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Protocol, cast, runtime_checkable
@@ -33,7 +34,7 @@ from penguiflow.core import (
     stream_flow,
 )
 
-from ._a2a_parts import from_parts, to_parts
+from ._a2a_parts import from_parts, json_safe, to_parts
 
 __all__ = [
     "FlowAgent",
@@ -280,7 +281,7 @@ class _PlannerExecutor(AgentExecutor):
         updater = await _open_task(context, event_queue)
         await updater.start_work()
         value = _user_input(context)
-        text = value if isinstance(value, str) else context.get_user_input()
+        text = value if isinstance(value, str) else json.dumps(json_safe(value))
         tenant = context.tenant or "default"
         tool_context = {
             "tenant": tenant,
