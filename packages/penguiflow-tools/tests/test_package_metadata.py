@@ -20,7 +20,8 @@ def test_dependencies_are_core_as_a_range_and_the_http_stack() -> None:
 def test_the_sdk_is_an_extra() -> None:
     assert PROJECT["optional-dependencies"] == {
         "mcp": ["mcp>=2.3,<3"],
-        "all": ["penguiflow-tools[mcp]"],
+        "a2a": ["a2a-sdk[http-server]>=1.3,<2", "uvicorn>=0.30"],
+        "all": ["penguiflow-tools[mcp,a2a]"],
     }
 
 

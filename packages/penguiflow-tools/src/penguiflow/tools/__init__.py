@@ -14,10 +14,22 @@ non-idempotent write, a circuit breaker, and the :class:`ToolError` tree::
         result = await node.call("fs.read_file", {"path": "README.md"})
         planner = ReactPlanner(llm, catalog=list(node.specs))
 
-The SDK is the ``mcp`` extra (``pip install "penguiflow-tools[mcp]"``), imported when a
-``ToolNode`` is constructed, never by ``import penguiflow.tools``.
+A2A (``pip install "penguiflow-tools[a2a]"``): serve a flow or a planner as an A2A agent and call
+remote A2A agents from a core ``RemoteNode``::
+
+    from penguiflow.core import RemoteNode
+    from penguiflow.tools import A2ASkill, A2ATransport, agent_card, flow_agent, serve_a2a
+
+    card = agent_card("echo", "Echoes", skills=[A2ASkill("echo", "Echo", "Echoes text")])
+    async with serve_a2a(flow_agent(flow), card=card) as server:
+        node = RemoteNode(transport=A2ATransport(), skill="echo", agent_url=server.url, name="r")
+
+The SDKs are the ``mcp`` and ``a2a`` extras, imported when a ``ToolNode`` is constructed or an
+A2A name is first used, never by ``import penguiflow.tools``.
 """
 
+import importlib as _importlib
+import typing as _typing
 from importlib.metadata import version as _version
 
 from ._config import (
@@ -48,7 +60,28 @@ from ._node import ToolNode
 from ._schema import json_schema_to_model
 from ._types import ToolCallContext, ToolNodeStatistics, ToolResult
 
+if _typing.TYPE_CHECKING:
+    from ._a2a_agents import FlowAgent, PlannerAgent, PlannerLike, flow_agent, planner_agent
+    from ._a2a_card import A2ASkill, agent_card
+    from ._a2a_server import A2AServer, create_a2a_app, serve_a2a
+    from ._a2a_transport import A2ATransport
+
 __version__: str = _version("penguiflow-tools")
+
+_LAZY = {
+    "A2AServer": "_a2a_server",
+    "create_a2a_app": "_a2a_server",
+    "serve_a2a": "_a2a_server",
+    "A2ASkill": "_a2a_card",
+    "agent_card": "_a2a_card",
+    "FlowAgent": "_a2a_agents",
+    "PlannerAgent": "_a2a_agents",
+    "PlannerLike": "_a2a_agents",
+    "flow_agent": "_a2a_agents",
+    "planner_agent": "_a2a_agents",
+    "A2ATransport": "_a2a_transport",
+}
+"""A2A names: each loads its module (and the a2a SDK) on first use."""
 
 __all__ = [
     # sources
@@ -80,4 +113,36 @@ __all__ = [
     "ToolNotFoundError",
     "ToolServerError",
     "adapt_exception",
+    # A2A serving (extra a2a)
+    "A2AServer",
+    "A2ASkill",
+    "FlowAgent",
+    "PlannerAgent",
+    "PlannerLike",
+    "agent_card",
+    "create_a2a_app",
+    "flow_agent",
+    "planner_agent",
+    "serve_a2a",
+    # A2A calling (extra a2a)
+    "A2ATransport",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'penguiflow.tools' has no attribute {name!r}")
+    try:
+        import a2a  # noqa: F401  # pyright: ignore[reportUnusedImport]
+    except ImportError as exc:
+        raise ImportError(
+            f'penguiflow.tools.{name} needs the A2A SDK: pip install "penguiflow-tools[a2a]"'
+        ) from exc
+    value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
