@@ -382,7 +382,7 @@ class Engine:
         try:
             if result is None:
                 payload = to_json(value, what="the pipeline's return value")
-                result = TaskResult(payload=payload)
+                result = TaskResult(payload=value if isinstance(value, BaseModel) else payload)
             else:
                 payload = to_json(result.payload, what="TaskResult.payload")
         except TypeError as exc:
