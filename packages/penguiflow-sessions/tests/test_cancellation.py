@@ -43,7 +43,8 @@ async def test_cancel_task_cancels_a_pending_task_without_running_it() -> None:
             assert state is not None and state.status is TaskStatus.CANCELLED
             assert state.started_at is None and not second.running.is_set()
             changes = [
-                u.content for u in await session.list_updates(task_id=queued)
+                u.content
+                for u in await session.list_updates(task_id=queued)
                 if u.update_type is UpdateType.STATUS_CHANGE
             ]
     assert changes[-1] == {
@@ -141,7 +142,8 @@ async def test_aclose_cancels_every_live_task_and_leaves_no_task_behind() -> Non
         assert states[tid].cancel_reason == "session_closed"
     assert all(p.cleaned for p in (pipelines[0], *pipelines[2:]))
     cancelled = [
-        u.task_id for u in tail
+        str(u.task_id)
+        for u in tail
         if u.update_type is UpdateType.STATUS_CHANGE and u.content["status"] == "CANCELLED"  # type: ignore[index,call-overload]
     ]
     assert sorted(cancelled) == sorted([fg, queued_fg, *bg])
@@ -166,9 +168,11 @@ async def test_leaving_the_block_closes_the_session() -> None:
 
 async def test_an_outer_cancellation_propagates_and_the_tasks_still_end() -> None:
     pipeline = Forever()
+    session = StreamingSession("s1")
+    tid = ""
     with anyio.fail_after(5):
         with anyio.CancelScope() as outer:
-            async with StreamingSession("s1") as session:
+            async with session:
                 tid = await session.spawn_task(pipeline)
                 await pipeline.running.wait()
                 outer.cancel()

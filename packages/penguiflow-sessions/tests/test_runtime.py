@@ -75,8 +75,10 @@ async def test_emitted_updates_keep_order_and_progress_sets_task_progress() -> N
         tid = await run_with(session, emit)
         state = session.get_task(tid)
         emitted = [
-            u for u in await session.list_updates(task_id=tid)
-            if u.update_type is not UpdateType.STATUS_CHANGE and u.update_type is not UpdateType.RESULT
+            u
+            for u in await session.list_updates(task_id=tid)
+            if u.update_type is not UpdateType.STATUS_CHANGE
+            and u.update_type is not UpdateType.RESULT
         ]
     assert [(u.update_type, u.content) for u in emitted] == [
         (UpdateType.THINKING, {"text": "hmm"}),
@@ -140,7 +142,8 @@ async def test_notify_publishes_a_notification() -> None:
     async with StreamingSession("s1") as session:
         tid = await run_with(session, lambda rt: rt.notify(note))
         (update,) = [
-            u for u in await session.list_updates(task_id=tid)
+            u
+            for u in await session.list_updates(task_id=tid)
             if u.update_type is UpdateType.NOTIFICATION
         ]
     assert update.content == {
@@ -232,7 +235,9 @@ async def test_spawn_validates_before_recording_anything() -> None:
             with pytest.raises(ValueError, match="already used"):
                 await session.spawn_task(ok, task_id="same")
             named = await session.wait_task(await session.spawn_task(AsyncCallable()))
-            partial_state = await session.wait_task(await session.spawn_task(partial(with_arg, n=3)))
+            partial_state = await session.wait_task(
+                await session.spawn_task(partial(with_arg, n=3))
+            )
             with pytest.raises(TaskNotFound):
                 await session.wait_task("ghost")
             with pytest.raises(TaskNotFound):

@@ -1,6 +1,6 @@
 """Foreground and background tasks: if_busy, priorities, slots; the foreground never waits."""
 
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -64,7 +64,11 @@ async def test_interrupt_cancels_the_active_foreground_task_first() -> None:
             assert (await session.wait_task(b)).status is TaskStatus.COMPLETE
         updates = await session.list_updates()
     # a's CANCELLED precedes b's PENDING
-    order = [(u.task_id, u.content["status"]) for u in updates if u.update_type is UpdateType.STATUS_CHANGE]  # type: ignore[index,call-overload]
+    order: list[tuple[str | None, Any]] = [
+        (u.task_id, cast(dict[str, Any], u.content)["status"])
+        for u in updates
+        if u.update_type is UpdateType.STATUS_CHANGE
+    ]
     assert order.index((a, "CANCELLED")) < order.index((b, "PENDING"))
 
 
@@ -97,9 +101,13 @@ async def test_background_tasks_start_by_priority_then_fifo_within_the_slots() -
             ids = {
                 "blocker": await session.spawn_task(gates["blocker"], task_type="BACKGROUND"),
                 "low": await session.spawn_task(gates["low"], task_type="BACKGROUND", priority=0),
-                "high1": await session.spawn_task(gates["high1"], task_type="BACKGROUND", priority=5),
+                "high1": await session.spawn_task(
+                    gates["high1"], task_type="BACKGROUND", priority=5
+                ),
                 "mid": await session.spawn_task(gates["mid"], task_type="BACKGROUND", priority=2),
-                "high2": await session.spawn_task(gates["high2"], task_type="BACKGROUND", priority=5),
+                "high2": await session.spawn_task(
+                    gates["high2"], task_type="BACKGROUND", priority=5
+                ),
             }
             for name in ("blocker", "high1", "high2", "mid", "low"):
                 await gates[name].running.wait()

@@ -33,7 +33,9 @@ class Emitter:
         return "done"
 
 
-async def drain(sub: anyio.abc.ObjectReceiveStream[StateUpdate] | object, n: int) -> list[StateUpdate]:
+async def drain(
+    sub: anyio.abc.ObjectReceiveStream[StateUpdate] | object, n: int
+) -> list[StateUpdate]:
     out: list[StateUpdate] = []
     for _ in range(n):
         out.append(await anext(sub))  # type: ignore[call-overload]
@@ -85,7 +87,10 @@ async def test_filters_by_task_and_type_apply_to_live_and_replay() -> None:
 async def test_a_full_queue_drops_non_critical_updates_and_counts_them() -> None:
     emitter = Emitter()
     async with StreamingSession("s1") as session:
-        async with session.subscribe(queue_size=3, task_ids=["e"]) as slow, session.subscribe() as fast:
+        async with (
+            session.subscribe(queue_size=3, task_ids=["e"]) as slow,
+            session.subscribe() as fast,
+        ):
             with anyio.fail_after(5):
                 await session.spawn_task(emitter, task_id="e")
                 await emitter.ready.wait()
@@ -169,9 +174,10 @@ async def test_a_stalled_subscriber_never_slows_the_emitter_or_the_others() -> N
             runtime.emit_update(UpdateType.PROGRESS, {"i": i})
 
     async with StreamingSession("s1", limits=SessionLimits(replay_buffer_size=None)) as session:
-        async with session.subscribe(queue_size=10) as stalled, session.subscribe(
-            queue_size=5000
-        ) as reader:
+        async with (
+            session.subscribe(queue_size=10) as stalled,
+            session.subscribe(queue_size=5000) as reader,
+        ):
             with anyio.fail_after(5):
                 tid = await session.spawn_task(flood)
                 await session.wait_task(tid)  # completes although `stalled` never read

@@ -1,4 +1,4 @@
-"""The task state machine: one STATUS_CHANGE per transition, RESULT before COMPLETE, one CANCELLED."""
+"""The task state machine: one STATUS_CHANGE per transition, one RESULT, one CANCELLED."""
 
 from typing import Any
 
@@ -48,7 +48,12 @@ async def test_a_completed_task_publishes_pending_running_result_complete_in_ord
     ]
     assert status_changes(updates) == [
         {"status": "PENDING", "previous": None, "reason": "created", "task_type": "FOREGROUND"},
-        {"status": "RUNNING", "previous": "PENDING", "reason": "started", "task_type": "FOREGROUND"},
+        {
+            "status": "RUNNING",
+            "previous": "PENDING",
+            "reason": "started",
+            "task_type": "FOREGROUND",
+        },
         {
             "status": "COMPLETE",
             "previous": "RUNNING",
@@ -182,8 +187,8 @@ async def test_run_task_raises_task_failed_and_task_cancelled() -> None:
                 tg.start_soon(cancel_when_started)
                 with pytest.raises(TaskCancelled) as cancelled:
                     await session.run_task(forever)
-            assert cancelled.value.reason == "user_stop"
-            assert cancelled.value.task.cancel_reason == "user_stop"
+                assert cancelled.value.reason == "user_stop"
+                assert cancelled.value.task.cancel_reason == "user_stop"
 
 
 async def test_a_cancelled_caller_cancels_its_task_and_its_cancellation_propagates() -> None:
@@ -232,7 +237,12 @@ async def test_cancelled_is_published_once_after_the_pipelines_cleanup_ran() -> 
         updates = of_task(await session.list_updates(), tid)
     cancelled = [c for c in status_changes(updates) if c["status"] == "CANCELLED"]
     assert cancelled == [
-        {"status": "CANCELLED", "previous": "RUNNING", "reason": "cancelled", "task_type": "FOREGROUND"}
+        {
+            "status": "CANCELLED",
+            "previous": "RUNNING",
+            "reason": "cancelled",
+            "task_type": "FOREGROUND",
+        }
     ]
     assert [u.update_type for u in updates[-2:]] == [UpdateType.THINKING, UpdateType.STATUS_CHANGE]
 
@@ -252,7 +262,9 @@ async def test_background_tasks_notify_on_complete_failure_and_cancellation() ->
     async with StreamingSession("s1") as session:
         with anyio.fail_after(5):
             ok = await session.spawn_task(answer, task_type="BACKGROUND", description="lookup")
-            quiet = await session.spawn_task(answer, task_type="BACKGROUND", notify_on_complete=False)
+            quiet = await session.spawn_task(
+                answer, task_type="BACKGROUND", notify_on_complete=False
+            )
             bad = await session.spawn_task(boom, task_type=TaskType.BACKGROUND)
             own = await session.spawn_task(custom, task_type=TaskType.BACKGROUND)
             for tid in (ok, quiet, bad, own):
@@ -264,7 +276,9 @@ async def test_background_tasks_notify_on_complete_failure_and_cancellation() ->
         updates = await session.list_updates()
 
     def notes(tid: str) -> list[Any]:
-        return [u.content for u in of_task(updates, tid) if u.update_type is UpdateType.NOTIFICATION]
+        return [
+            u.content for u in of_task(updates, tid) if u.update_type is UpdateType.NOTIFICATION
+        ]
 
     assert [n["title"] for n in notes(ok)] == ["Background task completed: lookup"]
     assert notes(quiet) == []
@@ -297,7 +311,7 @@ async def test_task_states_are_frozen_snapshots_in_spawn_order() -> None:
     assert snapshot is not None and snapshot.status is TaskStatus.RUNNING  # unchanged snapshot
     assert final is not None and final.status is TaskStatus.COMPLETE and final.tenant == "acme"
     with pytest.raises(ValidationError):
-        final.status = TaskStatus.FAILED  # type: ignore[misc]
+        final.status = TaskStatus.FAILED
     assert final.model_dump(mode="json")["task_type"] == "FOREGROUND"
 
 

@@ -46,7 +46,7 @@ def test_update_id_is_the_seq_and_is_in_the_json() -> None:
 def test_a_state_update_is_frozen_and_its_seq_starts_at_one() -> None:
     update = StateUpdate(session_id="s", seq=1, update_type=UpdateType.THINKING)
     with pytest.raises(ValidationError):
-        update.seq = 2  # type: ignore[misc]
+        update.seq = 2
     with pytest.raises(ValidationError):
         StateUpdate(session_id="s", seq=0, update_type=UpdateType.THINKING)
 

@@ -148,6 +148,9 @@ class Subscription:
         self._exited = False
         self._from_log = False  # reading the replay log instead of the queue
         self._scan = 0  # in log mode: the last seq looked at
+        # In log mode after a lag, non-critical updates up to this seq were already dropped
+        # (and counted) for this subscriber: only their critical neighbours are re-read.
+        self._critical_only_until = 0
         self._lagged = False  # broker only: raise after the queue drains
         self._last: StateUpdate | None = None
         self._dropped = 0
@@ -236,7 +239,10 @@ class Subscription:
                     resume_from=self.last_id,
                 )
             self._scan = update.seq
-            if self._matches(update):
+            if self._matches(update) and (
+                update.seq > self._critical_only_until
+                or update.update_type in CRITICAL_UPDATE_TYPES
+            ):
                 return update
         return None
 
@@ -266,6 +272,7 @@ class Subscription:
                     # every critical update still arrives.
                     self._from_log = True
                     self._scan = self._last.seq if self._last is not None else self._scan_start()
+                    self._critical_only_until = update.seq
                     queue.clear()
                 else:
                     self._lagged = True
