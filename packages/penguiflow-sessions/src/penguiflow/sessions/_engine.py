@@ -1,15 +1,12 @@
-"""The private machine under StreamingSession: task records, scheduling, running, updates."""
+"""The private machine under StreamingSession: scheduling, running, updates, cancellation."""
 
 from __future__ import annotations
 
 import heapq
-import inspect
 import itertools
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -19,6 +16,7 @@ from ._broker import Hub, ReplayLog
 from ._context import ContextState
 from ._errors import ForegroundBusy, SessionClosed, TaskNotFound
 from ._limits import SessionLimits
+from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
 from ._tasks import (
     FINAL_STATUSES,
@@ -26,91 +24,13 @@ from ._tasks import (
     TaskError,
     TaskErrorCode,
     TaskResult,
-    TaskState,
     TaskStatus,
     TaskType,
     check_transition,
 )
 from ._updates import StateUpdate, UpdateType, to_json
 
-__all__ = ["Engine", "TaskRecord"]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _pipeline_name(pipeline: object) -> str:
-    name = getattr(pipeline, "name", None)
-    if isinstance(name, str) and name:
-        return name
-    qualname = getattr(pipeline, "__qualname__", None) or type(pipeline).__qualname__
-    return str(qualname)
-
-
-def _is_async_callable(pipeline: object) -> bool:
-    if inspect.iscoroutinefunction(pipeline):
-        return True
-    call = getattr(pipeline, "__call__", None)  # noqa: B004 - the method itself is inspected
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-@dataclass(eq=False)
-class TaskRecord:
-    """One task's mutable state; only the engine touches it, the world sees ``TaskState``."""
-
-    task_id: str
-    spec: SpawnSpec
-    pipeline: TaskPipeline
-    pipeline_name: str
-    order: int
-    context_version: int
-    runtime: TaskRuntime | None = None
-    status: TaskStatus | None = None
-    progress: dict[str, JsonValue] | None = None
-    result: JsonValue = None
-    task_result: TaskResult | None = None
-    error: TaskError | None = None
-    cancel_reason: str | None = None
-    created_at: datetime = field(default_factory=_now)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    updated_at: datetime = field(default_factory=_now)
-    scope: anyio.CancelScope | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
-    children: list[TaskRecord] = field(default_factory=list["TaskRecord"])
-
-    @property
-    def live(self) -> bool:
-        return self.status not in FINAL_STATUSES
-
-    def state(self, session_id: str, tenant: str) -> TaskState:
-        spec = self.spec
-        assert self.status is not None
-        return TaskState(
-            task_id=self.task_id,
-            session_id=session_id,
-            tenant=tenant,
-            task_type=spec.task_type,
-            status=self.status,
-            priority=spec.priority,
-            query=spec.query,
-            description=spec.description,
-            pipeline=self.pipeline_name,
-            parent_task_id=spec.parent_task_id,
-            propagate_on_cancel=spec.propagate_on_cancel,
-            notify_on_complete=spec.notify_on_complete,
-            trace_id=spec.trace_id,
-            progress=self.progress,
-            result=self.result,
-            error=self.error,
-            cancel_reason=self.cancel_reason,
-            context_version=self.context_version,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            updated_at=self.updated_at,
-        )
+__all__ = ["Engine"]
 
 
 class Engine:
@@ -220,11 +140,11 @@ class Engine:
         previous = record.status
         check_transition(previous, status)
         record.status = status
-        record.updated_at = now = _now()
+        record.updated_at = at = now()
         if status is TaskStatus.RUNNING and record.started_at is None:
-            record.started_at = now
+            record.started_at = at
         if status in FINAL_STATUSES:
-            record.finished_at = now
+            record.finished_at = at
         self.publish(
             record.task_id,
             UpdateType.STATUS_CHANGE,
@@ -246,23 +166,7 @@ class Engine:
 
     async def spawn(self, pipeline: TaskPipeline, spec: SpawnSpec) -> str:
         self.require_open()
-        if not _is_async_callable(pipeline):
-            raise TypeError(
-                f"pipeline {pipeline!r} is not async: pass an `async def pipeline(runtime)` "
-                "or an object with an `async def __call__(self, runtime)`"
-            )
-        if spec.if_busy not in ("queue", "interrupt", "reject"):
-            raise ValueError(
-                f"if_busy must be 'queue', 'interrupt' or 'reject', not {spec.if_busy!r}"
-            )
-        if spec.propagate_on_cancel not in ("cascade", "isolate"):
-            raise ValueError(
-                "propagate_on_cancel must be 'cascade' or 'isolate', "
-                f"not {spec.propagate_on_cancel!r}"
-            )
-        priority = cast(object, spec.priority)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(f"priority must be an int, not {spec.priority!r}")
+        check_spawn(pipeline, spec)
         parent = self.get(spec.parent_task_id) if spec.parent_task_id is not None else None
         if spec.task_id is not None and spec.task_id in self.records:
             raise ValueError(f"task id {spec.task_id!r} is already used in this session")
@@ -288,7 +192,7 @@ class Engine:
             task_id=task_id,
             spec=spec,
             pipeline=pipeline,
-            pipeline_name=_pipeline_name(pipeline),
+            pipeline_name=pipeline_name(pipeline),
             order=next(self._order),
             context_version=self.context.version,
         )
