@@ -1,0 +1,386 @@
+"""The private machine under StreamingSession: scheduling, running, updates, cancellation."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import uuid
+from collections import deque
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import BaseModel, JsonValue
+
+from ._broker import Hub, ReplayLog
+from ._context import ContextState
+from ._errors import ForegroundBusy, SessionClosed, TaskNotFound
+from ._limits import SessionLimits
+from ._records import TaskRecord, check_spawn, now, pipeline_name
+from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
+from ._tasks import (
+    FINAL_STATUSES,
+    NotificationPayload,
+    TaskError,
+    TaskErrorCode,
+    TaskResult,
+    TaskStatus,
+    TaskType,
+    check_transition,
+)
+from ._updates import StateUpdate, UpdateType, to_json
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """Everything a session does; ``StreamingSession`` is its public face."""
+
+    def __init__(self, session_id: str, *, tenant: str, limits: SessionLimits) -> None:
+        self.session_id = session_id
+        self.tenant = tenant
+        self.limits = limits
+        self.hub = Hub(
+            queue_size=limits.update_queue_size, log=ReplayLog(limits.replay_buffer_size)
+        )
+        self.context = ContextState()
+        self.records: dict[str, TaskRecord] = {}
+        self.phase: Literal["new", "open", "closing", "closed"] = "new"
+        self.closed = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._seq = 0
+        self._order = itertools.count()
+        self._foreground_queue: deque[TaskRecord] = deque()
+        self._foreground: TaskRecord | None = None
+        self._background: list[tuple[int, int, TaskRecord]] = []  # (-priority, order, record)
+        self._background_running = 0
+
+    # ----------------------------------------------------------------------- lifecycle
+    def open(self, tg: TaskGroup) -> None:
+        self._tg = tg
+        self.phase = "open"
+
+    def require_open(self) -> None:
+        if self.phase == "new":
+            raise SessionClosed(
+                f"session {self.session_id!r} is not open; use it inside "
+                "`async with StreamingSession(...) as session:`"
+            )
+        if self.phase != "open":
+            raise SessionClosed(f"session {self.session_id!r} is closed; make a new session")
+
+    async def aclose(self) -> None:
+        if self.phase in ("new", "closed"):
+            self.phase = "closed"
+            self.hub.close()
+            self.closed.set()
+            return
+        if self.phase == "closing":
+            await self.closed.wait()
+            return
+        self.phase = "closing"
+        with anyio.CancelScope(shield=True):
+            await self.cancel_many(
+                [r for r in self.records.values() if r.live], reason="session_closed"
+            )
+        self.phase = "closed"
+        self.hub.close()
+        self.closed.set()
+
+    # ------------------------------------------------------------------------- updates
+    def publish(
+        self,
+        task_id: str | None,
+        update_type: UpdateType,
+        content: JsonValue,
+        *,
+        trace_id: str | None = None,
+        step_index: int | None = None,
+        total_steps: int | None = None,
+    ) -> StateUpdate:
+        self._seq += 1
+        update = StateUpdate(
+            session_id=self.session_id,
+            seq=self._seq,
+            update_type=update_type,
+            task_id=task_id,
+            trace_id=trace_id,
+            content=content,
+            step_index=step_index,
+            total_steps=total_steps,
+        )
+        self.hub.publish(update)
+        return update
+
+    def emit_for(
+        self,
+        task_id: str,
+        update_type: UpdateType,
+        content: JsonValue,
+        step_index: int | None,
+        total_steps: int | None,
+    ) -> None:
+        record = self.records[task_id]
+        if update_type is UpdateType.PROGRESS and isinstance(content, dict):
+            record.progress = content
+        self.publish(
+            task_id,
+            update_type,
+            content,
+            trace_id=record.spec.trace_id,
+            step_index=step_index,
+            total_steps=total_steps,
+        )
+
+    def is_live(self, task_id: str) -> bool:
+        record = self.records.get(task_id)
+        return record is not None and record.live
+
+    def _transition(self, record: TaskRecord, status: TaskStatus, reason: str) -> None:
+        previous = record.status
+        check_transition(previous, status)
+        record.status = status
+        record.updated_at = at = now()
+        if status is TaskStatus.RUNNING and record.started_at is None:
+            record.started_at = at
+        if status in FINAL_STATUSES:
+            record.finished_at = at
+        self.publish(
+            record.task_id,
+            UpdateType.STATUS_CHANGE,
+            {
+                "status": status.value,
+                "previous": previous.value if previous is not None else None,
+                "reason": reason,
+                "task_type": record.spec.task_type.value,
+            },
+            trace_id=record.spec.trace_id,
+        )
+
+    # --------------------------------------------------------------------------- spawn
+    def get(self, task_id: str) -> TaskRecord:
+        record = self.records.get(task_id)
+        if record is None:
+            raise TaskNotFound(f"session {self.session_id!r} has no task {task_id!r}")
+        return record
+
+    async def spawn(self, pipeline: TaskPipeline, spec: SpawnSpec) -> str:
+        self.require_open()
+        check_spawn(pipeline, spec)
+        parent = self.get(spec.parent_task_id) if spec.parent_task_id is not None else None
+        if spec.task_id is not None and spec.task_id in self.records:
+            raise ValueError(f"task id {spec.task_id!r} is already used in this session")
+        if spec.task_type is TaskType.FOREGROUND:
+            busy = [
+                r
+                for r in self.records.values()
+                if r.live and r.spec.task_type is TaskType.FOREGROUND
+            ]
+            if busy and spec.if_busy == "reject":
+                raise ForegroundBusy(
+                    f"foreground task {busy[0].task_id!r} is still live; wait for it, or spawn "
+                    "with if_busy='queue' or 'interrupt'",
+                    active_task_id=busy[0].task_id,
+                )
+            if busy and spec.if_busy == "interrupt":
+                await self.cancel_many(busy, reason="interrupted")
+                self.require_open()
+        task_id = spec.task_id if spec.task_id is not None else f"task_{uuid.uuid4().hex}"
+        if task_id in self.records:  # taken while interrupting
+            raise ValueError(f"task id {task_id!r} is already used in this session")
+        record = TaskRecord(
+            task_id=task_id,
+            spec=spec,
+            pipeline=pipeline,
+            pipeline_name=pipeline_name(pipeline),
+            order=next(self._order),
+            context_version=self.context.version,
+        )
+        record.runtime = TaskRuntime(
+            self,
+            task_id=task_id,
+            session_id=self.session_id,
+            tenant=self.tenant,
+            task_type=spec.task_type,
+            trace_id=spec.trace_id,
+            query=spec.query,
+            context=self.context.snapshot(
+                parent_task_id=spec.parent_task_id,
+                spawned_from_event_id=spec.spawned_from_event_id,
+            ),
+        )
+        self.records[task_id] = record
+        if parent is not None:
+            parent.children.append(record)
+        self._transition(record, TaskStatus.PENDING, "created")
+        if spec.task_type is TaskType.FOREGROUND:
+            self._foreground_queue.append(record)
+        else:
+            heapq.heappush(self._background, (-spec.priority, record.order, record))
+        self._schedule()
+        return task_id
+
+    # ------------------------------------------------------------------------ schedule
+    def _schedule(self) -> None:
+        if self.phase != "open":
+            return
+        if self._foreground is None:
+            while self._foreground_queue:
+                record = self._foreground_queue.popleft()
+                if record.status is TaskStatus.PENDING:
+                    self._foreground = record
+                    self._start(record)
+                    break
+        limit = self.limits.max_concurrent_tasks
+        while self._background and (limit is None or self._background_running < limit):
+            _, _, record = heapq.heappop(self._background)
+            if record.status is TaskStatus.PENDING:
+                self._background_running += 1
+                self._start(record)
+
+    def _start(self, record: TaskRecord) -> None:
+        assert self._tg is not None
+        record.scope = anyio.CancelScope()
+        self._transition(record, TaskStatus.RUNNING, "started")
+        self._tg.start_soon(self._run, record, name=f"penguiflow.sessions task {record.task_id}")
+
+    def _release(self, record: TaskRecord) -> None:
+        if record.spec.task_type is TaskType.FOREGROUND:
+            if self._foreground is record:
+                self._foreground = None
+        elif record.started_at is not None:
+            self._background_running -= 1
+        record.done.set()
+        self._schedule()
+
+    # ----------------------------------------------------------------------------- run
+    async def _run(self, record: TaskRecord) -> None:
+        assert record.scope is not None and record.runtime is not None
+        value: Any = None
+        error: Exception | None = None
+        try:
+            with record.scope:
+                value = await record.pipeline(record.runtime)
+        except anyio.get_cancelled_exc_class():
+            # Not ours (ours is swallowed by record.scope): record the end, then propagate.
+            self._cancelled(record, record.cancel_reason or "session_closed")
+            raise
+        except Exception as exc:
+            error = exc
+        if record.cancel_reason is not None:
+            self._cancelled(record, record.cancel_reason)
+        elif error is not None:
+            self._fail(
+                record,
+                TaskError(
+                    code=TaskErrorCode.PIPELINE_EXCEPTION,
+                    message=str(error) or type(error).__name__,
+                    error_type=type(error).__name__,
+                ),
+            )
+        else:
+            self._complete(record, value)
+
+    def _complete(self, record: TaskRecord, value: object) -> None:
+        result = value if isinstance(value, TaskResult) else None
+        try:
+            if result is None:
+                payload = to_json(value, what="the pipeline's return value")
+                result = TaskResult(payload=value if isinstance(value, BaseModel) else payload)
+            else:
+                payload = to_json(result.payload, what="TaskResult.payload")
+        except TypeError as exc:
+            self._fail(
+                record,
+                TaskError(
+                    code=TaskErrorCode.INVALID_RESULT, message=str(exc), error_type="TypeError"
+                ),
+            )
+            return
+        record.result = payload
+        record.task_result = result
+        self.publish(
+            record.task_id,
+            UpdateType.RESULT,
+            {
+                "payload": payload,
+                "digest": list[JsonValue](result.digest),
+                "artifacts": result.artifacts,
+                "sources": result.sources,
+                "patch_id": None,
+            },
+            trace_id=record.spec.trace_id,
+        )
+        if record.spec.task_type is TaskType.BACKGROUND and record.spec.notify_on_complete:
+            label = record.spec.description or record.pipeline_name
+            note = result.notification or NotificationPayload(
+                title=f"Background task completed: {label}", body="\n".join(result.digest)
+            )
+            self._notify(record, note)
+        self._transition(record, TaskStatus.COMPLETE, "completed")
+        self._release(record)
+
+    def _fail(self, record: TaskRecord, error: TaskError, reason: str = "failed") -> None:
+        record.error = error
+        self.publish(
+            record.task_id,
+            UpdateType.ERROR,
+            error.model_dump(mode="json"),
+            trace_id=record.spec.trace_id,
+        )
+        if record.spec.task_type is TaskType.BACKGROUND:
+            label = record.spec.description or record.pipeline_name
+            self._notify(
+                record,
+                NotificationPayload(
+                    severity="error", title=f"Background task failed: {label}", body=error.message
+                ),
+            )
+        self._transition(record, TaskStatus.FAILED, reason)
+        self._release(record)
+
+    def _cancelled(self, record: TaskRecord, reason: str) -> None:
+        record.cancel_reason = reason
+        if record.spec.task_type is TaskType.BACKGROUND:
+            label = record.spec.description or record.pipeline_name
+            self._notify(
+                record,
+                NotificationPayload(
+                    severity="warning", title=f"Background task cancelled: {label}", body=reason
+                ),
+            )
+        self._transition(record, TaskStatus.CANCELLED, reason)
+        self._release(record)
+
+    def _notify(self, record: TaskRecord, note: BaseModel) -> None:
+        self.publish(
+            record.task_id,
+            UpdateType.NOTIFICATION,
+            note.model_dump(mode="json"),
+            trace_id=record.spec.trace_id,
+        )
+
+    # -------------------------------------------------------------------------- cancel
+    def _request_cancel(self, record: TaskRecord, reason: str, marked: list[TaskRecord]) -> None:
+        if not record.live or record.cancel_reason is not None:
+            marked.append(record)
+            return
+        record.cancel_reason = reason
+        marked.append(record)
+        for child in record.children:
+            if child.spec.propagate_on_cancel == "cascade":
+                self._request_cancel(child, "parent_cancelled", marked)
+        if record.status is TaskStatus.PENDING:
+            self._cancelled(record, reason)
+        elif record.scope is not None:
+            record.scope.cancel()
+
+    async def cancel_many(self, records: list[TaskRecord], *, reason: str) -> list[bool]:
+        """Cancel each live one (and cascade); wait until all of them stopped."""
+        first = [r.live and r.cancel_reason is None for r in records]
+        marked: list[TaskRecord] = []
+        for record in records:
+            self._request_cancel(record, reason, marked)
+        for record in marked:
+            await record.done.wait()
+        return first

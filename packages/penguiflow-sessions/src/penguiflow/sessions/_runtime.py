@@ -1,0 +1,208 @@
+"""Pipelines and the TaskRuntime a running task talks to its session through."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from pydantic import JsonValue
+
+from ._context import TaskContextSnapshot
+from ._errors import SessionError
+from ._tasks import NotificationPayload, TaskType
+from ._updates import UpdateType, to_json
+
+__all__ = ["IfBusy", "Propagate", "RuntimeHost", "SpawnSpec", "TaskPipeline", "TaskRuntime"]
+
+IfBusy = Literal["queue", "interrupt", "reject"]
+Propagate = Literal["cascade", "isolate"]
+
+
+class TaskPipeline(Protocol):
+    """What a task runs: ``async def pipeline(runtime) -> TaskResult | JSON | BaseModel``.
+
+    An object with an ``async __call__`` works too. A returned :class:`TaskResult` is used as
+    is; any other value becomes ``TaskResult(payload=value)``, and a payload that is neither
+    JSON data nor a pydantic model fails the task with ``INVALID_RESULT``.
+    """
+
+    def __call__(self, runtime: TaskRuntime, /) -> Awaitable[object]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpawnSpec:
+    """The arguments of one spawn, validated."""
+
+    task_type: TaskType
+    query: str | None
+    description: str | None
+    priority: int
+    parent_task_id: str | None
+    propagate_on_cancel: Propagate
+    notify_on_complete: bool
+    if_busy: IfBusy
+    task_id: str | None
+    trace_id: str | None
+    spawned_from_event_id: str | None
+
+
+class RuntimeHost(Protocol):
+    """What a runtime needs from the session machine (so this module never imports it)."""
+
+    def emit_for(
+        self,
+        task_id: str,
+        update_type: UpdateType,
+        content: JsonValue,
+        step_index: int | None,
+        total_steps: int | None,
+    ) -> None: ...
+
+    def is_live(self, task_id: str) -> bool: ...
+
+    async def spawn(self, pipeline: TaskPipeline, spec: SpawnSpec) -> str: ...
+
+
+_SESSION_OWNED = {
+    UpdateType.RESULT: "return the result from the pipeline (a TaskResult or a value)",
+    UpdateType.STATUS_CHANGE: "the session publishes status changes itself",
+    UpdateType.CHECKPOINT: "await runtime.checkpoint(...) to ask the user",
+}
+
+
+class TaskRuntime:
+    """The running task as its pipeline sees it: identity, context snapshot, updates."""
+
+    def __init__(
+        self,
+        host: RuntimeHost,
+        *,
+        task_id: str,
+        session_id: str,
+        tenant: str,
+        task_type: TaskType,
+        trace_id: str | None,
+        query: str | None,
+        context: TaskContextSnapshot,
+    ) -> None:
+        self._host = host
+        self._task_id = task_id
+        self._session_id = session_id
+        self._tenant = tenant
+        self._task_type = task_type
+        self._trace_id = trace_id
+        self._query = query
+        self._context = context
+
+    @property
+    def task_id(self) -> str:
+        """The running task's id."""
+        return self._task_id
+
+    @property
+    def session_id(self) -> str:
+        """Its session's id."""
+        return self._session_id
+
+    @property
+    def tenant(self) -> str:
+        """Its session's tenant."""
+        return self._tenant
+
+    @property
+    def task_type(self) -> TaskType:
+        """FOREGROUND or BACKGROUND."""
+        return self._task_type
+
+    @property
+    def trace_id(self) -> str | None:
+        """Its trace id, if any."""
+        return self._trace_id
+
+    @property
+    def query(self) -> str | None:
+        """The query it was spawned with."""
+        return self._query
+
+    @property
+    def context(self) -> TaskContextSnapshot:
+        """The session context as it was at spawn (a private copy)."""
+        return self._context
+
+    def emit_update(
+        self,
+        update_type: UpdateType | str,
+        content: object = None,
+        *,
+        step_index: int | None = None,
+        total_steps: int | None = None,
+    ) -> None:
+        """Publish an update of this task; never waits for a subscriber.
+
+        Raises:
+            ValueError: ``update_type`` is RESULT, STATUS_CHANGE or CHECKPOINT (owned by the
+                session; the message says what to use) or not an update type.
+            TypeError: ``content`` is neither JSON data nor a pydantic model.
+            SessionError: the task has ended.
+        """
+        kind = UpdateType(update_type)
+        if kind in _SESSION_OWNED:
+            raise ValueError(f"a pipeline cannot emit {kind}: {_SESSION_OWNED[kind]}")
+        data = to_json(content, what=f"the {kind} content")
+        self._emit(kind, data, step_index, total_steps)
+
+    def notify(self, notification: NotificationPayload) -> None:
+        """Publish a NOTIFICATION of this task.
+
+        Raises:
+            SessionError: the task has ended.
+        """
+        self._emit(UpdateType.NOTIFICATION, notification.model_dump(mode="json"), None, None)
+
+    def _emit(
+        self,
+        kind: UpdateType,
+        data: JsonValue,
+        step_index: int | None,
+        total_steps: int | None,
+    ) -> None:
+        if not self._host.is_live(self._task_id):
+            raise SessionError(
+                f"task {self._task_id!r} has ended; a pipeline can emit only while it runs"
+            )
+        self._host.emit_for(self._task_id, kind, data, step_index, total_steps)
+
+    async def spawn_task(
+        self,
+        pipeline: TaskPipeline,
+        *,
+        task_type: TaskType | str = TaskType.FOREGROUND,
+        query: str | None = None,
+        description: str | None = None,
+        priority: int = 0,
+        propagate_on_cancel: Propagate = "cascade",
+        notify_on_complete: bool = True,
+        if_busy: IfBusy = "queue",
+        task_id: str | None = None,
+        trace_id: str | None = None,
+        spawned_from_event_id: str | None = None,
+    ) -> str:
+        """Spawn a child task of this one (its ``parent_task_id`` is this task); its id.
+
+        Arguments and defaults are those of ``StreamingSession.spawn_task``.
+        """
+        spec = SpawnSpec(
+            task_type=TaskType(task_type),
+            query=query,
+            description=description,
+            priority=priority,
+            parent_task_id=self._task_id,
+            propagate_on_cancel=propagate_on_cancel,
+            notify_on_complete=notify_on_complete,
+            if_busy=if_busy,
+            task_id=task_id,
+            trace_id=trace_id if trace_id is not None else self._trace_id,
+            spawned_from_event_id=spawned_from_event_id,
+        )
+        return await self._host.spawn(pipeline, spec)

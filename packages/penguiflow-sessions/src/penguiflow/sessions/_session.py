@@ -1,0 +1,335 @@
+"""StreamingSession: the public face of a session over its private engine."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from types import TracebackType
+from typing import ClassVar, Self
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import BaseModel, ConfigDict
+
+from ._broker import Subscription
+from ._engine import Engine
+from ._errors import TaskCancelled, TaskFailed
+from ._limits import SessionLimits
+from ._runtime import IfBusy, Propagate, SpawnSpec, TaskPipeline
+from ._tasks import TaskResult, TaskState, TaskStatus, TaskType
+from ._updates import StateUpdate, UpdateType
+
+__all__ = ["SessionStatistics", "StreamingSession"]
+
+
+class SessionStatistics(BaseModel):
+    """A frozen snapshot of a session's counters."""
+
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+
+    live_tasks: int
+    """Tasks PENDING, RUNNING or PAUSED."""
+    pending: int
+    """Tasks PENDING."""
+    running: int
+    """Tasks RUNNING."""
+    paused: int
+    """Tasks PAUSED."""
+    subscribers: int
+    """Subscriptions registered now."""
+    updates_published: int
+    """Updates published so far."""
+    updates_dropped: int
+    """Updates dropped or evicted for some subscriber (once per subscriber)."""
+    last_update_id: str | None
+    """The newest ``update_id`` (None before any update)."""
+
+
+class StreamingSession:
+    """One user's session: a foreground turn, background tasks, and their ordered updates.
+
+    Use it as ``async with StreamingSession("s1") as session:``; every task runs in the
+    session's task group, and leaving the block calls :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        tenant: str = "default",
+        limits: SessionLimits | None = None,
+    ) -> None:
+        if not session_id:
+            raise ValueError("session_id must be a non-empty str")
+        if not tenant:
+            raise ValueError("tenant must be a non-empty str")
+        self._engine = Engine(session_id, tenant=tenant, limits=limits or SessionLimits())
+        self._tg: TaskGroup | None = None
+
+    @property
+    def session_id(self) -> str:
+        """The session's id."""
+        return self._engine.session_id
+
+    @property
+    def tenant(self) -> str:
+        """The session's tenant."""
+        return self._engine.tenant
+
+    @property
+    def limits(self) -> SessionLimits:
+        """The bounds this session enforces."""
+        return self._engine.limits
+
+    async def __aenter__(self) -> Self:
+        if self._engine.phase != "new":
+            raise RuntimeError("a StreamingSession can be entered once; make a new one")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        self._engine.open(tg)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._engine.aclose()
+        finally:
+            tg, self._tg = self._tg, None
+        return await tg.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Cancel every live task (``"session_closed"``), await it, end every subscription.
+
+        Idempotent. Afterwards :meth:`spawn_task` and :meth:`subscribe` raise
+        ``SessionClosed``.
+        """
+        await self._engine.aclose()
+
+    # --------------------------------------------------------------------------- tasks
+    async def spawn_task(
+        self,
+        pipeline: TaskPipeline,
+        *,
+        task_type: TaskType | str = TaskType.FOREGROUND,
+        query: str | None = None,
+        description: str | None = None,
+        priority: int = 0,
+        parent_task_id: str | None = None,
+        propagate_on_cancel: Propagate = "cascade",
+        notify_on_complete: bool = True,
+        if_busy: IfBusy = "queue",
+        task_id: str | None = None,
+        trace_id: str | None = None,
+        spawned_from_event_id: str | None = None,
+    ) -> str:
+        """Record a task, publish its PENDING, and return its id; it starts when it may.
+
+        A foreground spawn while another foreground task is live: ``if_busy="queue"`` starts
+        it after that one ends, ``"interrupt"`` cancels that one (``"interrupted"``) first,
+        ``"reject"`` raises ``ForegroundBusy``. The foreground task never waits for a
+        background slot; PENDING background tasks start by priority (higher first, FIFO
+        within one) as ``max_concurrent_tasks`` slots free.
+
+        Raises:
+            SessionClosed: the session is not open.
+            TypeError: ``pipeline`` is not async, or ``priority`` not an int.
+            ValueError: a bad ``task_type``/``if_busy``/``propagate_on_cancel``, or a reused
+                ``task_id``.
+            TaskNotFound: ``parent_task_id`` is not a task of this session.
+            ForegroundBusy: ``if_busy="reject"`` and a foreground task is live.
+        """
+        spec = SpawnSpec(
+            task_type=TaskType(task_type),
+            query=query,
+            description=description,
+            priority=priority,
+            parent_task_id=parent_task_id,
+            propagate_on_cancel=propagate_on_cancel,
+            notify_on_complete=notify_on_complete,
+            if_busy=if_busy,
+            task_id=task_id,
+            trace_id=trace_id,
+            spawned_from_event_id=spawned_from_event_id,
+        )
+        return await self._engine.spawn(pipeline, spec)
+
+    async def run_task(
+        self,
+        pipeline: TaskPipeline,
+        *,
+        task_type: TaskType | str = TaskType.FOREGROUND,
+        query: str | None = None,
+        description: str | None = None,
+        priority: int = 0,
+        parent_task_id: str | None = None,
+        propagate_on_cancel: Propagate = "cascade",
+        notify_on_complete: bool = True,
+        if_busy: IfBusy = "queue",
+        task_id: str | None = None,
+        trace_id: str | None = None,
+        spawned_from_event_id: str | None = None,
+    ) -> TaskResult:
+        """Spawn a task (arguments of :meth:`spawn_task`) and await its result.
+
+        A cancelled caller cancels the task (``"caller_cancelled"``), then its own
+        cancellation propagates.
+
+        Raises:
+            TaskFailed: the task ended FAILED.
+            TaskCancelled: the task ended CANCELLED.
+        """
+        tid = await self.spawn_task(
+            pipeline,
+            task_type=task_type,
+            query=query,
+            description=description,
+            priority=priority,
+            parent_task_id=parent_task_id,
+            propagate_on_cancel=propagate_on_cancel,
+            notify_on_complete=notify_on_complete,
+            if_busy=if_busy,
+            task_id=task_id,
+            trace_id=trace_id,
+            spawned_from_event_id=spawned_from_event_id,
+        )
+        engine = self._engine
+        record = engine.get(tid)
+        try:
+            await record.done.wait()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await engine.cancel_many([record], reason="caller_cancelled")
+            raise
+        state = record.state(engine.session_id, engine.tenant)
+        if state.status is TaskStatus.COMPLETE:
+            assert record.task_result is not None
+            return record.task_result
+        if state.status is TaskStatus.FAILED:
+            assert state.error is not None
+            raise TaskFailed(
+                f"task {tid!r} failed ({state.error.code}): {state.error.message}",
+                task=state,
+                code=state.error.code,
+            )
+        reason = state.cancel_reason or "cancelled"
+        raise TaskCancelled(f"task {tid!r} was cancelled ({reason})", task=state, reason=reason)
+
+    async def wait_task(self, task_id: str) -> TaskState:
+        """The task's final snapshot, once its terminal update is queued for every subscriber.
+
+        Raises:
+            TaskNotFound: no such task.
+        """
+        engine = self._engine
+        record = engine.get(task_id)
+        await record.done.wait()
+        return record.state(engine.session_id, engine.tenant)
+
+    async def cancel_task(self, task_id: str, *, reason: str = "cancelled") -> bool:
+        """Cancel a live task and, recursively, its ``"cascade"`` children.
+
+        Returns after it and those children stopped: True the first time it cancels a live
+        task, else False.
+
+        Raises:
+            TaskNotFound: no such task.
+        """
+        engine = self._engine
+        record = engine.get(task_id)
+        (first,) = await engine.cancel_many([record], reason=reason)
+        return first
+
+    def get_task(self, task_id: str) -> TaskState | None:
+        """A frozen snapshot of the task, or None if there is no such task."""
+        engine = self._engine
+        record = engine.records.get(task_id)
+        return record.state(engine.session_id, engine.tenant) if record is not None else None
+
+    def list_tasks(
+        self, *, status: TaskStatus | str | None = None, task_type: TaskType | str | None = None
+    ) -> list[TaskState]:
+        """Frozen snapshots of the tasks, in spawn order, optionally filtered."""
+        engine = self._engine
+        wanted_status = TaskStatus(status) if status is not None else None
+        wanted_type = TaskType(task_type) if task_type is not None else None
+        return [
+            r.state(engine.session_id, engine.tenant)
+            for r in engine.records.values()
+            if (wanted_status is None or r.status is wanted_status)
+            and (wanted_type is None or r.spec.task_type is wanted_type)
+        ]
+
+    # ------------------------------------------------------------------------- updates
+    def subscribe(
+        self,
+        *,
+        task_ids: Collection[str] | None = None,
+        update_types: Collection[UpdateType | str] | None = None,
+        since_id: str | None = None,
+        queue_size: int | None = None,
+    ) -> Subscription:
+        """A subscription to this session's updates; enter it with ``async with``.
+
+        ``since_id`` (an ``update_id``; ``"0"`` = from the start) first replays the retained
+        updates after it, then goes live with no gap and no duplicate; a cursor that is
+        malformed, ahead of the log or no longer retained raises ``UnknownCursor`` on entry.
+        ``queue_size`` defaults to ``limits.update_queue_size``.
+
+        Raises:
+            SessionClosed: the session is not open.
+        """
+        self._engine.require_open()
+        return Subscription(
+            self._engine.hub,
+            task_ids=task_ids,
+            update_types=update_types,
+            since_id=since_id,
+            queue_size=queue_size,
+        )
+
+    async def list_updates(
+        self, *, since_id: str | None = None, task_id: str | None = None, limit: int = 500
+    ) -> list[StateUpdate]:
+        """The first ``limit`` retained updates after ``since_id`` (None: the oldest retained).
+
+        Raises:
+            UnknownCursor: ``since_id`` is malformed, ahead of the log or no longer retained.
+            ValueError: ``limit`` is not positive.
+        """
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, not {limit!r}")
+        log = self._engine.hub.log
+        assert log is not None
+        seq = log.resolve(since_id) if since_id is not None else log.oldest - 1
+        page: list[StateUpdate] = []
+        while seq < log.head and len(page) < limit:
+            seq += 1
+            update = log.get(seq)
+            if update is not None and (task_id is None or update.task_id == task_id):
+                page.append(update)
+        return page
+
+    def statistics(self) -> SessionStatistics:
+        """A frozen snapshot of the session's counters."""
+        engine = self._engine
+        statuses = [r.status for r in engine.records.values()]
+        pending = statuses.count(TaskStatus.PENDING)
+        running = statuses.count(TaskStatus.RUNNING)
+        paused = statuses.count(TaskStatus.PAUSED)
+        head = engine.hub.log.head if engine.hub.log is not None else 0
+        return SessionStatistics(
+            live_tasks=pending + running + paused,
+            pending=pending,
+            running=running,
+            paused=paused,
+            subscribers=len(engine.hub.subscribers),
+            updates_published=engine.hub.published,
+            updates_dropped=engine.hub.dropped,
+            last_update_id=str(head) if head else None,
+        )
