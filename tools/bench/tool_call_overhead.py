@@ -31,7 +31,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ def _sdk_server() -> Any:
     server = MCPServer("bench")
 
     @server.tool()
-    def echo(text: str) -> str:  # pyright: ignore[reportUnusedFunction]
+    def echo(text: str) -> str:
         """Return the text."""
         return text
 
@@ -75,7 +75,7 @@ async def echo(args: EchoArgs, ctx: Any) -> EchoOut:
 
 
 @contextmanager
-def _threaded(app: Any, path: str) -> Iterator[str]:
+def _threaded(app: Any, path: str) -> Generator[str]:
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -182,7 +182,7 @@ async def main(calls: int, batches: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--serve-stdio", action="store_true", help=argparse.SUPPRESS)
