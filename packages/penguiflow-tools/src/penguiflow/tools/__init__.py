@@ -24,6 +24,14 @@ remote A2A agents from a core ``RemoteNode``::
     async with serve_a2a(flow_agent(flow), card=card) as server:
         node = RemoteNode(transport=A2ATransport(), skill="echo", agent_url=server.url, name="r")
 
+Serve a catalog (``build_catalog(...)`` or a ``ToolNode``'s specs) over MCP::
+
+    from penguiflow.tools import serve_mcp, serve_mcp_stdio
+
+    async with serve_mcp(specs) as server:  # streamable HTTP on a free port
+        print(server.url)
+    await serve_mcp_stdio(specs)  # in a process an MCP client spawns
+
 The SDKs are the ``mcp`` and ``a2a`` extras, imported when a ``ToolNode`` is constructed or an
 A2A name is first used, never by ``import penguiflow.tools``.
 """
@@ -65,6 +73,13 @@ if _typing.TYPE_CHECKING:
     from ._a2a_card import A2ASkill, agent_card
     from ._a2a_server import A2AServer, create_a2a_app, serve_a2a
     from ._a2a_transport import A2ATransport
+    from ._serve_mcp import (
+        McpHttpServer,
+        create_mcp_server,
+        mcp_http_app,
+        serve_mcp,
+        serve_mcp_stdio,
+    )
 
 __version__: str = _version("penguiflow-tools")
 
@@ -80,8 +95,16 @@ _LAZY = {
     "flow_agent": "_a2a_agents",
     "planner_agent": "_a2a_agents",
     "A2ATransport": "_a2a_transport",
+    "McpHttpServer": "_serve_mcp",
+    "create_mcp_server": "_serve_mcp",
+    "mcp_http_app": "_serve_mcp",
+    "serve_mcp": "_serve_mcp",
+    "serve_mcp_stdio": "_serve_mcp",
 }
-"""A2A names: each loads its module (and the a2a SDK) on first use."""
+"""SDK-backed names: each loads its module (and its SDK) on first use."""
+
+_EXTRA = {"_serve_mcp": ("mcp", "mcp")}
+"""Module → (SDK import, extra) for the names not in the a2a extra."""
 
 __all__ = [
     # sources
@@ -126,6 +149,12 @@ __all__ = [
     "serve_a2a",
     # A2A calling (extra a2a)
     "A2ATransport",
+    # serving a catalog over MCP (extra mcp)
+    "McpHttpServer",
+    "create_mcp_server",
+    "mcp_http_app",
+    "serve_mcp",
+    "serve_mcp_stdio",
 ]
 
 
@@ -133,11 +162,12 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'penguiflow.tools' has no attribute {name!r}")
+    sdk, extra = _EXTRA.get(module, ("a2a", "a2a"))
     try:
-        import a2a  # noqa: F401  # pyright: ignore[reportUnusedImport]
+        _importlib.import_module(sdk)
     except ImportError as exc:
         raise ImportError(
-            f'penguiflow.tools.{name} needs the A2A SDK: pip install "penguiflow-tools[a2a]"'
+            f'penguiflow.tools.{name} needs the {sdk} SDK: pip install "penguiflow-tools[{extra}]"'
         ) from exc
     value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
