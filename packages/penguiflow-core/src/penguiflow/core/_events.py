@@ -52,6 +52,8 @@ class FlowEventType(StrEnum):
 
 
 class _EventRecord(NamedTuple):
+    """The fields of a ``FlowEvent``, in order (its base: see ``FlowEvent``)."""
+
     # The fields of FlowEvent, in order. FlowEvent subclasses this to check what a caller builds
     # (NamedTuple forbids defining __new__ in its own body); the runtime builds events straight
     # from a tuple, skipping the check.

@@ -39,6 +39,7 @@ class ReplayLog:
         """The newest seq appended (0 before any)."""
 
     def append(self, update: StateUpdate) -> None:
+        """Keep ``update`` (the oldest falls off once the log is full)."""
         self._items.append(update)
         self.head = update.seq
 
@@ -103,6 +104,7 @@ class Hub:
         self.closed: bool = False
 
     def publish(self, update: StateUpdate) -> None:
+        """Log ``update`` and offer it to every subscriber."""
         if self.log is not None:
             self.log.append(update)
         self.published += 1
@@ -110,6 +112,7 @@ class Hub:
             sub._offer(update)  # pyright: ignore[reportPrivateUsage]
 
     def close(self) -> None:
+        """No more updates: every subscriber ends after what it has queued."""
         self.closed = True
         for sub in self.subscribers:
             sub._wake()  # pyright: ignore[reportPrivateUsage]

@@ -57,11 +57,17 @@ class RuntimeHost(Protocol):
         content: JsonValue,
         step_index: int | None,
         total_steps: int | None,
-    ) -> None: ...
+    ) -> None:
+        """Publish one update of ``task_id`` (its runtime's ``emit_update``)."""
+        ...
 
-    def is_live(self, task_id: str) -> bool: ...
+    def is_live(self, task_id: str) -> bool:
+        """Whether ``task_id`` is still running (a runtime may emit only then)."""
+        ...
 
-    async def spawn(self, pipeline: TaskPipeline, spec: SpawnSpec) -> str: ...
+    async def spawn(self, pipeline: TaskPipeline, spec: SpawnSpec) -> str:
+        """Start a child task (``runtime.spawn_task``); returns its id."""
+        ...
 
 
 _SESSION_OWNED = {
