@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-import anyio
-import uvicorn
 from a2a.server.request_handlers import DefaultRequestHandlerV2
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskStore
@@ -19,6 +16,7 @@ from starlette.routing import BaseRoute
 
 from ._a2a_agents import FlowAgent, PlannerAgent, executor_for
 from ._a2a_card import with_url
+from ._uvicorn import bind, serving
 
 __all__ = ["A2AServer", "create_a2a_app", "serve_a2a"]
 
@@ -76,34 +74,6 @@ class A2AServer:
     """The ASGI app."""
 
 
-class _Server(uvicorn.Server):
-    """uvicorn in someone else's loop: no signal handlers, a ready event."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-        return
-
-    def capture_signals(self) -> _NoSignals:  # type: ignore[override]
-        return _NoSignals()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
-
-
-class _NoSignals:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 @asynccontextmanager
 async def serve_a2a(
     agent: FlowAgent | PlannerAgent,
@@ -121,30 +91,8 @@ async def serve_a2a(
     Raises:
         RuntimeError: The server did not start (its lifespan failed).
     """
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    bound = sock.getsockname()[1]
-    url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
+    sock, url = bind(host, port)
     served = with_url(card, url)
     app = create_a2a_app(agent, card=served, task_store=task_store)
-    config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5
-    )
-    server = _Server(config)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            await server.ready.wait()
-            if not server.started:
-                raise RuntimeError(f"the A2A server at {url} did not start (see the log)")
-            try:
-                yield A2AServer(url=url, card=served, app=app)
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
+    async with serving(app, sock, f"the A2A server at {url}"):
+        yield A2AServer(url=url, card=served, app=app)

@@ -10,16 +10,13 @@ the node's ``NodePolicy`` (timeout, retries, concurrency) applies. Served over s
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as _dist_version
 from typing import Any
 
-import anyio
 import mcp_types as types
-import uvicorn
 from mcp.server.lowlevel import Server
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -28,6 +25,7 @@ from penguiflow.core import FlowError, Node, NodeSpec, PenguiFlow, create
 
 from ._errors import ToolClientError
 from ._types import ToolCallContext
+from ._uvicorn import bind, serving
 
 __all__ = ["McpHttpServer", "create_mcp_server", "mcp_http_app", "serve_mcp", "serve_mcp_stdio"]
 
@@ -215,31 +213,6 @@ class McpHttpServer:
     """The ASGI app."""
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn in someone else's loop: no signal handlers, a ready event."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    def capture_signals(self) -> _NoSignals:  # type: ignore[override]
-        return _NoSignals()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
-
-
-class _NoSignals:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 @asynccontextmanager
 async def serve_mcp(
     specs: Sequence[NodeSpec],
@@ -260,29 +233,7 @@ async def serve_mcp(
         RuntimeError: The server did not start.
     """
     server = create_mcp_server(specs, name=name, version=version, instructions=instructions)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    bound = sock.getsockname()[1]
-    base = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
+    sock, base = bind(host, port)
     app = _http_app(server, path, host)
-    config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5
-    )
-    runner = _Uvicorn(config)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(runner.serve, [sock])
-            await runner.ready.wait()
-            if not runner.started:
-                raise RuntimeError(f"the MCP server at {base} did not start (see the log)")
-            try:
-                yield McpHttpServer(url=f"{base}{path}", app=app)
-            finally:
-                runner.should_exit = True
-    finally:
-        sock.close()
+    async with serving(app, sock, f"the MCP server at {base}"):
+        yield McpHttpServer(url=f"{base}{path}", app=app)
