@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ._classify import error_type_for_status, mentions_context_length, parse_retry_after
 from ._errors import LLMError, LLMErrorType, PlannerUsageError
 from ._llm import LLMMessage, LLMResult, ModelPrice, ResponseFormat, StreamCallback, Usage
+from ._native import NativeClient
 
 if TYPE_CHECKING:
     import openai
@@ -34,7 +34,7 @@ def _import_openai() -> Any:
     return openai
 
 
-class OpenAIJSONClient:
+class OpenAIJSONClient(NativeClient):
     """A :class:`~penguiflow.planner.JSONLLMClient` over the official ``openai`` SDK.
 
     Speaks chat completions to OpenAI or any compatible server: vLLM (``http://host:8000/v1``),
@@ -210,27 +210,6 @@ class OpenAIJSONClient:
             model=model,
             finish_reason=finish_reason,
         )
-
-    def _cost(self, usage: Usage | None) -> float | None:
-        if self.pricing is None or usage is None:
-            return None
-        return self.pricing.cost(usage)
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections (not those of a ``client=`` given to the constructor)."""
-        if self._owns_client:
-            await self._client.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"OpenAIJSONClient(model={self.model!r}, json_mode={self.json_mode!r})"
