@@ -317,14 +317,14 @@ class _Extractor:
         return ref
 
     async def block(self, value: Mapping[str, Any]) -> ArtifactRef | None:
-        """An MCP image/audio block or an embedded blob resource, stored."""
+        """An MCP image/audio block, an embedded blob resource or blob contents, stored."""
         kind = value.get("type")
         if kind in ("image", "audio") and isinstance(value.get("data"), str):
             data = _decode_base64(str(value["data"]))
             if data is not None:
                 mime = str(value.get("mimeType") or "application/octet-stream")
                 return await self.put(data, mime, None, f"{kind} {mime}, {len(data)} bytes")
-        resource: Any = value.get("resource") if kind == "resource" else None
+        resource: Any = value.get("resource") if kind == "resource" else value
         if isinstance(resource, Mapping) and isinstance(resource.get("blob"), str):  # pyright: ignore[reportUnknownMemberType]
             blob: Mapping[str, Any] = resource  # pyright: ignore[reportUnknownVariableType]
             data = _decode_base64(str(blob["blob"]))
