@@ -304,3 +304,35 @@ async def test_a_401_on_a_user_token_drops_it_and_refreshes_once(
             await node.call("add", {"a": 1, "b": 1}, ctx=ToolCallContext({"user_id": "jo"}))
         assert await manager.get_token("jo", "idp") is None
         assert node.statistics().breaker == "closed"  # auth failures do not count
+
+
+async def test_a_react_planner_run_pauses_for_consent_and_resumes_with_the_token(
+    idp: Idp, gate: Gate, http_config: Callable[..., ExternalToolConfig]
+) -> None:
+    from penguiflow.planner import PlannerFinish, PlannerPause, ReactPlanner
+    from penguiflow.testkit import ScriptedLLM
+
+    manager = OAuthManager([provider(idp)])
+    context = {"user_id": "lea", "tenant": "acme"}
+    async with ToolNode(oauth_config(http_config), oauth=manager) as node:
+        llm = ScriptedLLM(
+            [
+                {"next_node": "h.add", "args": {"a": 20, "b": 22}},
+                {"next_node": "final_response", "args": {"answer": "42"}},
+            ]
+        )
+        planner = ReactPlanner(llm, catalog=list(node.specs))
+        paused = await planner.run("add them", tool_context=context)
+        assert isinstance(paused, PlannerPause), paused
+        assert paused.reason == "external_event"
+        payload: dict[str, Any] = dict(paused.payload)
+        assert payload["kind"] == "oauth_consent"
+        assert gate.calls == {}
+        code, state = await consent_at_idp(payload["auth_url"], "lea")
+        assert (await manager.handle_callback(code, state)).user_id == "lea"
+        done = await planner.resume(paused.resume_token, "consented", tool_context=context)
+        assert isinstance(done, PlannerFinish), done
+    calls = [s for s in gate.seen if s.method == "tools/call"]
+    assert [(s.arguments, s.authorization) for s in calls] == [
+        ({"a": 20, "b": 22}, f"Bearer at-lea-{idp.issued}")
+    ]
