@@ -78,6 +78,23 @@ async def test_long_text_image_pdf_and_blob_become_artifacts_over_stdio(stdio: M
     assert '"kind": "artifact"' in dumped and "JVBER" not in dumped  # base64 of %PDF
 
 
+async def test_a_binary_resource_read_becomes_an_artifact(stdio: Make) -> None:
+    async with ToolNode(stdio()) as node:
+        read = await node.call("t.resources_read", {"uri": "memo://files/logo.png"})
+        (content,) = read.result["contents"]
+        assert isinstance(content, ArtifactRef) and read.artifacts == [content]
+        assert (content.mime_type, content.filename) == ("image/png", "logo.png")
+        data = await node.artifacts.get(content.id, scope=ArtifactScope())
+        assert data is not None and data.startswith(b"\x89PNG")
+
+
+async def test_a_store_refusing_a_part_is_a_tool_client_error(stdio: Make) -> None:
+    durable = InMemoryDurableStore(max_value_bytes=4_096)
+    async with ToolNode(stdio(), artifacts=DurableArtifactStore(durable)) as node:
+        with pytest.raises(ToolClientError, match="artifact store refused"):
+            await node.call("image", {})
+
+
 async def test_artifacts_are_scoped_to_the_calling_context(gate: Gate, http_config: Make) -> None:
     async with ToolNode(http_config()) as node:
         result = await node.call("image", {}, ctx=ToolCallContext(ALICE))

@@ -161,6 +161,12 @@ def report() -> dict[str, object]:
     return {"title": "Q3", "pages": 1, "pdf": base64.b64encode(PDF).decode()}
 
 
+@server.resource("memo://files/{name}", mime_type="image/png")
+def file(name: str) -> bytes:
+    """A binary resource (the PNG under any name)."""
+    return PNG
+
+
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))
 def attachment() -> list[TextContent | EmbeddedResource]:
     """A caption and an embedded binary resource."""

@@ -305,14 +305,23 @@ class _Extractor:
                 tool=self.tool,
                 detail={"size_bytes": len(data), "mime_type": mime_type},
             )
-        ref = await self.store.put(
-            data,
-            mime_type=mime_type,
-            filename=filename,
-            scope=self.scope,
-            source=self.tool,
-            summary=summary,
-        )
+        try:
+            ref = await self.store.put(
+                data,
+                mime_type=mime_type,
+                filename=filename,
+                scope=self.scope,
+                source=self.tool,
+                summary=summary,
+            )
+        except (ValueError, TypeError) as exc:  # e.g. over a DurableStore's max_value_bytes
+            raise ToolClientError(
+                f"the artifact store refused a part of {self.tool} ({len(data)} bytes, "
+                f"{mime_type}): {exc}",
+                source=self.source,
+                tool=self.tool,
+                detail={"size_bytes": len(data), "mime_type": mime_type},
+            ) from exc
         self.refs.append(ref)
         return ref
 
