@@ -1,7 +1,8 @@
 """Real MCP servers for the connector tests: the support server over stdio and over HTTP.
 
 The HTTP server runs the same ``MCPServer`` under uvicorn in a thread, behind an ASGI gate
-that counts ``tools/call`` requests per tool and can force HTTP statuses in front of a tool.
+that counts ``tools/call`` requests per tool, records the credentials each JSON-RPC request
+arrived with, and can force HTTP statuses in front of a tool.
 """
 
 import importlib.util
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -52,6 +53,17 @@ def _load_server_module() -> ModuleType:
     return module
 
 
+@dataclass(frozen=True)
+class Seen:
+    """One JSON-RPC request as the server received it."""
+
+    method: str
+    tool: str | None
+    arguments: dict[str, Any]
+    authorization: str | None
+    api_key: str | None
+
+
 @dataclass
 class Gate:
     """Counts tool calls reaching the server and forces statuses in front of tools."""
@@ -62,6 +74,7 @@ class Gate:
         default_factory=dict[str, list[tuple[int, dict[str, str]]]]
     )
     url: str = ""
+    seen: list[Seen] = field(default_factory=list[Seen])
 
     def force(self, tool: str, *statuses: int, retry_after: str | None = None) -> None:
         headers = {"retry-after": retry_after} if retry_after is not None else {}
@@ -84,7 +97,23 @@ class Gate:
             if isinstance(parsed, dict) and parsed.get("method") == "tools/call":  # pyright: ignore[reportUnknownMemberType]
                 tool = str(parsed["params"]["name"])  # pyright: ignore[reportUnknownArgumentType]
         except (ValueError, KeyError, TypeError):
-            pass
+            parsed = None
+        if isinstance(parsed, dict):
+            request = cast(dict[str, Any], parsed)
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            params: Any = request.get("params")
+            arguments: Any = params.get("arguments") if isinstance(params, dict) else None  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+            self.seen.append(
+                Seen(
+                    method=str(request.get("method")),
+                    tool=tool,
+                    arguments=cast(dict[str, Any], arguments)
+                    if isinstance(arguments, dict)
+                    else {},
+                    authorization=headers.get("authorization"),
+                    api_key=headers.get("x-api-key"),
+                )
+            )
         if tool is not None:
             self.calls[tool] = self.calls.get(tool, 0) + 1
             pending = self.forced.get(tool)
@@ -150,6 +179,7 @@ def gate(http_server: tuple[Gate, ModuleType]) -> Gate:
     gate, _ = http_server
     gate.calls.clear()
     gate.forced.clear()
+    gate.seen.clear()
     return gate
 
 

@@ -115,7 +115,8 @@ def test_variables_are_substituted_at_resolve_not_construction(
     monkeypatch.setenv("PF_TOOL", "s3cret")
     resolved = resolve(config)
     assert resolved.argv == ("server", "--key", "s3cret", "--price", "$5", "--mode", "fast")
-    assert resolved.headers["Authorization"] == "Bearer s3cret"
+    assert resolved.auth_headers["Authorization"] == "Bearer s3cret"  # per request
+    assert "Authorization" not in resolved.headers
     assert "s3cret" not in repr(resolved)
 
 
@@ -142,7 +143,14 @@ def test_secrets_never_reach_repr() -> None:
     )
     text = repr(config)
     assert "k-123" not in text and "h-456" not in text and "e-789" not in text
-    assert resolve(config).headers["X-Key"] == "k-123"
+    assert resolve(config).auth_headers["X-Key"] == "k-123"  # set per request, not a default
+
+
+def _oauth() -> Any:
+    from penguiflow.tools import OAuthManager, OAuthProviderConfig
+
+    url = "https://idp.example"
+    return OAuthManager([OAuthProviderConfig("gh", f"{url}/a", f"{url}/t", "client", f"{url}/cb")])
 
 
 def test_toolnode_rejects_transports_and_auth_it_cannot_serve() -> None:
@@ -151,6 +159,6 @@ def test_toolnode_rejects_transports_and_auth_it_cannot_serve() -> None:
     with pytest.raises(ValueError, match="oauth="):
         ToolNode(make(auth_type="oauth2_user", auth_config={"provider": "gh"}))
     with pytest.raises(ValueError, match="streamable HTTP"):
-        ToolNode(make(auth_type="oauth2_user", auth_config={"provider": "gh"}), oauth=object())
+        ToolNode(make(auth_type="oauth2_user", auth_config={"provider": "gh"}), oauth=_oauth())
     with pytest.raises(ValueError, match="not supported"):
         ToolNode(make(transport="a2a", connection="http://agent"))

@@ -43,6 +43,24 @@ EXPECTED = (
         "ToolCallContext",
         "ToolResult",
         "json_schema_to_model",
+        # authentication (OAuth2 user tokens)
+        "OAuthManager",
+        "OAuthProviderConfig",
+        "OAuthToken",
+        "PendingConsent",
+        "ConsentRequest",
+        "ConsentResult",
+        "TokenStore",
+        "InMemoryTokenStore",
+        "DurableTokenStore",
+        "oauth_callback_route",
+        # artifacts
+        "ArtifactExtractionConfig",
+        "ArtifactRef",
+        "ArtifactScope",
+        "ArtifactStore",
+        "InMemoryArtifactStore",
+        "DurableArtifactStore",
         # errors
         "ErrorCategory",
         "ToolError",
@@ -58,6 +76,9 @@ EXPECTED = (
         "ToolNotFoundError",
         "ToolServerError",
         "adapt_exception",
+        "ToolAuthRequired",
+        "OAuthStateError",
+        "OAuthTokenError",
     }
 )
 

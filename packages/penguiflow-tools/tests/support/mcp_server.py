@@ -1,13 +1,15 @@
 """A real MCP test server (mcp SDK's MCPServer): stdio by default, `http PORT` for HTTP."""
 
+import base64
 import os
 import sys
+import zlib
 from typing import Literal
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import BlobResourceContents, EmbeddedResource, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 server = MCPServer("penguiflow-test")
@@ -114,6 +116,67 @@ def note(key: str) -> str:
 def greet(name: str) -> str:
     """Greet someone."""
     return f"Say hello to {name}."
+
+
+def _png(width: int, height: int) -> bytes:
+    """A real (noisy, so barely compressible) RGB PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    rows = b"".join(
+        b"\x00" + bytes((x * 7 + y * 13 + (x * y) % 251) % 256 for x in range(width * 3))
+        for y in range(height)
+    )
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x02\x00\x00\x00"
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+PNG = _png(64, 64)
+PDF = b"%PDF-1.4\n" + b"1 0 obj << /Type /Catalog >> endobj\n" * 60 + b"%%EOF\n"
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def long_text(chars: int) -> str:
+    """A long text (numbered lines)."""
+    text = "".join(f"line {i:06d}\n" for i in range(chars // 12 + 1))
+    return text[:chars]
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def image() -> Image:
+    """A PNG image."""
+    return Image(data=PNG, format="png")
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def report() -> dict[str, object]:
+    """A small summary beside a base64 PDF."""
+    return {"title": "Q3", "pages": 1, "pdf": base64.b64encode(PDF).decode()}
+
+
+@server.resource("memo://files/{name}", mime_type="image/png")
+def file(name: str) -> bytes:
+    """A binary resource (the PNG under any name)."""
+    return PNG
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def attachment() -> list[TextContent | EmbeddedResource]:
+    """A caption and an embedded binary resource."""
+    blob = BlobResourceContents(
+        uri="memo://files/logo.png", mime_type="image/png", blob=base64.b64encode(PNG).decode()
+    )
+    return [
+        TextContent(type="text", text="the logo"),
+        EmbeddedResource(type="resource", resource=blob),
+    ]
 
 
 if os.environ.get("PF_TEST_COLLIDE") == "1":

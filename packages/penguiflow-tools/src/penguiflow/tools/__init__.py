@@ -3,8 +3,11 @@
 One :class:`ToolNode` per source (configured by :class:`ExternalToolConfig`) holds one session
 in a task of its own, turns each remote tool into a core ``NodeSpec`` named ``{ns}.{remote}``
 (arguments validated by a model built with :func:`json_schema_to_model`), and calls them
-through one path: a per-source concurrency limit, status-aware retries that never re-run a
-non-idempotent write, a circuit breaker, and the :class:`ToolError` tree::
+through one path: per-call credentials (API key, bearer, or the calling user's OAuth2 token
+from an :class:`OAuthManager`, with consent as a planner pause), a per-source concurrency
+limit, status-aware retries that never re-run a non-idempotent write, a circuit breaker,
+large or binary results stored as artifacts (:class:`ArtifactStore`), and the
+:class:`ToolError` tree::
 
     from penguiflow.tools import ExternalToolConfig, ToolNode, TransportType
 
@@ -40,6 +43,29 @@ import importlib as _importlib
 import typing as _typing
 from importlib.metadata import version as _version
 
+from ._artifacts import (
+    ArtifactExtractionConfig,
+    ArtifactRef,
+    ArtifactScope,
+    ArtifactStore,
+    DurableArtifactStore,
+    InMemoryArtifactStore,
+)
+from ._auth import (
+    ConsentRequest,
+    ConsentResult,
+    DurableTokenStore,
+    InMemoryTokenStore,
+    OAuthManager,
+    OAuthProviderConfig,
+    OAuthStateError,
+    OAuthToken,
+    OAuthTokenError,
+    PendingConsent,
+    TokenStore,
+    ToolAuthRequired,
+    oauth_callback_route,
+)
 from ._config import (
     AuthType,
     CircuitBreakerPolicy,
@@ -121,12 +147,33 @@ __all__ = [
     "ToolCallContext",
     "ToolResult",
     "json_schema_to_model",
+    # authentication (OAuth2 user tokens)
+    "OAuthManager",
+    "OAuthProviderConfig",
+    "OAuthToken",
+    "PendingConsent",
+    "ConsentRequest",
+    "ConsentResult",
+    "TokenStore",
+    "InMemoryTokenStore",
+    "DurableTokenStore",
+    "oauth_callback_route",
+    # artifacts
+    "ArtifactExtractionConfig",
+    "ArtifactRef",
+    "ArtifactScope",
+    "ArtifactStore",
+    "InMemoryArtifactStore",
+    "DurableArtifactStore",
     # errors
     "ErrorCategory",
     "ToolError",
     "ToolNodeError",
     "ToolConfigError",
     "ToolAuthError",
+    "ToolAuthRequired",
+    "OAuthStateError",
+    "OAuthTokenError",
     "ToolTimeoutError",
     "ToolConnectionError",
     "ToolCircuitOpenError",

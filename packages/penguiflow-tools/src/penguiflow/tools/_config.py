@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ._artifacts import ArtifactExtractionConfig
 from ._errors import ToolConfigError
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RetryPolicy",
     "TransportType",
     "resolve",
+    "static_auth_headers",
 ]
 
 
@@ -227,6 +229,8 @@ class ExternalToolConfig(BaseModel):
     """MCP resources as tools, when the server advertises them."""
     expose_prompts: bool = True
     """MCP prompts as tools, when the server advertises them."""
+    artifact_extraction: ArtifactExtractionConfig = Field(default_factory=ArtifactExtractionConfig)
+    """Which large or binary parts of results are stored as artifacts."""
 
     @field_validator("name")
     @classmethod
@@ -340,6 +344,8 @@ class ResolvedConfig(BaseModel):
     cwd: str | None = None
     headers: dict[str, str] = Field(default_factory=dict[str, str], repr=False)
     auth_config: dict[str, Any] = Field(default_factory=dict[str, Any], repr=False)
+    auth_headers: dict[str, str] = Field(default_factory=dict[str, str], repr=False)
+    """Credentials of requests no call stands for (handshake, listing, the session's GET)."""
 
     def __repr__(self) -> str:
         return "ResolvedConfig(<substituted values hidden>)"
@@ -358,10 +364,7 @@ def resolve(config: ExternalToolConfig) -> ResolvedConfig:
         argv = tuple(str(a) for a in connection)
     headers: dict[str, str] = _resolve_value(config.headers, "headers")
     auth: dict[str, Any] = _resolve_value(config.auth_config, "auth_config")
-    if config.auth_type is AuthType.BEARER:
-        headers = {**headers, "Authorization": f"Bearer {auth['token']}"}
-    elif config.auth_type is AuthType.API_KEY:
-        headers = {**headers, str(auth.get("header", "X-API-Key")): str(auth["api_key"])}
+    auth_headers = static_auth_headers(config.auth_type, auth)
     cwd = _resolve_value(config.cwd, "cwd") if config.cwd is not None else None
     _resolve_value(config.variables, "variables")
     return ResolvedConfig(
@@ -371,4 +374,20 @@ def resolve(config: ExternalToolConfig) -> ResolvedConfig:
         cwd=cwd,
         headers=headers,
         auth_config=auth,
+        auth_headers=auth_headers,
     )
+
+
+def static_auth_headers(auth_type: AuthType, auth: Mapping[str, Any]) -> dict[str, str]:
+    """The headers of the source's own credentials (``auth_config`` already substituted).
+
+    API_KEY → ``{header: api_key}``, BEARER → ``Authorization: Bearer token``, OAUTH2_USER →
+    the ``discovery_token`` as a bearer (listing), or nothing.
+    """
+    if auth_type is AuthType.BEARER:
+        return {"Authorization": f"Bearer {auth['token']}"}
+    if auth_type is AuthType.API_KEY:
+        return {str(auth.get("header") or "X-API-Key"): str(auth["api_key"])}
+    if auth_type is AuthType.OAUTH2_USER and auth.get("discovery_token"):
+        return {"Authorization": f"Bearer {auth['discovery_token']}"}
+    return {}

@@ -46,6 +46,20 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _call_token(request: httpx2.Request) -> str | None:
+    """The call token in a JSON-RPC request's ``params._meta``, if any."""
+    try:
+        body = json.loads(request.content)
+    except Exception:
+        return None
+    if not isinstance(body, dict):
+        return None
+    params: Any = cast(dict[str, Any], body).get("params")
+    meta: Any = cast(dict[str, Any], params).get("_meta") if isinstance(params, dict) else None
+    token: Any = cast(dict[str, Any], meta).get(CALL_META_KEY) if isinstance(meta, dict) else None
+    return token if isinstance(token, str) else None
+
+
 class McpSession:
     """A connected ``mcp.Client`` owned by a runner task."""
 
@@ -61,6 +75,8 @@ class McpSession:
         self.dead = False
         self.statuses: dict[str, tuple[int, float | None]] = {}
         """HTTP status (and Retry-After) of a failed response, by call token."""
+        self.call_headers: dict[str, dict[str, str]] = {}
+        """Credentials of one call, by call token (set by the caller, applied per request)."""
 
     @property
     def target(self) -> str:
@@ -108,21 +124,24 @@ class McpSession:
                 await asyncio.wait([task])
         self.dead = True
 
+    def _on_request(self, request: httpx2.Request) -> None:
+        """Set the credentials of the call this request belongs to (else the source's own).
+
+        Credentials are never the client's default headers: one session carries each
+        caller's own token.
+        """
+        token = _call_token(request) if self.call_headers else None
+        headers = self.call_headers.get(token) if token is not None else None
+        if headers is None:
+            headers = self._resolved.auth_headers
+        for name, value in headers.items():
+            request.headers[name] = value
+
     def _on_response(self, response: httpx2.Response) -> None:
         if response.status_code < 400:
             return
-        try:
-            body = json.loads(response.request.content)
-        except Exception:
-            return
-        if not isinstance(body, dict):
-            return
-        params: Any = cast(dict[str, Any], body).get("params")
-        meta: Any = cast(dict[str, Any], params).get("_meta") if isinstance(params, dict) else None
-        token: Any = (
-            cast(dict[str, Any], meta).get(CALL_META_KEY) if isinstance(meta, dict) else None
-        )
-        if isinstance(token, str):
+        token = _call_token(response.request)
+        if token is not None:
             retry_after = _retry_after(response.headers.get("retry-after"))
             self.statuses[token] = (response.status_code, retry_after)
 
@@ -133,12 +152,15 @@ class McpSession:
 
         merged = {**self._resolved.headers, **(headers or {})}
         client = create_mcp_http_client(headers=merged or None, timeout=timeout, auth=auth)
-        on_response = self._on_response
+        on_request, on_response = self._on_request, self._on_response
+
+        async def request_hook(request: httpx2.Request) -> None:
+            on_request(request)
 
         async def hook(response: httpx2.Response) -> None:
             on_response(response)
 
-        client.event_hooks = {"request": [], "response": [hook]}
+        client.event_hooks = {"request": [request_hook], "response": [hook]}
         return client
 
     async def _server(self, stack: AsyncExitStack) -> Any:

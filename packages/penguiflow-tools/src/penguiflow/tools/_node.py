@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -13,9 +13,20 @@ from pydantic import BaseModel, ValidationError
 
 from penguiflow.core import NodeSpec
 
-from ._config import AuthType, ExternalToolConfig, McpTransportMode, TransportType, resolve
+from ._artifacts import ArtifactStore, InMemoryArtifactStore, extract_artifacts, scope_of
+from ._auth import OAuthManager, ToolAuthRequired
+from ._config import (
+    AuthType,
+    ExternalToolConfig,
+    McpTransportMode,
+    ResolvedConfig,
+    TransportType,
+    resolve,
+    static_auth_headers,
+)
 from ._errors import (
     ToolArgumentsError,
+    ToolAuthError,
     ToolClientError,
     ToolConfigError,
     ToolConnectionError,
@@ -42,12 +53,25 @@ class ToolNode:
     ``{config.name}.{remote}``; ``await node.call(name, args)`` validates, limits, retries and
     translates errors. This release speaks MCP (stdio, streamable HTTP, SSE).
 
+    Credentials are set on each request of a call (never baked into the session):
+    ``API_KEY``/``BEARER`` from ``auth_config``, ``OAUTH2_USER`` the calling user's token
+    from ``oauth`` (an ``OAuthManager``), so one HTTP session carries every user's own token.
+    Large or binary results are stored in ``artifacts`` (default ``InMemoryArtifactStore()``)
+    and replaced by ``ArtifactRef``s.
+
     Raises:
-        ValueError: The transport is not supported here, or OAuth is asked for.
+        ValueError: The transport is not supported here; OAUTH2_USER without ``oauth=`` or
+            over stdio/SSE.
         ImportError: The ``mcp`` extra is not installed (with the pip line).
     """
 
-    def __init__(self, config: ExternalToolConfig, *, oauth: object | None = None) -> None:
+    def __init__(
+        self,
+        config: ExternalToolConfig,
+        *,
+        oauth: OAuthManager | None = None,
+        artifacts: ArtifactStore | None = None,
+    ) -> None:
         if config.transport is not TransportType.MCP:
             raise ValueError(
                 f"transport={config.transport.value} is not supported by this release of "
@@ -61,9 +85,12 @@ class ToolNode:
                     "auth_type=OAUTH2_USER needs per-call tokens: use streamable HTTP, not "
                     f"{config.effective_mcp_mode.value}"
                 )
-            raise ValueError("auth_type=OAUTH2_USER is not supported by this release")
+            oauth.provider(str(config.auth_config["provider"]))  # a ToolAuthError when unknown
         import_mcp()
         self._config = config
+        self._oauth = oauth
+        self._artifacts: ArtifactStore = artifacts or InMemoryArtifactStore()
+        self._resolved: ResolvedConfig | None = None
         self._lock = anyio.Lock()
         self._session: McpSession | None = None
         self._remotes: dict[str, Remote] = {}
@@ -78,6 +105,16 @@ class ToolNode:
     def config(self) -> ExternalToolConfig:
         """The source's configuration."""
         return self._config
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Where large or binary results went (``await node.artifacts.get(id, scope=…)``)."""
+        return self._artifacts
+
+    @property
+    def oauth(self) -> OAuthManager | None:
+        """The ``OAuthManager`` of an OAUTH2_USER source, else None."""
+        return self._oauth
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -107,6 +144,7 @@ class ToolNode:
 
     async def _open(self) -> None:
         resolved = resolve(self._config)
+        self._resolved = resolved
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -246,12 +284,15 @@ class ToolNode:
         """Call a remote tool: validate, breaker, a concurrency slot, attempts, retries.
 
         ``args`` is a mapping or an instance of the spec's ``args_model``; ``ctx`` is the
-        planner's tool context or a ``ToolCallContext`` (unused by MCP without OAuth).
-        Cancellation propagates untouched (the server is told to stop the request).
+        planner's tool context or a ``ToolCallContext``: its ``tool_context`` user, tenant,
+        session and trace pick the OAuth token and scope the artifacts; its ``pause`` asks for
+        consent. Cancellation propagates untouched (the server is told to stop the request).
 
         Raises:
             ToolNotFoundError: No such tool.
             ToolArgumentsError: ``args`` fail the args model (nothing sent).
+            ToolAuthError: OAUTH2_USER without ``tool_context["user_id"]``.
+            ToolAuthRequired: The user has no token and ``ctx`` cannot pause (nothing sent).
             ToolError: The call failed; ``attempts`` says how many attempts were made.
         """
         remote = self._remote(name)
@@ -260,7 +301,7 @@ class ToolNode:
         trial = False
         try:
             trial = self._breaker.before_call(remote.spec.name)
-            result = await self._attempts(remote, payload)
+            result = await self._authorized(remote, payload, ctx)
         except ToolError as error:
             self._failures += 1
             self._breaker.record(error, trial=trial)
@@ -294,13 +335,84 @@ class ToolNode:
             ) from exc
         return dump_arguments(validated)
 
-    async def _attempts(self, remote: Remote, payload: dict[str, Any]) -> ToolResult:
+    def _user(self, remote: Remote, ctx: Any) -> tuple[str, str | None]:
+        raw: Any = getattr(ctx, "tool_context", None)
+        context: Mapping[str, Any] = (
+            cast(Mapping[str, Any], raw) if isinstance(raw, Mapping) else {}
+        )
+        user: Any = context.get("user_id")
+        if not user:
+            raise ToolAuthError(
+                f"{remote.spec.name} uses the calling user's OAuth token: pass "
+                "ctx.tool_context['user_id'] (a ToolCallContext or the planner's tool_context)",
+                source=self._config.name,
+                tool=remote.spec.name,
+            )
+        tenant: Any = context.get("tenant")
+        return str(user), str(tenant) if tenant else None
+
+    async def _consent(self, remote: Remote, ctx: Any, user: str, tenant: str | None) -> str:
+        """No usable token: pause for consent (when ``ctx`` can), then look again."""
+        assert self._oauth is not None
+        provider = str(self._config.auth_config["provider"])
+        context: Mapping[str, Any] = cast(Mapping[str, Any], ctx.tool_context)
+        scopes: Any = self._config.auth_config.get("scopes")
+        consent = await self._oauth.get_auth_request(
+            provider,
+            user_id=user,
+            tenant=tenant,
+            trace_id=_text(context.get("trace_id")) or _text(getattr(ctx, "trace_id", None)),
+            session_id=_text(context.get("session_id")),
+            scopes=[str(s) for s in cast(list[Any], scopes)] if scopes else None,
+        )
+        pause: Any = getattr(ctx, "pause", None)
+        if pause is not None and callable(pause):
+            ask = cast(Callable[[str, Mapping[str, Any]], Awaitable[Any]], pause)
+            await ask("external_event", consent.to_payload())  # what pause raises propagates
+            token = await self._oauth.get_token(user, provider, tenant=tenant)
+            if token is not None:
+                return token
+        raise ToolAuthRequired(
+            f"{remote.spec.name} needs {user!r} to consent at {consent.display_name}",
+            consent=consent,
+            source=self._config.name,
+            tool=remote.spec.name,
+        )
+
+    async def _authorized(self, remote: Remote, payload: dict[str, Any], ctx: Any) -> ToolResult:
+        """Resolve this call's credentials, then attempt (a 401 on a user token: refresh once).
+
+        Credentials are resolved before a concurrency slot is taken: a consent pause never
+        holds one.
+        """
+        if self._config.auth_type is not AuthType.OAUTH2_USER or self._oauth is None:
+            auth = self._resolved.auth_config if self._resolved is not None else {}
+            headers = static_auth_headers(self._config.auth_type, auth)
+            return await self._attempts(remote, payload, headers, ctx)
+        user, tenant = self._user(remote, ctx)
+        provider = str(self._config.auth_config["provider"])
+        token = await self._oauth.get_token(user, provider, tenant=tenant)
+        if token is None:
+            token = await self._consent(remote, ctx, user, tenant)
+        try:
+            return await self._attempts(remote, payload, _bearer(token), ctx)
+        except ToolAuthError as error:
+            if error.status_code != 401:
+                raise
+        token = await self._oauth.rejected(user, provider, tenant=tenant)
+        if token is None:
+            token = await self._consent(remote, ctx, user, tenant)
+        return await self._attempts(remote, payload, _bearer(token), ctx)
+
+    async def _attempts(
+        self, remote: Remote, payload: dict[str, Any], headers: dict[str, str], ctx: Any
+    ) -> ToolResult:
         policy = self._config.retry_policy
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(remote, payload)
+                return await self._attempt(remote, payload, headers, ctx)
             except ToolError as error:
                 error.attempts = attempt
                 retry = should_retry(error, idempotent=remote.idempotent, policy=policy)
@@ -326,30 +438,46 @@ class ToolNode:
             assert self._session is not None
             return self._session
 
-    async def _attempt(self, remote: Remote, payload: dict[str, Any]) -> ToolResult:
+    async def _attempt(
+        self, remote: Remote, payload: dict[str, Any], headers: dict[str, str], ctx: Any
+    ) -> ToolResult:
         async with self._limiter:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             try:
                 session = await self._live_session()
-                return await self._send(session, remote, payload)
+                value = await self._send(session, remote, payload, headers)
             finally:
                 self._in_flight -= 1
+        value, refs = await extract_artifacts(
+            value,
+            config=self._config.artifact_extraction,
+            store=self._artifacts,
+            scope=scope_of(ctx),
+            source=self._config.name,
+            tool=remote.spec.name,
+        )
+        return remote.spec.out_model.model_validate({"result": value, "artifacts": refs})  # pyright: ignore[reportReturnType]
 
     async def _send(
-        self, session: McpSession, remote: Remote, payload: dict[str, Any]
-    ) -> ToolResult:
+        self,
+        session: McpSession,
+        remote: Remote,
+        payload: dict[str, Any],
+        headers: dict[str, str],
+    ) -> Any:
         client = session.client
         token = uuid.uuid4().hex
         source, tool = self._config.name, remote.spec.name
+        if headers:
+            session.call_headers[token] = headers
         try:
             if client is None:
                 raise ToolConnectionError("the MCP session is closed", source=source, tool=tool)
             meta: Any = {CALL_META_KEY: token}
             with anyio.fail_after(self._config.timeout_s):
                 if remote.kind != "tool":
-                    value = await builtin_call(client, remote.kind, payload, meta)
-                    return remote.spec.out_model.model_validate({"result": value})  # pyright: ignore[reportReturnType]
+                    return await builtin_call(client, remote.kind, payload, meta)
                 result = await client.call_tool(remote.remote, payload, meta=meta)
         except anyio.get_cancelled_exc_class():
             raise
@@ -376,6 +504,7 @@ class ToolNode:
             raise error from exc
         finally:
             session.statuses.pop(token, None)
+            session.call_headers.pop(token, None)
         if result.is_error:
             raise ToolClientError(
                 text_of(result.content) or f"{tool} reported an error",
@@ -383,4 +512,12 @@ class ToolNode:
                 tool=tool,
                 detail={"content": json_content(result.content)},
             )
-        return remote.spec.out_model.model_validate({"result": value_of(result)})  # pyright: ignore[reportReturnType]
+        return value_of(result)
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None and value != "" else None
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

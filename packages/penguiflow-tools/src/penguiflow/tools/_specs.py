@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -145,7 +145,7 @@ def _make(
                     None,
                     description="The tool's value (its remote output schema, not enforced).",
                     json_schema_extra=(
-                        {"x-output-schema": output_schema} if output_schema else None
+                        {"x-output-schema": _documented(output_schema)} if output_schema else None
                     ),
                 ),
             ),
@@ -173,3 +173,14 @@ def _make(
         },
     )
     return Remote(spec=spec, remote=remote_name, idempotent=idempotent, kind=kind)
+
+
+def _documented(schema: Mapping[str, Any]) -> Any:
+    """The remote output schema as documentation inside ours.
+
+    Its own ``$ref``s point into its own ``$defs``, which pydantic would try to resolve against
+    the enclosing model's definitions (a ``KeyError``), so such a schema is embedded as its JSON
+    text.
+    """
+    text = json.dumps(schema, sort_keys=True, default=str)
+    return text if '"$ref"' in text else dict(schema)

@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ._artifacts import ArtifactRef
+
 __all__ = ["BreakerState", "ToolCallContext", "ToolNodeStatistics", "ToolResult"]
 
 BreakerState = Literal["closed", "open", "half_open"]
@@ -25,8 +27,8 @@ class ToolResult(BaseModel):
 
     result: Any = None
     """The tool's value."""
-    artifacts: list[Any] = []
-    """References to large or binary parts stored apart (empty in this release)."""
+    artifacts: list[ArtifactRef] = []
+    """References to the large or binary parts stored apart, in the order found."""
 
 
 @dataclass(frozen=True, slots=True)
