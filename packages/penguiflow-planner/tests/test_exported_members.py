@@ -88,7 +88,22 @@ def test_no_other_public_names_leak_from_private_modules() -> None:
         for name, value in vars(planner).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
-    assert public == EXPECTED
+    lazy = set(planner._LAZY)  # pyright: ignore[reportPrivateUsage]  # appear once first used
+    assert public - lazy == EXPECTED - lazy
+    assert lazy <= EXPECTED
+
+
+def test_importing_the_planner_loads_neither_memory_nor_the_native_clients() -> None:
+    code = (
+        "import sys, penguiflow.planner; "
+        "names = [m.rsplit('.', 1)[1] for m in sys.modules "
+        "if m.startswith('penguiflow.planner.')]; "
+        "print(sorted(set(names) & {'_memory', '_memory_types', '_openai', '_anthropic'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_version_is_the_distribution_version() -> None:

@@ -17,7 +17,8 @@ Test doubles (``ScriptedLLM``, ``FunctionLLM``, ``ProviderServer``) live in
 ``penguiflow.testkit`` (``pip install "penguiflow-testkit[planner]"``).
 """
 
-from ._anthropic import AnthropicJSONClient
+import typing as _typing
+
 from ._classify import classify_llm_error
 from ._errors import (
     InterruptAnswerError,
@@ -31,18 +32,6 @@ from ._errors import (
 )
 from ._events import PlannerEvent, PlannerEventType
 from ._llm import JSONLLMClient, LLMMessage, LLMResult, ModelPrice, StreamCallback, Usage
-from ._memory import ShortTermMemory
-from ._memory_types import (
-    ConversationTurn,
-    MemoryBudget,
-    MemoryHealth,
-    MemoryIsolation,
-    MemoryKey,
-    MemorySnapshot,
-    ShortTermMemoryConfig,
-    TrajectoryDigest,
-)
-from ._openai import OpenAIJSONClient
 from ._react import ReactPlanner
 from ._retry import LLMRetryPolicy
 from ._steering import SteeringEvent, SteeringEventType, SteeringInbox
@@ -67,6 +56,36 @@ from ._types import (
     RunUsage,
     ToolPolicy,
 )
+
+if _typing.TYPE_CHECKING:
+    from ._anthropic import AnthropicJSONClient
+    from ._memory import ShortTermMemory
+    from ._memory_types import (
+        ConversationTurn,
+        MemoryBudget,
+        MemoryHealth,
+        MemoryIsolation,
+        MemoryKey,
+        MemorySnapshot,
+        ShortTermMemoryConfig,
+        TrajectoryDigest,
+    )
+    from ._openai import OpenAIJSONClient
+
+# Loaded on first use: memory and the native clients are not needed to plan.
+_LAZY = {
+    "AnthropicJSONClient": "_anthropic",
+    "OpenAIJSONClient": "_openai",
+    "ShortTermMemory": "_memory",
+    "ConversationTurn": "_memory_types",
+    "MemoryBudget": "_memory_types",
+    "MemoryHealth": "_memory_types",
+    "MemoryIsolation": "_memory_types",
+    "MemoryKey": "_memory_types",
+    "MemorySnapshot": "_memory_types",
+    "ShortTermMemoryConfig": "_memory_types",
+    "TrajectoryDigest": "_memory_types",
+}
 
 __all__ = [
     # the planner
@@ -134,6 +153,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
     if name == "__version__":
         from importlib.metadata import version
 

@@ -10,13 +10,14 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from penguiflow.core import Message
 
 from ._types import PlannerFinish, PlannerRequest, PlannerResume
 
 if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectSendStream
+
     from ._react import ReactPlanner
 
 __all__ = ["serve"]

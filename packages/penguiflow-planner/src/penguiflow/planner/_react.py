@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -30,8 +30,6 @@ from ._as_node import serve
 from ._errors import PlannerNotOpen, PlannerUsageError
 from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType, deliver
 from ._llm import JSONLLMClient
-from ._memory import ShortTermMemory
-from ._memory_types import ShortTermMemoryConfig
 from ._pause import MISSING, PauseBook, apply_answers, budget_of, restore
 from ._prompts import action_format, system_prompt
 from ._records import load_memory, logged, persist, record_memory
@@ -49,6 +47,10 @@ from ._types import (
     ReflectionConfig,
     ToolPolicy,
 )
+
+if TYPE_CHECKING:
+    from ._memory import ShortTermMemory
+    from ._memory_types import ShortTermMemoryConfig
 
 __all__ = ["ReactPlanner"]
 
@@ -178,18 +180,7 @@ class ReactPlanner[OutputT]:
         self.persist_trajectories = persist_trajectories
         self.persist_events = persist_events
         self.time_source = time_source
-        self.memory: ShortTermMemory | None = (
-            ShortTermMemory(
-                memory,
-                store=self.store,
-                llm=llm_client,
-                token_counter=self.token_counter,
-                on_event=self._memory_event,
-                time_source=time_source,
-            )
-            if isinstance(memory, ShortTermMemoryConfig)
-            else memory
-        )
+        self.memory: ShortTermMemory | None = self._memory_of(memory, llm_client)
         """The short-term memory manager (None without ``memory=``)."""
         tools = list(self.visible_tools.values())
         self.system: str = system_prompt(tools, output_type, system_prompt_extra)
@@ -407,6 +398,24 @@ class ReactPlanner[OutputT]:
         if trajectory or events:  # buffered while open
             await self.spawn(persist(self, run, trajectory, events), what="run records")
         return cast("PlannerFinish[OutputT] | PlannerPause", result)
+
+    def _memory_of(self, memory: Any, llm_client: JSONLLMClient) -> ShortTermMemory | None:
+        """The memory manager for ``memory=`` (a config builds one on the planner's store)."""
+        if memory is None:
+            return None
+        from ._memory import ShortTermMemory  # loaded only by planners with memory
+        from ._memory_types import ShortTermMemoryConfig
+
+        if not isinstance(memory, ShortTermMemoryConfig):
+            return cast(ShortTermMemory, memory)
+        return ShortTermMemory(
+            memory,
+            store=self.store,
+            llm=llm_client,
+            token_counter=self.token_counter,
+            on_event=self._memory_event,
+            time_source=self.time_source,
+        )
 
     def _memory_event(self, kind: str, extra: Mapping[str, Any]) -> None:
         """A memory health change for the planner's listener (no run: it is background work)."""

@@ -9,13 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._events import PlannerEvent
-from ._memory import ShortTermMemory
-from ._memory_types import ConversationTurn
 from ._pause import scope_of_key
 from ._run import Run
 from ._types import PlannerFinish
 
 if TYPE_CHECKING:
+    from ._memory import ShortTermMemory
     from ._react import ReactPlanner
 
 __all__ = ["load_memory", "logged", "persist", "record_memory"]
@@ -61,6 +60,8 @@ async def record_memory(memory: ShortTermMemory, run: Run, result: PlannerFinish
     if key is None or result.reason != "answer_complete":
         return
     answer = result.payload.raw_answer if result.payload is not None else None
+    from ._memory_types import ConversationTurn
+
     turn = ConversationTurn(
         user_message=run.trajectory.query,
         assistant_response=answer if isinstance(answer, str) else json.dumps(answer, default=str),
