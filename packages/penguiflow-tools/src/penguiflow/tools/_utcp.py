@@ -181,11 +181,31 @@ class UtcpSession:
         """The tool's name without utcp's ``{manual}.`` prefix."""
         return str(tool.name).removeprefix(f"{self.manual}.")
 
+    def _query_safe(self, remote: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Booleans bound for the query string as ``"true"``/``"false"``.
+
+        utcp-http passes the arguments left after path, header and body fields to aiohttp as
+        query parameters, and aiohttp refuses ``bool`` values (a ``TypeError``).
+        """
+        template: Any = next(
+            (t.tool_call_template for t in self.tools if self.remote_name(t) == remote), None
+        )
+        kept: set[str] = (
+            {str(template.body_field)} if getattr(template, "body_field", None) else set()
+        )
+        kept |= {str(h) for h in cast(list[Any], getattr(template, "header_fields", None) or [])}
+        return {
+            k: (("true" if v else "false") if isinstance(v, bool) and k not in kept else v)
+            for k, v in payload.items()
+        }
+
     async def call(self, remote: str, payload: dict[str, Any], variables: Mapping[str, str]) -> Any:
         """``UtcpClient.call_tool`` with this call's credentials bound to the context."""
         reset = _CALL_VARIABLES.set(dict(variables))
         try:
-            return await self.client.call_tool(f"{self.manual}.{remote}", payload)
+            return await self.client.call_tool(
+                f"{self.manual}.{remote}", self._query_safe(remote, payload)
+            )
         finally:
             _CALL_VARIABLES.reset(reset)
 
