@@ -112,8 +112,8 @@ def test_importing_tools_loads_no_sdk_and_no_sibling_but_core() -> None:
     code = (
         "import json, sys, penguiflow.tools; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('mcp', 'mcp_types', 'utcp', 'a2a', 'httpx', 'httpx2', 'aiohttp', 'starlette', "
-        "'uvicorn', 'penguiflow'))))"
+        "('mcp', 'mcp_types', 'utcp', 'utcp_http', 'a2a', 'httpx', 'httpx2', 'aiohttp', "
+        "'starlette', 'uvicorn', 'penguiflow'))))"
     )
     completed = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

@@ -20,8 +20,9 @@ def test_dependencies_are_core_as_a_range_and_the_http_stack() -> None:
 def test_the_sdk_is_an_extra() -> None:
     assert PROJECT["optional-dependencies"] == {
         "mcp": ["mcp>=2.3,<3"],
+        "utcp": ["utcp>=1.2,<2", "utcp-http>=1.1.15,<2"],
         "a2a": ["a2a-sdk[http-server]>=1.3,<2", "uvicorn>=0.30"],
-        "all": ["penguiflow-tools[mcp,a2a]"],
+        "all": ["penguiflow-tools[mcp,utcp,a2a]"],
     }
 
 

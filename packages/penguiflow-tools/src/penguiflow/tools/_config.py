@@ -34,7 +34,7 @@ class TransportType(StrEnum):
     MCP = "mcp"
     """Model Context Protocol (stdio, streamable HTTP or SSE)."""
     UTCP = "utcp"
-    """Universal Tool Calling Protocol (not in this release)."""
+    """Universal Tool Calling Protocol: a UTCP manual or an OpenAPI document over HTTP."""
     A2A = "a2a"
     """Agent-to-agent protocol (not in this release)."""
 
@@ -194,7 +194,8 @@ class ExternalToolConfig(BaseModel):
     transport: TransportType
     """The protocol of the source."""
     connection: str | tuple[str, ...] | list[str]
-    """MCP: a command line (``shlex``-split) or argv list → stdio, or an ``http(s)://`` URL."""
+    """MCP: a command line (``shlex``-split) or argv list → stdio, or an ``http(s)://`` URL;
+    UTCP: the URL of a UTCP manual or an OpenAPI document."""
     mcp_transport_mode: McpTransportMode = McpTransportMode.AUTO
     """How an MCP source is reached."""
     mcp_mode: str = "auto"
@@ -208,7 +209,7 @@ class ExternalToolConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict[str, str], repr=False)
     """Extra HTTP headers."""
     variables: dict[str, str] = Field(default_factory=dict[str, str], repr=False)
-    """UTCP variables."""
+    """UTCP variables: ``${NAME}`` in the manual's call templates (per tool call)."""
     auth_type: AuthType = AuthType.NONE
     """How calls are authenticated."""
     auth_config: dict[str, Any] = Field(default_factory=dict[str, Any], repr=False)
@@ -344,6 +345,8 @@ class ResolvedConfig(BaseModel):
     cwd: str | None = None
     headers: dict[str, str] = Field(default_factory=dict[str, str], repr=False)
     auth_config: dict[str, Any] = Field(default_factory=dict[str, Any], repr=False)
+    variables: dict[str, str] = Field(default_factory=dict[str, str], repr=False)
+    """UTCP variables, substituted."""
     auth_headers: dict[str, str] = Field(default_factory=dict[str, str], repr=False)
     """Credentials of requests no call stands for (handshake, listing, the session's GET)."""
 
@@ -366,7 +369,7 @@ def resolve(config: ExternalToolConfig) -> ResolvedConfig:
     auth: dict[str, Any] = _resolve_value(config.auth_config, "auth_config")
     auth_headers = static_auth_headers(config.auth_type, auth)
     cwd = _resolve_value(config.cwd, "cwd") if config.cwd is not None else None
-    _resolve_value(config.variables, "variables")
+    variables: dict[str, str] = _resolve_value(config.variables, "variables")
     return ResolvedConfig(
         argv=argv,
         url=url,
@@ -374,6 +377,7 @@ def resolve(config: ExternalToolConfig) -> ResolvedConfig:
         cwd=cwd,
         headers=headers,
         auth_config=auth,
+        variables=variables,
         auth_headers=auth_headers,
     )
 

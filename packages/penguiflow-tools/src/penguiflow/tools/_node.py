@@ -1,4 +1,4 @@
-"""``ToolNode``: one remote MCP source as core ``NodeSpec``s, with one call path."""
+"""``ToolNode``: one remote MCP or UTCP source as core ``NodeSpec``s, with one call path."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ from ._results import builtin_call, json_content, text_of, value_of
 from ._schema import dump_arguments
 from ._specs import Remote, builtin_remotes, tool_remote
 from ._types import ToolNodeStatistics, ToolResult
+from ._utcp import UtcpSession, import_utcp, utcp_remotes, utcp_send
 
 __all__ = ["ToolNode"]
 
@@ -51,7 +52,8 @@ class ToolNode:
     ``async with ToolNode(config) as node`` (or ``connect()`` / ``aclose()``, from any tasks)
     opens one session held by a task of the node; ``node.specs`` are core ``NodeSpec``s named
     ``{config.name}.{remote}``; ``await node.call(name, args)`` validates, limits, retries and
-    translates errors. This release speaks MCP (stdio, streamable HTTP, SSE).
+    translates errors. This release speaks MCP (stdio, streamable HTTP, SSE) and UTCP (a UTCP
+    manual or an OpenAPI document over HTTP, via utcp-http).
 
     Credentials are set on each request of a call (never baked into the session):
     ``API_KEY``/``BEARER`` from ``auth_config``, ``OAUTH2_USER`` the calling user's token
@@ -62,7 +64,7 @@ class ToolNode:
     Raises:
         ValueError: The transport is not supported here; OAUTH2_USER without ``oauth=`` or
             over stdio/SSE.
-        ImportError: The ``mcp`` extra is not installed (with the pip line).
+        ImportError: The ``mcp`` or ``utcp`` extra is not installed (with the pip line).
     """
 
     def __init__(
@@ -72,27 +74,33 @@ class ToolNode:
         oauth: OAuthManager | None = None,
         artifacts: ArtifactStore | None = None,
     ) -> None:
-        if config.transport is not TransportType.MCP:
+        if config.transport not in (TransportType.MCP, TransportType.UTCP):
             raise ValueError(
                 f"transport={config.transport.value} is not supported by this release of "
-                "penguiflow-tools; use TransportType.MCP"
+                "penguiflow-tools; use TransportType.MCP or TransportType.UTCP"
             )
         if config.auth_type is AuthType.OAUTH2_USER:
             if oauth is None:
                 raise ValueError("auth_type=OAUTH2_USER needs ToolNode(..., oauth=OAuthManager)")
-            if config.effective_mcp_mode is not McpTransportMode.STREAMABLE_HTTP:
+            if (
+                config.transport is TransportType.MCP
+                and config.effective_mcp_mode is not McpTransportMode.STREAMABLE_HTTP
+            ):
                 raise ValueError(
                     "auth_type=OAUTH2_USER needs per-call tokens: use streamable HTTP, not "
                     f"{config.effective_mcp_mode.value}"
                 )
             oauth.provider(str(config.auth_config["provider"]))  # a ToolAuthError when unknown
-        import_mcp()
+        if config.transport is TransportType.UTCP:
+            import_utcp()
+        else:
+            import_mcp()
         self._config = config
         self._oauth = oauth
         self._artifacts: ArtifactStore = artifacts or InMemoryArtifactStore()
         self._resolved: ResolvedConfig | None = None
         self._lock = anyio.Lock()
-        self._session: McpSession | None = None
+        self._session: McpSession | UtcpSession | None = None
         self._remotes: dict[str, Remote] = {}
         self._limiter = anyio.Semaphore(config.max_concurrency)
         self._breaker = Breaker(config.circuit_breaker, config.name)
@@ -148,7 +156,12 @@ class ToolNode:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        session = McpSession(self._config, resolved)
+        session: McpSession | UtcpSession = (
+            UtcpSession(self._config, resolved)
+            if self._config.transport is TransportType.UTCP
+            else McpSession(self._config, resolved)
+        )
+        kind = self._config.transport.value.upper()
         try:
             await session.start()
             self._remotes = await self._discover(session)
@@ -158,7 +171,7 @@ class ToolNode:
         except TimeoutError as exc:
             await session.close()
             raise ToolConnectionError(
-                f"MCP source {self._config.name!r} ({session.target}) did not complete spawn, "
+                f"{kind} source {self._config.name!r} ({session.target}) did not complete spawn, "
                 "handshake and discovery within "
                 f"connect_timeout_s={self._config.connect_timeout_s}",
                 source=self._config.name,
@@ -168,7 +181,7 @@ class ToolNode:
         except Exception as exc:
             await session.close()
             raise ToolConnectionError(
-                f"cannot connect to MCP source {self._config.name!r} ({session.target}): "
+                f"cannot connect to {kind} source {self._config.name!r} ({session.target}): "
                 f"{type(exc).__name__}: {exc}",
                 source=self._config.name,
                 retryable=True,
@@ -179,7 +192,44 @@ class ToolNode:
         self._connected_once = True
         self._session = session
 
-    async def _discover(self, session: McpSession) -> dict[str, Remote]:
+    async def _discover(self, session: McpSession | UtcpSession) -> dict[str, Remote]:
+        remotes: dict[str, Remote] = {}
+        tools: list[Any] = []
+        if isinstance(session, UtcpSession):
+            if session is self._session:  # refresh(): load the manual again
+                with anyio.fail_after(self._config.connect_timeout_s):
+                    await session.discover()
+        else:
+            tools = await self._mcp_tools(session)
+        try:
+            if isinstance(session, UtcpSession):
+                candidates = utcp_remotes(self._config, session, self._call)
+            else:
+                assert session.client is not None
+                candidates = [
+                    tool_remote(self._config, t, self._call)
+                    for t in tools
+                    if self._config.keeps(t.name)
+                ]
+                capabilities = session.client.server_capabilities
+                candidates += builtin_remotes(self._config, capabilities, self._call)
+        except ValueError as exc:  # NodeSpec refused a name (over 64 characters)
+            raise ToolConfigError(
+                f"source {self._config.name!r}: {exc}; shorten the config name or filter the "
+                "tool out with tool_filter",
+                source=self._config.name,
+            ) from exc
+        for remote in candidates:
+            if remote.spec.name in remotes:
+                raise ToolConfigError(
+                    f"tools {remotes[remote.spec.name].remote!r} and {remote.remote!r} of "
+                    f"source {self._config.name!r} both map to spec name {remote.spec.name!r}",
+                    source=self._config.name,
+                )
+            remotes[remote.spec.name] = remote
+        return remotes
+
+    async def _mcp_tools(self, session: McpSession) -> list[Any]:
         client = session.client
         assert client is not None
         with anyio.fail_after(self._config.connect_timeout_s):
@@ -191,29 +241,7 @@ class ToolNode:
                 cursor = page.next_cursor
                 if not cursor:
                     break
-        remotes: dict[str, Remote] = {}
-        try:
-            candidates = [
-                tool_remote(self._config, t, self._call)
-                for t in tools
-                if self._config.keeps(t.name)
-            ]
-            candidates += builtin_remotes(self._config, client.server_capabilities, self._call)
-        except ValueError as exc:  # NodeSpec refused a name (over 64 characters)
-            raise ToolConfigError(
-                f"source {self._config.name!r}: {exc}; shorten the config name or filter the "
-                "tool out with tool_filter",
-                source=self._config.name,
-            ) from exc
-        for remote in candidates:
-            if remote.spec.name in remotes:
-                raise ToolConfigError(
-                    f"MCP tools {remotes[remote.spec.name].remote!r} and {remote.remote!r} of "
-                    f"source {self._config.name!r} both map to spec name {remote.spec.name!r}",
-                    source=self._config.name,
-                )
-            remotes[remote.spec.name] = remote
-        return remotes
+        return tools
 
     async def aclose(self) -> None:
         """End the session and terminate a stdio server (idempotent; any task may call it)."""
@@ -422,7 +450,7 @@ class ToolNode:
                 self._retries += 1
                 await anyio.sleep(backoff_s(attempt, policy, error.retry_after_s))
 
-    async def _live_session(self) -> McpSession:
+    async def _live_session(self) -> McpSession | UtcpSession:
         session = self._session
         if session is not None and session.usable:
             return session
@@ -461,11 +489,13 @@ class ToolNode:
 
     async def _send(
         self,
-        session: McpSession,
+        session: McpSession | UtcpSession,
         remote: Remote,
         payload: dict[str, Any],
         headers: dict[str, str],
     ) -> Any:
+        if isinstance(session, UtcpSession):
+            return await utcp_send(session, remote, payload, headers, self._config)
         client = session.client
         token = uuid.uuid4().hex
         source, tool = self._config.name, remote.spec.name

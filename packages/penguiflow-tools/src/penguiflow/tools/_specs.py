@@ -1,4 +1,4 @@
-"""Catalog entries of an MCP source: one ``NodeSpec`` per remote tool, resource and prompt tool."""
+"""Catalog entries of a source: one ``NodeSpec`` per remote tool, resource and prompt tool."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ._config import ExternalToolConfig
 from ._schema import json_schema_to_model
 from ._types import ToolResult
 
-__all__ = ["CallFn", "Remote", "builtin_remotes", "tool_remote"]
+__all__ = ["CallFn", "Remote", "builtin_remotes", "make_remote", "tool_remote"]
 
 CallFn = Callable[[str, Any, Any], Awaitable[ToolResult]]
 """``call(spec_name, args, ctx)``: the node's one call path."""
@@ -82,7 +82,9 @@ def builtin_remotes(config: ExternalToolConfig, capabilities: Any, call: CallFn)
         remote = kind.replace("/templates/", "_templates_").replace("/", "_")
         annotations = {"readOnlyHint": True}
         built.append(
-            _make(config, call, remote, desc, schema, None, annotations, [capability], kind=kind)
+            make_remote(
+                config, call, remote, desc, schema, None, annotations, [capability], kind=kind
+            )
         )
     return built
 
@@ -99,7 +101,7 @@ def tool_remote(config: ExternalToolConfig, tool: Any, call: CallFn) -> Remote:
         cast(dict[str, Any], tool_meta).get("tags") if isinstance(tool_meta, dict) else None
     )
     remote_tags = [t for t in cast(list[Any], meta_tags or []) if isinstance(t, str)]
-    return _make(
+    return make_remote(
         config,
         call,
         tool.name,
@@ -111,7 +113,7 @@ def tool_remote(config: ExternalToolConfig, tool: Any, call: CallFn) -> Remote:
     )
 
 
-def _make(
+def make_remote(
     config: ExternalToolConfig,
     call: CallFn,
     remote_name: str,
@@ -122,7 +124,14 @@ def _make(
     remote_tags: list[str],
     *,
     kind: str = "tool",
+    source: str = "mcp",
+    idempotent: bool | None = None,
 ) -> Remote:
+    """One catalog entry: the spec (name, models, side effects, tags, extra) and its route.
+
+    ``side_effects`` and ``idempotent`` follow the MCP annotations unless ``idempotent`` is
+    given (UTCP: ``GET``); ``source`` tags the spec and fills ``extra["source"]``.
+    """
     ns = config.name
     name = f"{ns}.{_UNSAFE.sub('_', remote_name)}"
     side_effects: SideEffect = "external"
@@ -130,9 +139,10 @@ def _make(
         side_effects = "read"
     elif annotations.get("destructiveHint") is True:
         side_effects = "write"
-    idempotent = bool(
-        annotations.get("readOnlyHint") is True or annotations.get("idempotentHint") is True
-    )
+    if idempotent is None:
+        idempotent = bool(
+            annotations.get("readOnlyHint") is True or annotations.get("idempotentHint") is True
+        )
     args_model = json_schema_to_model(input_schema, name=f"{name}.args")
     out_model = cast(
         type[BaseModel],
@@ -162,9 +172,9 @@ def _make(
         args_model=args_model,
         out_model=out_model,
         side_effects=side_effects,
-        tags=("mcp", ns, *remote_tags),
+        tags=(source, ns, *remote_tags),
         extra={
-            "source": "mcp",
+            "source": source,
             "namespace": ns,
             "remote_name": remote_name if kind == "tool" else kind,
             "input_schema": json.loads(json.dumps(input_schema)),
