@@ -32,6 +32,14 @@ from ._errors import (
 from ._limits import SessionLimits
 from ._runtime import TaskPipeline, TaskRuntime
 from ._session import SessionStatistics, StreamingSession
+from ._steering import (
+    ControlPolicy,
+    SteeringEvent,
+    SteeringEventType,
+    SteeringInbox,
+    SteeringOutcome,
+    SteeringReceipt,
+)
 from ._tasks import (
     NotificationAction,
     NotificationPayload,
@@ -66,6 +74,13 @@ __all__ = [
     "CRITICAL_UPDATE_TYPES",
     "UpdateBroker",
     "Subscription",
+    # steering
+    "SteeringEvent",
+    "SteeringEventType",
+    "SteeringInbox",
+    "SteeringReceipt",
+    "SteeringOutcome",
+    "ControlPolicy",
     # errors
     "SessionError",
     "SessionClosed",
