@@ -21,6 +21,7 @@ from ._broker import Subscription, UpdateBroker
 from ._context import TaskContextSnapshot
 from ._errors import (
     ForegroundBusy,
+    PatchNotFound,
     SessionClosed,
     SessionError,
     SubscriberLagged,
@@ -30,6 +31,7 @@ from ._errors import (
     UnknownCursor,
 )
 from ._limits import SessionLimits
+from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
 from ._runtime import TaskPipeline, TaskRuntime
 from ._session import SessionStatistics, StreamingSession
 from ._steering import (
@@ -81,7 +83,14 @@ __all__ = [
     "SteeringReceipt",
     "SteeringOutcome",
     "ControlPolicy",
+    # context
+    "SessionContext",
+    "ContextPatch",
+    "MergeStrategy",
+    "PendingPatch",
+    "BackgroundResult",
     # errors
+    "PatchNotFound",
     "SessionError",
     "SessionClosed",
     "ForegroundBusy",

@@ -16,6 +16,7 @@ from ._broker import Hub, ReplayLog
 from ._context import ContextState
 from ._errors import ForegroundBusy, SessionClosed, TaskNotFound
 from ._limits import SessionLimits
+from ._merge import ContextDesk
 from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
 from ._steer import Steerer
@@ -64,6 +65,7 @@ class Engine:
         self.background_queue: list[tuple[int, int, TaskRecord]] = []  # (-priority, order, record)
         self._background_running = 0
         self.steerer = Steerer(self, control_policy)
+        self.desk = ContextDesk(self.context, limits.max_pending_patches)
 
     # ----------------------------------------------------------------------- lifecycle
     def open(self, tg: TaskGroup) -> None:
@@ -386,7 +388,7 @@ class Engine:
 
     def answer_patch(self, patch_id: str, *, approve: bool, strategy: str | None) -> bool:
         """Apply or drop a pending patch; False when there is no such patch."""
-        return False
+        return self.desk.answer(patch_id, approve=approve, strategy=strategy)
 
     # -------------------------------------------------------------------------- cancel
     def _request_cancel(self, record: TaskRecord, reason: str, marked: list[TaskRecord]) -> None:

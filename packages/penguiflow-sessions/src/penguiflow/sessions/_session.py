@@ -15,6 +15,7 @@ from ._engine import Engine
 from ._errors import TaskCancelled, TaskFailed
 from ._limits import SessionLimits
 from ._runtime import IfBusy, Propagate, SpawnSpec, TaskPipeline
+from ._session_context import ContextMethods
 from ._steering import ControlPolicy, SteeringEvent, SteeringEventType, SteeringReceipt
 from ._tasks import TaskResult, TaskState, TaskStatus, TaskType
 from ._updates import StateUpdate, UpdateType
@@ -49,7 +50,7 @@ class SessionStatistics(BaseModel):
     """Of those, the ones REJECTED."""
 
 
-class StreamingSession:
+class StreamingSession(ContextMethods):
     """One user's session: a foreground turn, background tasks, and their ordered updates.
 
     Use it as ``async with StreamingSession("s1") as session:``; every task runs in the
