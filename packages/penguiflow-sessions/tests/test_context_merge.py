@@ -134,8 +134,12 @@ async def test_a_diverged_replace_waits_but_a_diverged_append_applies() -> None:
         assert session.get_context().llm_context == {"x": 1}
         await session.apply_pending_patch(pid, strategy="replace")
         assert session.get_context().llm_context == {"x": 0}
-        assert await session.apply_context_patch(stale) is None  # APPEND still applies
+        async with session.subscribe(update_types=[UpdateType.NOTIFICATION]) as sub:
+            with anyio.fail_after(5):
+                assert await session.apply_context_patch(stale) is None  # APPEND still applies
+                warning = await anext(sub)
         assert session.get_context().llm_context == {"x": [0, 0]}
+        assert isinstance(warning.content, dict) and warning.content["severity"] == "warning"
 
 
 async def test_pending_patches_are_bounded() -> None:

@@ -9,6 +9,7 @@ from pydantic import JsonValue
 from ._engine import Engine
 from ._errors import PatchNotFound
 from ._merge import ContextPatch, MergeStrategy, PendingPatch, SessionContext, to_session_context
+from ._tasks import NotificationPayload
 from ._updates import UpdateType
 
 __all__ = ["ContextMethods"]
@@ -60,13 +61,25 @@ class ContextMethods:
 
         APPEND and REPLACE apply now. HUMAN_GATED, or REPLACE of a patch whose
         ``source_context_version`` is not the current one, waits as a pending patch and a
-        ``CHECKPOINT{kind:"context_patch"}`` is published.
+        ``CHECKPOINT{kind:"context_patch"}`` is published; a diverged APPEND applies with a
+        warning NOTIFICATION.
 
         Raises:
             ValueError: a bad ``strategy``, or ``max_pending_patches`` patches already wait.
         """
         engine = self._engine
-        patch_id = engine.desk.apply(patch, MergeStrategy(strategy))
+        kind = MergeStrategy(strategy)
+        source = patch.source_context_version
+        diverged = source is not None and source != engine.context.version
+        patch_id = engine.desk.apply(patch, kind)
+        if patch_id is None and diverged:
+            note = NotificationPayload(
+                severity="warning",
+                title="Context changed while the task ran",
+                body=f"merged a patch from context version {source} into version "
+                f"{engine.context.version - 1}",
+            )
+            engine.publish(patch.task_id, UpdateType.NOTIFICATION, note.model_dump(mode="json"))
         if patch_id is not None:
             pending = engine.desk.pending[patch_id]
             engine.publish(
