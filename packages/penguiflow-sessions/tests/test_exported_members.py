@@ -27,6 +27,18 @@ EXPECTED = {
     "CRITICAL_UPDATE_TYPES",
     "UpdateBroker",
     "Subscription",
+    "SteeringEvent",
+    "SteeringEventType",
+    "SteeringInbox",
+    "SteeringReceipt",
+    "SteeringOutcome",
+    "ControlPolicy",
+    "SessionContext",
+    "ContextPatch",
+    "MergeStrategy",
+    "PendingPatch",
+    "BackgroundResult",
+    "PatchNotFound",
     "SessionError",
     "SessionClosed",
     "ForegroundBusy",
@@ -76,11 +88,13 @@ def test_errors_share_the_penguiflow_root_and_their_categories() -> None:
         assert issubclass(getattr(sessions, name), sessions.SessionError)
 
 
-def test_importing_sessions_loads_neither_the_planner_nor_web_libraries() -> None:
+def test_importing_sessions_loads_no_web_or_llm_sdk_libraries() -> None:
+    # The steering types subclass the planner's (spec §5), so the planner package is loaded;
+    # its native clients' SDKs and the web extra are not.
     code = (
         "import json, sys, penguiflow.sessions; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('starlette', 'uvicorn', 'sse_starlette', 'httpx', 'penguiflow'))))"
+        "('starlette', 'uvicorn', 'sse_starlette', 'httpx', 'openai', 'anthropic', 'penguiflow'))))"
     )
     completed = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
@@ -89,8 +103,9 @@ def test_importing_sessions_loads_neither_the_planner_nor_web_libraries() -> Non
     foreign = [
         name
         for name in loaded
-        if name not in ("penguiflow", "penguiflow.core", "penguiflow.sessions")
-        and not name.startswith(("penguiflow.core.", "penguiflow.sessions."))
+        if name
+        not in ("penguiflow", "penguiflow.core", "penguiflow.planner", "penguiflow.sessions")
+        and not name.startswith(("penguiflow.core.", "penguiflow.planner.", "penguiflow.sessions."))
     ]
     assert "penguiflow.sessions" in loaded
     assert foreign == [], f"importing penguiflow.sessions also imported {foreign}"

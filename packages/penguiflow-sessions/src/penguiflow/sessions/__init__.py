@@ -21,6 +21,7 @@ from ._broker import Subscription, UpdateBroker
 from ._context import TaskContextSnapshot
 from ._errors import (
     ForegroundBusy,
+    PatchNotFound,
     SessionClosed,
     SessionError,
     SubscriberLagged,
@@ -30,8 +31,17 @@ from ._errors import (
     UnknownCursor,
 )
 from ._limits import SessionLimits
+from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
 from ._runtime import TaskPipeline, TaskRuntime
 from ._session import SessionStatistics, StreamingSession
+from ._steering import (
+    ControlPolicy,
+    SteeringEvent,
+    SteeringEventType,
+    SteeringInbox,
+    SteeringOutcome,
+    SteeringReceipt,
+)
 from ._tasks import (
     NotificationAction,
     NotificationPayload,
@@ -66,7 +76,21 @@ __all__ = [
     "CRITICAL_UPDATE_TYPES",
     "UpdateBroker",
     "Subscription",
+    # steering
+    "SteeringEvent",
+    "SteeringEventType",
+    "SteeringInbox",
+    "SteeringReceipt",
+    "SteeringOutcome",
+    "ControlPolicy",
+    # context
+    "SessionContext",
+    "ContextPatch",
+    "MergeStrategy",
+    "PendingPatch",
+    "BackgroundResult",
     # errors
+    "PatchNotFound",
     "SessionError",
     "SessionClosed",
     "ForegroundBusy",

@@ -48,7 +48,7 @@ class ContextState:
     tool_context: dict[str, Any] = field(default_factory=dict[str, Any])
     memory: dict[str, JsonValue] = field(default_factory=dict[str, JsonValue])
     artifacts: list[JsonValue] = field(default_factory=list[JsonValue])
-    background_results: list[JsonValue] = field(default_factory=list[JsonValue])
+    background_results: dict[str, JsonValue] = field(default_factory=dict[str, JsonValue])
     version: int = 0
 
     def context_hash(self) -> str:
@@ -69,7 +69,11 @@ class ContextState:
             tool_context=dict(self.tool_context),
             memory=copy.deepcopy(self.memory),
             artifacts=copy.deepcopy(self.artifacts),
-            background_results=copy.deepcopy(self.background_results),
+            background_results=[
+                copy.deepcopy(r)
+                for r in self.background_results.values()
+                if not (isinstance(r, dict) and r.get("consumed"))
+            ],
             context_version=self.version,
             context_hash=self.context_hash(),
             parent_task_id=parent_task_id,

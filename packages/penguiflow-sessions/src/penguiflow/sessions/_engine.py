@@ -16,8 +16,11 @@ from ._broker import Hub, ReplayLog
 from ._context import ContextState
 from ._errors import ForegroundBusy, SessionClosed, TaskNotFound
 from ._limits import SessionLimits
+from ._merge import ContextDesk
 from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
+from ._steer import Steerer
+from ._steering import ControlPolicy, SteeringInbox
 from ._tasks import (
     FINAL_STATUSES,
     NotificationPayload,
@@ -36,7 +39,14 @@ __all__ = ["Engine"]
 class Engine:
     """Everything a session does; ``StreamingSession`` is its public face."""
 
-    def __init__(self, session_id: str, *, tenant: str, limits: SessionLimits) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        tenant: str,
+        limits: SessionLimits,
+        control_policy: ControlPolicy,
+    ) -> None:
         self.session_id = session_id
         self.tenant = tenant
         self.limits = limits
@@ -52,8 +62,10 @@ class Engine:
         self._order = itertools.count()
         self._foreground_queue: deque[TaskRecord] = deque()
         self._foreground: TaskRecord | None = None
-        self._background: list[tuple[int, int, TaskRecord]] = []  # (-priority, order, record)
+        self.background_queue: list[tuple[int, int, TaskRecord]] = []  # (-priority, order, record)
         self._background_running = 0
+        self.steerer = Steerer(self, control_policy)
+        self.desk = ContextDesk(self.context, limits.max_pending_patches)
 
     # ----------------------------------------------------------------------- lifecycle
     def open(self, tg: TaskGroup) -> None:
@@ -132,6 +144,14 @@ class Engine:
             total_steps=total_steps,
         )
 
+    async def pause_point(self, task_id: str) -> None:
+        record = self.records[task_id]
+        if not record.inbox.paused or record.status is not TaskStatus.RUNNING:
+            return
+        self._transition(record, TaskStatus.PAUSED, "paused")
+        await record.inbox.wait_if_paused()
+        self._transition(record, TaskStatus.RUNNING, "resumed")
+
     def is_live(self, task_id: str) -> bool:
         record = self.records.get(task_id)
         return record is not None and record.live
@@ -195,6 +215,10 @@ class Engine:
             pipeline_name=pipeline_name(pipeline),
             order=next(self._order),
             context_version=self.context.version,
+            inbox=SteeringInbox(
+                self.limits.steering_queue_size or 1_000_000,
+                max_pending_user_messages=self.limits.max_pending_user_messages,
+            ),
         )
         record.runtime = TaskRuntime(
             self,
@@ -204,6 +228,7 @@ class Engine:
             task_type=spec.task_type,
             trace_id=spec.trace_id,
             query=spec.query,
+            steering=record.inbox,
             context=self.context.snapshot(
                 parent_task_id=spec.parent_task_id,
                 spawned_from_event_id=spec.spawned_from_event_id,
@@ -216,7 +241,7 @@ class Engine:
         if spec.task_type is TaskType.FOREGROUND:
             self._foreground_queue.append(record)
         else:
-            heapq.heappush(self._background, (-spec.priority, record.order, record))
+            heapq.heappush(self.background_queue, (-spec.priority, record.order, record))
         self._schedule()
         return task_id
 
@@ -232,8 +257,8 @@ class Engine:
                     self._start(record)
                     break
         limit = self.limits.max_concurrent_tasks
-        while self._background and (limit is None or self._background_running < limit):
-            _, _, record = heapq.heappop(self._background)
+        while self.background_queue and (limit is None or self._background_running < limit):
+            _, _, record = heapq.heappop(self.background_queue)
             if record.status is TaskStatus.PENDING:
                 self._background_running += 1
                 self._start(record)
@@ -250,6 +275,7 @@ class Engine:
                 self._foreground = None
         elif record.started_at is not None:
             self._background_running -= 1
+        self.steerer.drop_task(record.task_id)
         record.done.set()
         self._schedule()
 
@@ -359,6 +385,10 @@ class Engine:
             note.model_dump(mode="json"),
             trace_id=record.spec.trace_id,
         )
+
+    def answer_patch(self, patch_id: str, *, approve: bool, strategy: str | None) -> bool:
+        """Apply or drop a pending patch; False when there is no such patch."""
+        return self.desk.answer(patch_id, approve=approve, strategy=strategy)
 
     # -------------------------------------------------------------------------- cancel
     def _request_cancel(self, record: TaskRecord, reason: str, marked: list[TaskRecord]) -> None:

@@ -72,6 +72,13 @@ class TaskNotFound(SessionError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class PatchNotFound(SessionError, KeyError):
+    """No pending context patch with that id exists in this session."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class UnknownCursor(SessionError, ValueError):
     """A ``since_id`` the session cannot replay from.
 

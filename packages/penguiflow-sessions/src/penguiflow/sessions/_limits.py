@@ -23,8 +23,27 @@ class SessionLimits(BaseModel):
     """Updates queued per subscriber before backpressure drops or evicts (checked per update)."""
     replay_buffer_size: int | None = 1000
     """Updates kept in memory for ``since_id`` cursors and lagging subscribers."""
+    steering_queue_size: int | None = 200
+    """Events queued per task inbox before steering gets ``REJECTED "inbox_full"``."""
+    max_pending_user_messages: int | None = 2
+    """USER_MESSAGEs waiting in one inbox before the next is ``REJECTED "inbox_full"``."""
+    max_steering_payload_bytes: int | None = 16_384
+    """The sanitised payload's JSON size; larger is ``REJECTED "payload_too_large"``."""
+    max_steering_events_per_task: int | None = 512
+    """Event ids remembered per task to detect duplicates."""
+    max_pending_patches: int | None = 32
+    """Context patches waiting for the user at once (checked when a patch would wait)."""
 
-    @field_validator("max_concurrent_tasks", "update_queue_size", "replay_buffer_size")
+    @field_validator(
+        "max_concurrent_tasks",
+        "update_queue_size",
+        "replay_buffer_size",
+        "steering_queue_size",
+        "max_pending_user_messages",
+        "max_steering_payload_bytes",
+        "max_steering_events_per_task",
+        "max_pending_patches",
+    )
     @classmethod
     def _positive(cls, value: int | None) -> int | None:
         if value is not None and value <= 0:

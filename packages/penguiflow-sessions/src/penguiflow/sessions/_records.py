@@ -11,6 +11,7 @@ import anyio
 from pydantic import JsonValue
 
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
+from ._steering import SteeringInbox
 from ._tasks import FINAL_STATUSES, TaskError, TaskResult, TaskState, TaskStatus
 
 __all__ = ["TaskRecord", "check_spawn", "now", "pipeline_name"]
@@ -45,6 +46,7 @@ class TaskRecord:
     pipeline_name: str
     order: int
     context_version: int
+    inbox: SteeringInbox
     runtime: TaskRuntime | None = None
     status: TaskStatus | None = None
     progress: dict[str, JsonValue] | None = None

@@ -10,6 +10,7 @@ from pydantic import JsonValue
 
 from ._context import TaskContextSnapshot
 from ._errors import SessionError
+from ._steering import SteeringInbox
 from ._tasks import NotificationPayload, TaskType
 from ._updates import UpdateType, to_json
 
@@ -69,6 +70,10 @@ class RuntimeHost(Protocol):
         """Start a child task (``runtime.spawn_task``); returns its id."""
         ...
 
+    async def pause_point(self, task_id: str) -> None:
+        """Park ``task_id`` while a PAUSE is in force (RUNNING -> PAUSED -> RUNNING)."""
+        ...
+
 
 _SESSION_OWNED = {
     UpdateType.RESULT: "return the result from the pipeline (a TaskResult or a value)",
@@ -90,6 +95,7 @@ class TaskRuntime:
         task_type: TaskType,
         trace_id: str | None,
         query: str | None,
+        steering: SteeringInbox,
         context: TaskContextSnapshot,
     ) -> None:
         self._host = host
@@ -100,6 +106,7 @@ class TaskRuntime:
         self._trace_id = trace_id
         self._query = query
         self._context = context
+        self._steering = steering
 
     @property
     def task_id(self) -> str:
@@ -135,6 +142,15 @@ class TaskRuntime:
     def context(self) -> TaskContextSnapshot:
         """The session context as it was at spawn (a private copy)."""
         return self._context
+
+    @property
+    def steering(self) -> SteeringInbox:
+        """This task's steering inbox (INJECT_CONTEXT, REDIRECT, USER_MESSAGE, PAUSE …)."""
+        return self._steering
+
+    async def pause_point(self) -> None:
+        """Park while a PAUSE is in force (the task shows PAUSED), else return at once."""
+        await self._host.pause_point(self._task_id)
 
     def emit_update(
         self,

@@ -8,13 +8,15 @@ from typing import ClassVar, Self
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from ._broker import Subscription
 from ._engine import Engine
 from ._errors import TaskCancelled, TaskFailed
 from ._limits import SessionLimits
 from ._runtime import IfBusy, Propagate, SpawnSpec, TaskPipeline
+from ._session_context import ContextMethods
+from ._steering import ControlPolicy, SteeringEvent, SteeringEventType, SteeringReceipt
 from ._tasks import TaskResult, TaskState, TaskStatus, TaskType
 from ._updates import StateUpdate, UpdateType
 
@@ -42,9 +44,13 @@ class SessionStatistics(BaseModel):
     """Updates dropped or evicted for some subscriber (once per subscriber)."""
     last_update_id: str | None
     """The newest ``update_id`` (None before any update)."""
+    steering_received: int
+    """Steering events passed to ``steer()`` (broadcasts count once per task)."""
+    steering_rejected: int
+    """Of those, the ones REJECTED."""
 
 
-class StreamingSession:
+class StreamingSession(ContextMethods):
     """One user's session: a foreground turn, background tasks, and their ordered updates.
 
     Use it as ``async with StreamingSession("s1") as session:``; every task runs in the
@@ -57,12 +63,18 @@ class StreamingSession:
         *,
         tenant: str = "default",
         limits: SessionLimits | None = None,
+        control_policy: ControlPolicy | None = None,
     ) -> None:
         if not session_id:
             raise ValueError("session_id must be a non-empty str")
         if not tenant:
             raise ValueError("tenant must be a non-empty str")
-        self._engine = Engine(session_id, tenant=tenant, limits=limits or SessionLimits())
+        self._engine = Engine(
+            session_id,
+            tenant=tenant,
+            limits=limits or SessionLimits(),
+            control_policy=control_policy or ControlPolicy(),
+        )
         self._tg: TaskGroup | None = None
 
     @property
@@ -265,6 +277,45 @@ class StreamingSession:
             and (wanted_type is None or r.spec.task_type is wanted_type)
         ]
 
+    # ------------------------------------------------------------------------ steering
+    async def steer(self, event: SteeringEvent) -> SteeringReceipt:
+        """Route a steering event to its task; the receipt says what happened and why.
+
+        Never raises for bad client input. Checks in order: another session's event
+        (``REJECTED "session_mismatch"``); the payload is sanitised (depth 6, 64 keys,
+        50 items, 4 096-char strings; ``truncated=True``) and must fit
+        ``max_steering_payload_bytes`` (``"payload_too_large"``); required fields
+        (``"invalid"`` with ``errors``); an ``event_id`` seen before for the task
+        (``DUPLICATE``); then routing: APPROVE/REJECT only from the user
+        (``"approval_requires_user"``) answer a pending patch (``"unknown_patch"``) or a
+        parked event (``"unknown_token"``); events the control policy marks are PARKED with a
+        ``confirm_steering`` CHECKPOINT until the user answers; ``"unknown_task"`` /
+        ``"task_finished"``; CANCEL, PAUSE, RESUME, PRIORITIZE are APPLIED; INJECT_CONTEXT,
+        REDIRECT, USER_MESSAGE are DELIVERED to the inbox (``"inbox_full"``).
+
+        Raises:
+            SessionClosed: the session is not open.
+        """
+        self._engine.require_open()
+        return await self._engine.steerer.steer(event)
+
+    async def broadcast_steer(
+        self,
+        event_type: SteeringEventType | str,
+        payload: dict[str, JsonValue] | None = None,
+        *,
+        source: str = "user",
+    ) -> int:
+        """Steer every live task with one event each; how many were DELIVERED or APPLIED.
+
+        Raises:
+            SessionClosed: the session is not open.
+            ValueError: ``event_type`` is not a steering event type.
+        """
+        self._engine.require_open()
+        kind = SteeringEventType(event_type)
+        return await self._engine.steerer.broadcast(kind, payload or {}, source)
+
     # ------------------------------------------------------------------------- updates
     def subscribe(
         self,
@@ -332,4 +383,6 @@ class StreamingSession:
             updates_published=engine.hub.published,
             updates_dropped=engine.hub.dropped,
             last_update_id=str(head) if head else None,
+            steering_received=engine.steerer.received,
+            steering_rejected=engine.steerer.rejected,
         )
