@@ -56,17 +56,6 @@ __all__ = ["ReactPlanner"]
 
 logger = logging.getLogger("penguiflow.planner")
 
-_OLD_NAMES = {
-    "max_iters": "budget",
-    "hop_budget": "budget",
-    "deadline_s": "budget",
-    "token_budget": "compaction",
-    "state_store": "store",
-    "reflection_config": "reflection",
-    "short_term_memory": "memory",
-}
-
-
 class ReactPlanner[OutputT]:
     """A ReAct planner: an LLM chooses tools step by step until it answers.
 
