@@ -56,6 +56,7 @@ __all__ = ["ReactPlanner"]
 
 logger = logging.getLogger("penguiflow.planner")
 
+
 class ReactPlanner[OutputT]:
     """A ReAct planner: an LLM chooses tools step by step until it answers.
 
