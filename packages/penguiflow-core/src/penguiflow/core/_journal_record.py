@@ -246,10 +246,8 @@ class Recorder:
             kind, fields = "c", {**inv.envelope.__dict__, "payload": result}
         else:
             kind, fields = "v", {"payload": result}
-        entry: dict[str, Any] = {"s": step, "p": inv.step, "n": inv.node, "i": index, "k": kind}
-        entry["d"] = diff(inv.fields, fields)
+        entry = _output_entry(inv, step, index, kind, fields)
         entry["c"] = 1
-        _tag(entry, fields)
         if await self._write(inv.key, entry, inv.scope, step, inv):
             inv.result_step = step
             inv.outputs.append((result, step))
@@ -296,10 +294,8 @@ class Recorder:
         if inv.memo is not None and step in inv.memo.outputs:
             return step, None
         kind, fields = fields_of(item)
-        entry: dict[str, Any] = {"s": step, "p": inv.step, "n": inv.node, "i": index, "k": kind}
-        entry["d"] = diff(inv.fields, fields)
+        entry = _output_entry(inv, step, index, kind, fields)
         entry["e"] = to
-        _tag(entry, fields)
         return step, entry
 
     def _emit_result(self, inv: Invocation, item: Any, step: str, rookery: bool) -> Any:
@@ -402,6 +398,16 @@ class Recorder:
 
     def _forget(self, key: str) -> None:
         self.memos.pop(key, None)
+
+
+def _output_entry(
+    inv: Invocation, step: str, index: int, kind: str, fields: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The entry of output ``index`` of ``inv``: its step, lineage, kind and patch."""
+    entry: dict[str, Any] = {"s": step, "p": inv.step, "n": inv.node, "i": index, "k": kind}
+    entry["d"] = diff(inv.fields, fields)
+    _tag(entry, fields)
+    return entry
 
 
 def _tag(entry: dict[str, Any], fields: Mapping[str, Any]) -> None:
