@@ -221,4 +221,3 @@ def test_run_sync_on_a_flow_that_ran_says_a_flow_runs_once() -> None:
     flow.run_sync(msg("x"), timeout_s=5)
     with pytest.raises(RuntimeError, match="runs once"):
         flow.run_sync(msg("y"), timeout_s=5)
-

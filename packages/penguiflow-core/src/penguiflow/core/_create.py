@@ -49,8 +49,9 @@ def create(
         journal: Optional ``Journal`` that records every step for replay and resume.
         log_failures: Level at which the ``penguiflow.core`` logger records each message's
             terminal failure, once (``logging.WARNING``, ``"WARNING"``; None: not logged). A
-            failure raised to a caller already waiting on its trace (``flow.call``, a
-            trace-scoped ``fetch``) is recorded at DEBUG instead.
+            failure the caller receives anyway is recorded at DEBUG instead: one delivered to
+            Rookery (``emit_errors_to_rookery``) or raised to a caller already waiting on its
+            trace (``flow.call``, a trace-scoped ``fetch``).
 
     Raises:
         CycleError: The graph has a cycle that was not allowed.

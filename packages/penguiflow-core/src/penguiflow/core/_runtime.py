@@ -351,8 +351,10 @@ class Runtime:
                 return  # the cancellation is the trace's outcome
             state.failed = True
         level = self.failure_level
-        if level is not None:  # once; DEBUG when a waiting caller gets the error raised
-            logger.log(logging.DEBUG if self.rookery.waiting(key) else level, "%s", error)
+        if level is not None:  # once; DEBUG when the caller gets it (as an item or raised)
+            if self.emit_errors_to_rookery or self.rookery.waiting(key):
+                level = logging.DEBUG
+            logger.log(level, "%s", error)
         if self.emit_errors_to_rookery:
             source = OPEN_SEA.name if station is None else station.name
             try:
