@@ -1,0 +1,82 @@
+"""Every package's wheel carries the license, its project URLs and a README that works on an index."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+import zipfile
+from email.message import Message
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(p.parent for p in ROOT.glob("packages/*/pyproject.toml"))
+URL_KEYS = {"Homepage", "Documentation", "Source", "Changelog", "Issues"}
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.fail("this test builds wheels with uv: pip install uv")
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [uv, "build", "-q", "--all-packages", "--wheel", "--no-sources", "-o", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=600,
+    )
+    found = {w.name.split("-")[0].replace("_", "-"): w for w in out.glob("*.whl")}
+    assert set(found) == {p.name for p in PACKAGES}
+    return found
+
+
+def metadata(wheel: Path) -> tuple[Message, list[str]]:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        return Parser().parsestr(zf.read(meta).decode()), names
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_the_wheel_carries_the_mit_license_file(package: Path, wheels: dict[str, Path]) -> None:
+    meta, names = metadata(wheels[package.name])
+    assert meta["License-Expression"] == "MIT"
+    assert meta.get_all("License-File") == ["LICENSE"]
+    license_path = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
+    with zipfile.ZipFile(wheels[package.name]) as zf:
+        assert zf.read(license_path) == (ROOT / "LICENSE").read_bytes()
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_the_wheel_names_its_project_urls(package: Path, wheels: dict[str, Path]) -> None:
+    meta, _ = metadata(wheels[package.name])
+    urls = dict(entry.split(", ", 1) for entry in meta.get_all("Project-URL") or [])
+    assert set(urls) == URL_KEYS
+    assert all(url.startswith("https://") for url in urls.values())
+    assert package.name in urls["Source"]
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_the_package_license_is_the_root_license(package: Path) -> None:
+    assert (package / "LICENSE").read_bytes() == (ROOT / "LICENSE").read_bytes()
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_the_package_readme_links_are_absolute(package: Path) -> None:
+    """The README becomes the index page, where a relative link leads nowhere."""
+    text = (package / "README.md").read_text()
+    relative = [
+        target
+        for target in re.findall(r"\]\(([^)\s]+)\)", text)
+        if not target.startswith(("https://", "http://", "#", "mailto:"))
+    ]
+    assert relative == []
