@@ -1,4 +1,4 @@
-"""Every package's wheel carries the license, its project URLs and a README that works on an index."""
+"""Every wheel carries the license and its project URLs; READMEs work on an index page."""
 
 from __future__ import annotations
 
@@ -80,3 +80,58 @@ def test_the_package_readme_links_are_absolute(package: Path) -> None:
         if not target.startswith(("https://", "http://", "#", "mailto:"))
     ]
     assert relative == []
+
+
+EXAMPLES = sorted(p.parent for p in ROOT.glob("examples/*/README.md"))
+# What an example imports -> the requirement that provides it.
+PROVIDERS = {
+    "penguiflow.core": "penguiflow-core",
+    "penguiflow.planner": "penguiflow-planner",
+    "penguiflow.testkit": "penguiflow-testkit",
+    "penguiflow.tools": "penguiflow-tools",
+    "prometheus_client": "penguiflow-core[prometheus]",
+    "opentelemetry": "penguiflow-core[otel]",
+    "mcp": "penguiflow-tools[mcp]",
+    "httpx": "httpx",
+    "starlette": "starlette",
+    "uvicorn": "uvicorn",
+    "websockets": "websockets",
+}
+
+
+def needs(example: Path) -> set[str]:
+    source = "\n".join(p.read_text() for p in example.glob("*.py"))
+    found: set[str] = set()
+    for module in re.findall(r"^\s*(?:from|import) ([A-Za-z_][\w.]*)", source, re.M):
+        for prefix, requirement in PROVIDERS.items():
+            if module == prefix or module.startswith(prefix + "."):
+                found.add(requirement)
+    return found
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_the_example_readme_says_what_to_install(example: Path) -> None:
+    text = (example / "README.md").read_text()
+    assert "## Install" in text
+    line = next(
+        (ln for ln in text[text.index("## Install") :].splitlines() if ln.startswith("pip ")), ""
+    )
+    for requirement in needs(example):
+        name, _, extra = requirement.partition("[")
+        if name.startswith("penguiflow-"):
+            assert f"./packages/{name}" in line, f"{example.name}: install {requirement}: {line}"
+            if extra:
+                assert extra.rstrip("]") in line, f"{example.name}: {requirement}: {line}"
+        else:
+            assert f" {name}" in line, f"{example.name}: install {name}: {line}"
+
+
+def test_the_examples_group_declares_what_the_examples_import() -> None:
+    group = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["examples"]
+    declared = " ".join(group)
+    for example in EXAMPLES:
+        for requirement in needs(example):
+            name, _, extra = requirement.partition("[")
+            assert name in declared, f"{example.name} needs {requirement}"
+            if extra:
+                assert extra.rstrip("]") in declared, f"{example.name} needs {requirement}"
