@@ -9,6 +9,8 @@ from penguiflow.core import (
     Context,
     FlowError,
     Headers,
+    InMemoryDurableStore,
+    Journal,
     Message,
     ModelRegistry,
     Node,
@@ -78,10 +80,10 @@ async def test_call_is_trace_scoped_among_concurrent_traces() -> None:
         return f"done {message.payload}"
 
     flow = create(Node(slow_for_a).to())
+    got: dict[str, object] = {}
     with anyio.fail_after(5):
         async with flow.running():
             async with anyio.create_task_group() as tg:
-                got: dict[str, object] = {}
 
                 async def run(name: str) -> None:
                     got[name] = await flow.call(msg(name, trace_id=f"trace-{name}"))
@@ -221,3 +223,11 @@ def test_run_sync_on_a_flow_that_ran_says_a_flow_runs_once() -> None:
     flow.run_sync(msg("x"), timeout_s=5)
     with pytest.raises(RuntimeError, match="runs once"):
         flow.run_sync(msg("y"), timeout_s=5)
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+def test_run_sync_runs_a_journaled_flow_built_outside_an_event_loop(durability: str) -> None:
+    """A script builds its flow before any loop runs (anyio 4.0 has no Event outside one)."""
+    journal = Journal(InMemoryDurableStore(), durability=durability)  # pyright: ignore[reportArgumentType]
+    flow = create(Node(shout).to(), journal=journal)
+    assert flow.run_sync(msg("kept", trace_id="journaled"), timeout_s=5) == "KEPT"
