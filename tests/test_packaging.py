@@ -135,3 +135,59 @@ def test_the_examples_group_declares_what_the_examples_import() -> None:
             assert name in declared, f"{example.name} needs {requirement}"
             if extra:
                 assert extra.rstrip("]") in declared, f"{example.name} needs {requirement}"
+
+
+def tag_script() -> str:
+    """The release workflow's step that maps a tag to one package and checks its version."""
+    text = (ROOT / ".github/workflows/release.yml").read_text()
+    step = text[text.index("id: tag") :]
+    body = step[step.index("run: |\n") + len("run: |\n") :]
+    lines: list[str] = []
+    for line in body.splitlines():
+        if line.strip() and not line.startswith(" " * 10):
+            break
+        lines.append(line[10:])
+    return "\n".join(lines)
+
+
+def run_tag(tag: str, tmp_path: Path) -> tuple[int, str, str]:
+    output = tmp_path / "github_output"
+    output.write_text("")
+    completed = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", tag_script()],
+        cwd=ROOT,
+        env={**os.environ, "TAG": tag, "GITHUB_OUTPUT": str(output)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return completed.returncode, output.read_text(), completed.stderr
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_a_release_tag_selects_its_package_only(package: Path, tmp_path: Path) -> None:
+    version = tomllib.loads((package / "pyproject.toml").read_text())["project"]["version"]
+    rc, output, stderr = run_tag(f"{package.name}-v{version}", tmp_path)
+    assert rc == 0, stderr
+    assert output.splitlines() == [f"package={package.name}", f"version={version}"]
+
+
+def test_a_release_tag_must_match_the_declared_version(tmp_path: Path) -> None:
+    rc, _, stderr = run_tag("penguiflow-core-v9.9.9", tmp_path)
+    assert rc == 1
+    assert "bump the version first" in stderr
+
+
+def test_a_release_tag_must_name_a_package(tmp_path: Path) -> None:
+    rc, _, stderr = run_tag("penguiflow-nothing-v0.1.0", tmp_path)
+    assert rc == 1
+    assert "names no package" in stderr
+
+
+def test_the_release_builds_and_publishes_the_tagged_package_only() -> None:
+    text = (ROOT / ".github/workflows/release.yml").read_text()
+    assert '- "penguiflow-*-v*"' in text
+    assert 'uv build --package "${{ steps.tag.outputs.package }}"' in text
+    assert "--all-packages" not in text
+    assert "id-token: write" in text  # trusted publishing: no stored token
+    assert "pypa/gh-action-pypi-publish" in text and "password:" not in text

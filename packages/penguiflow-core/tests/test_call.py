@@ -231,3 +231,25 @@ def test_run_sync_runs_a_journaled_flow_built_outside_an_event_loop(durability: 
     journal = Journal(InMemoryDurableStore(), durability=durability)  # pyright: ignore[reportArgumentType]
     flow = create(Node(shout).to(), journal=journal)
     assert flow.run_sync(msg("kept", trace_id="journaled"), timeout_s=5) == "KEPT"
+
+
+async def test_call_rejects_a_timeout_that_is_not_a_number() -> None:
+    with pytest.raises(TypeError, match="timeout_s must be a number of seconds"):
+        await shout_flow().call(msg("x"), timeout_s="5")  # pyright: ignore[reportArgumentType]
+
+
+async def test_call_returns_the_first_result_and_leaves_the_others_for_fetch() -> None:
+    async def twice(message: Message, ctx: Context) -> None:
+        await ctx.emit(message.with_payload("first"))
+        await ctx.emit(message.with_payload("second"))
+
+    async def sink(message: Message, ctx: Context) -> str:
+        return str(message.payload)
+
+    twice_node, sink_node = Node(twice), Node(sink)
+    flow = create(twice_node.to(sink_node), sink_node.to())
+    with anyio.fail_after(5):
+        async with flow.running():
+            assert await flow.call(msg("x", trace_id="two")) == "first"
+            assert await flow.fetch(trace_id="two") == "second"
+            assert flow.statistics().live_traces == 0

@@ -407,7 +407,9 @@ class PenguiFlow:
 
         Trace-scoped: other traces running through the flow are untouched. A flow that is not
         running is started (with ``registry``) for the call and stopped after it; a running one
-        is only used. A bare payload (not a ``Message``) is given a fresh trace id.
+        is only used. A bare payload (not a ``Message``) is given a fresh trace id. A trace that
+        delivers several results returns its first; the others wait in Rookery for
+        ``fetch(trace_id=...)`` (on a flow ``call`` started, stopping frees them).
 
         Args:
             message: A ``Message``, or a bare payload.
