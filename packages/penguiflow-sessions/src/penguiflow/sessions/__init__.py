@@ -34,6 +34,7 @@ from ._errors import (
     TaskNotFound,
     UnknownCursor,
 )
+from ._groups import GroupStatus, TaskGroup
 from ._limits import SessionLimits
 from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
 from ._runtime import TaskPipeline, TaskRuntime
@@ -109,6 +110,8 @@ __all__ = [
     "SessionLimitExceeded",
     "GroupNotFound",
     "GroupSealed",
+    "TaskGroup",
+    "GroupStatus",
 ]
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from ._broker import Subscription
 from ._engine import Engine
+from ._groups import GroupMethods
 from ._limits import SessionLimits
 from ._session_context import ContextMethods
 from ._session_tasks import TaskMethods
@@ -49,7 +50,7 @@ class SessionStatistics(BaseModel):
     """Of those, the ones REJECTED."""
 
 
-class StreamingSession(TaskMethods, ContextMethods):
+class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
     """One user's session: a foreground turn, background tasks, and their ordered updates.
 
     Use it as ``async with StreamingSession("s1") as session:``; every task runs in the
