@@ -48,6 +48,8 @@ class SessionStatistics(BaseModel):
     """Steering events passed to ``steer()`` (broadcasts count once per task)."""
     steering_rejected: int
     """Of those, the ones REJECTED."""
+    pending_patches: int = 0
+    """Context patches waiting for the user."""
 
 
 class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
@@ -231,4 +233,5 @@ class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
             last_update_id=str(head) if head else None,
             steering_received=engine.steerer.received,
             steering_rejected=engine.steerer.rejected,
+            pending_patches=len(engine.desk.pending),
         )
