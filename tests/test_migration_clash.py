@@ -25,7 +25,7 @@ NEW = [str(ROOT / "packages" / "penguiflow-core"), str(ROOT / "packages" / "peng
 # --no-sources: installed as a user would (regular wheels), not as editable workspace members.
 PIP = ("--no-sources", "--python")
 TIMEOUT_S = 300
-# What uv prints when it cannot reach an index (DNS, connect, TLS, timeouts), not a resolution error.
+# What uv prints when it cannot reach an index (DNS, connect, TLS, timeouts): not resolution errors.
 UNREACHABLE = re.compile(
     r"(?i)(failed to fetch|error sending request|dns error|failed to lookup address|"
     r"connection refused|network is unreachable|operation timed out|tcp connect error)"
@@ -41,9 +41,7 @@ def uv() -> str:
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    return subprocess.run(
-        args, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd="/"
-    )
+    return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd="/")
 
 
 def python(venv: Path, code: str) -> subprocess.CompletedProcess[str]:
