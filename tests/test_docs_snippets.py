@@ -126,8 +126,8 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     if (target := block.include) is not None:
         included = ROOT / target
         assert included.is_file(), f"{block.id}: includes {target}, which does not exist"
-        assert included.match("examples/*/main.py"), (
-            f"{block.id}: only examples/<name>/main.py may be included (tests/test_examples.py "
+        assert included.match("examples/*/*.py"), (
+            f"{block.id}: only files of examples/<name>/ may be included (tests/test_examples.py "
             f"runs them); {target} is not one"
         )
         pytest.skip(f"included example {target}: run by tests/test_examples.py")
