@@ -12,6 +12,7 @@ index cannot be reached.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+MIGRATION = ROOT / "docs" / "migration.md"
 NEW = [str(ROOT / "packages" / "penguiflow-core"), str(ROOT / "packages" / "penguiflow-planner")]
 # --no-sources: installed as a user would (regular wheels), not as editable workspace members.
 PIP = ("--no-sources", "--python")
@@ -49,6 +51,19 @@ def python(venv: Path, code: str) -> subprocess.CompletedProcess[str]:
     return run(str(venv / "bin" / "python"), "-I", "-c", code)
 
 
+def old_public_names(venv: Path) -> list[str]:
+    """``__all__`` of the installed 3.x ``penguiflow/__init__.py``, read without importing it."""
+    (init,) = venv.glob("lib/python*/site-packages/penguiflow/__init__.py")
+    for node in ast.parse(init.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            names = ast.literal_eval(node.value)
+            assert isinstance(names, list | tuple) and names, "3.x __all__ is empty"
+            return [str(name) for name in names if name != "__version__"]
+    raise AssertionError(f"no __all__ in {init}")
+
+
 def test_penguiflow_3x_beside_the_new_packages_breaks_until_uninstalled(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     created = run(uv(), "venv", "--quiet", "--python", "3.12", str(venv))
@@ -62,6 +77,10 @@ def test_penguiflow_3x_beside_the_new_packages_breaks_until_uninstalled(tmp_path
     clash = python(venv, "import penguiflow.core")
     assert clash.returncode != 0
     assert "cannot import name 'DEFAULT_QUEUE_MAXSIZE' from 'penguiflow.core'" in clash.stderr
+
+    # The migration page maps every public name of 3.x (its penguiflow/__init__.py's __all__).
+    missing = [name for name in old_public_names(venv) if f"`{name}`" not in MIGRATION.read_text()]
+    assert not missing, f"docs/migration.md does not say where these 3.x names went: {missing}"
 
     # Uninstalling the old package after the new ones deletes the files they share a path with.
     removed = run(uv(), "pip", "uninstall", "--python", str(venv), "penguiflow")
