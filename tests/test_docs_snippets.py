@@ -175,3 +175,14 @@ def test_a_heading_that_counts_lines_tells_the_truth() -> None:
         n = len(block.code.strip("\n").splitlines())
         assert n <= int(match["n"]), f"{block.id}: {block.heading!r} but the block has {n} lines"
     assert checked >= 1, "README.md's 'A flow in N lines' heading was not found"
+
+
+def test_every_package_has_an_api_reference_page() -> None:
+    # A package added under packages/ adds its page (and its nav entry: the strict build checks).
+    for package in sorted((ROOT / "packages").glob("*/pyproject.toml")):
+        module = "penguiflow." + package.parent.name.removeprefix("penguiflow-").replace("-", "_")
+        page = ROOT / "docs" / "reference" / f"{module.removeprefix('penguiflow.')}.md"
+        assert page.is_file(), f"{module} has no API reference page: add {page.relative_to(ROOT)}"
+        assert f"::: {module}\n" in page.read_text(encoding="utf-8"), (
+            f"{page.relative_to(ROOT)} does not render {module} (add a '::: {module}' line)"
+        )
