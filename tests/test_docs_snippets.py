@@ -11,7 +11,8 @@ A block that cannot run on its own says so just before its fence, with a reason:
 
 Those are reported as skipped with their reason (``pytest -rs`` lists them; the summary test
 prints the count per reason). A block whose only content is a ``--8<--`` include of an example's
-``main.py`` is run by ``tests/test_examples.py`` and only checked here to name a real example.
+file (fenced as ```` ```{.python} ````, which ``ruff format`` leaves alone) is run by
+``tests/test_examples.py`` and only checked here to name a real example file.
 A heading that promises "in N lines" is checked against the block below it.
 """
 
@@ -32,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 120
 
 NOT_RUN = re.compile(r"^\s*<!--\s*not-run:\s*(?P<reason>.*?)\s*-->\s*$")
-FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w+-]*)")
+# ```python, or ```{.python} (the form an include block uses, so that `ruff format`, which
+# formats ```python blocks in Markdown, leaves the --8<-- line alone).
+FENCE = re.compile(r"^(?P<indent>\s*)```\s*(?:\{\s*\.(?P<attr>[\w+-]+)[^}]*\}|(?P<lang>[\w+-]*))")
 INCLUDE = re.compile(r'^\s*--8<--\s*"(?P<path>[^"]+)"\s*$')
 IN_N_LINES = re.compile(r"^#+ .*\bin (?P<n>\d+) lines\b", re.IGNORECASE)
 
@@ -81,7 +84,7 @@ def python_blocks(path: Path) -> list[Block]:
                 previous = line
             i += 1
             continue
-        indent, lang = fence["indent"], fence["lang"]
+        indent, lang = fence["indent"], fence["attr"] or fence["lang"]
         start = i
         i += 1
         body: list[str] = []
@@ -186,3 +189,8 @@ def test_every_package_has_an_api_reference_page() -> None:
         assert f"::: {module}\n" in page.read_text(encoding="utf-8"), (
             f"{page.relative_to(ROOT)} does not render {module} (add a '::: {module}' line)"
         )
+
+
+def test_include_blocks_are_recognised() -> None:
+    includes = [block for block in BLOCKS if block.include]
+    assert len(includes) >= 5, "the {.python} include blocks of docs/how-to were not found"
