@@ -153,12 +153,25 @@ def _oauth() -> Any:
     return OAuthManager([OAuthProviderConfig("gh", f"{url}/a", f"{url}/t", "client", f"{url}/cb")])
 
 
-def test_toolnode_rejects_transports_and_auth_it_cannot_serve() -> None:
+def test_toolnode_rejects_auth_it_cannot_serve() -> None:
     from penguiflow.tools import ToolNode
 
     with pytest.raises(ValueError, match="oauth="):
         ToolNode(make(auth_type="oauth2_user", auth_config={"provider": "gh"}))
     with pytest.raises(ValueError, match="streamable HTTP"):
         ToolNode(make(auth_type="oauth2_user", auth_config={"provider": "gh"}), oauth=_oauth())
-    with pytest.raises(ValueError, match="not supported"):
-        ToolNode(make(transport="a2a", connection="http://agent"))
+    over_sse = make(
+        connection="http://127.0.0.1:1/sse",
+        auth_type="oauth2_user",
+        auth_config={"provider": "gh"},
+    )
+    with pytest.raises(ValueError, match="streamable HTTP, not sse"):
+        ToolNode(over_sse, oauth=_oauth())
+    # per-user tokens work over A2A (and UTCP): no error
+    a2a = make(
+        transport="a2a",
+        connection="http://127.0.0.1:1",
+        auth_type="oauth2_user",
+        auth_config={"provider": "gh"},
+    )
+    ToolNode(a2a, oauth=_oauth())

@@ -1,4 +1,4 @@
-"""PenguiFlow tools: remote MCP servers as catalog entries that planners call like local tools.
+"""PenguiFlow tools: remote MCP, UTCP and A2A sources as catalog entries planners call alike.
 
 One :class:`ToolNode` per source (configured by :class:`ExternalToolConfig`) holds one session
 in a task of its own, turns each remote tool into a core ``NodeSpec`` named ``{ns}.{remote}``
@@ -51,21 +51,6 @@ from ._artifacts import (
     DurableArtifactStore,
     InMemoryArtifactStore,
 )
-from ._auth import (
-    ConsentRequest,
-    ConsentResult,
-    DurableTokenStore,
-    InMemoryTokenStore,
-    OAuthManager,
-    OAuthProviderConfig,
-    OAuthStateError,
-    OAuthToken,
-    OAuthTokenError,
-    PendingConsent,
-    TokenStore,
-    ToolAuthRequired,
-    oauth_callback_route,
-)
 from ._config import (
     AuthType,
     CircuitBreakerPolicy,
@@ -91,7 +76,19 @@ from ._errors import (
     adapt_exception,
 )
 from ._node import ToolNode
+from ._oauth import OAuthManager, oauth_callback_route
+from ._oauth_types import (
+    ConsentRequest,
+    ConsentResult,
+    OAuthProviderConfig,
+    OAuthStateError,
+    OAuthToken,
+    OAuthTokenError,
+    PendingConsent,
+    ToolAuthRequired,
+)
 from ._schema import json_schema_to_model
+from ._token_store import DurableTokenStore, InMemoryTokenStore, TokenStore
 from ._types import ToolCallContext, ToolNodeStatistics, ToolResult
 
 if _typing.TYPE_CHECKING:
