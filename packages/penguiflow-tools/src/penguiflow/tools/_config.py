@@ -36,7 +36,7 @@ class TransportType(StrEnum):
     UTCP = "utcp"
     """Universal Tool Calling Protocol: a UTCP manual or an OpenAPI document over HTTP."""
     A2A = "a2a"
-    """Agent-to-agent protocol (not in this release)."""
+    """Agent-to-agent protocol: each skill on the remote agent's card is a tool."""
 
 
 class McpTransportMode(StrEnum):
@@ -195,7 +195,7 @@ class ExternalToolConfig(BaseModel):
     """The protocol of the source."""
     connection: str | tuple[str, ...] | list[str]
     """MCP: a command line (``shlex``-split) or argv list → stdio, or an ``http(s)://`` URL;
-    UTCP: the URL of a UTCP manual or an OpenAPI document."""
+    UTCP: the URL of a UTCP manual or an OpenAPI document; A2A: the agent's base URL."""
     mcp_transport_mode: McpTransportMode = McpTransportMode.AUTO
     """How an MCP source is reached."""
     mcp_mode: str = "auto"
