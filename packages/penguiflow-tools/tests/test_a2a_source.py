@@ -334,7 +334,9 @@ async def test_refresh_reads_the_card_again() -> None:
 
 
 async def test_an_unreachable_agent_fails_connect_naming_the_url() -> None:
-    cfg = ExternalToolConfig(name="gone", transport=TransportType.A2A, connection="http://127.0.0.1:1")
+    cfg = ExternalToolConfig(
+        name="gone", transport=TransportType.A2A, connection="http://127.0.0.1:1"
+    )
     with anyio.fail_after(30), pytest.raises(ToolConnectionError, match=r"127\.0\.0\.1:1"):
         await ToolNode(cfg).connect()
 
