@@ -9,13 +9,14 @@ else asks for consent again.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ._config import AuthType, ExternalToolConfig, ResolvedConfig, static_auth_headers
 from ._errors import ToolAuthError
-from ._oauth import OAuthManager
-from ._oauth_types import ToolAuthRequired
 from ._types import ToolResult
+
+if TYPE_CHECKING:
+    from ._oauth import OAuthManager
 
 __all__ = ["with_credentials"]
 
@@ -94,6 +95,8 @@ async def _consent(
         session_id=_text(context.get("session_id")),
         scopes=[str(s) for s in cast(list[Any], scopes)] if scopes else None,
     )
+    from ._oauth_types import ToolAuthRequired  # the OAuth modules load with the first use
+
     pause: Any = getattr(ctx, "pause", None)
     if pause is not None and callable(pause):
         ask = cast(Callable[[str, Mapping[str, Any]], Awaitable[Any]], pause)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -29,12 +29,14 @@ from ._errors import (
     ToolError,
     ToolNotFoundError,
 )
-from ._oauth import OAuthManager
 from ._resilience import Breaker, backoff_s, should_retry
 from ._schema import dump_arguments
 from ._session import Session, import_sdk, open_session
 from ._specs import Remote
 from ._types import ToolNodeStatistics, ToolResult
+
+if TYPE_CHECKING:
+    from ._oauth import OAuthManager
 
 __all__ = ["ToolNode"]
 
