@@ -150,7 +150,19 @@ def _keyed_manual(base: str) -> dict[str, Any]:
                         "location": "header",
                     },
                 },
-            }
+            },
+            {
+                "name": "plain",
+                "description": "Answer with text (JSON) or plain text.",
+                "inputs": {"type": "object", "properties": {"json": {"type": "boolean"}}},
+                "outputs": {"type": "string"},
+                "tool_call_template": {
+                    "call_template_type": "http",
+                    "name": "p",
+                    "url": base + "/plain",
+                    "http_method": "GET",
+                },
+            },
         ],
     }
 
@@ -170,6 +182,11 @@ def _app(api: Api) -> Starlette:
         if forced is not None:
             return forced
         return JSONResponse({"api_key": request.headers.get("x-api-key")})
+
+    async def plain(request: Request) -> Response:
+        if request.query_params.get("json") == "true":
+            return JSONResponse({"n": 3, "items": [1, 2]})
+        return PlainTextResponse("hello penguin")
 
     async def empty(request: Request) -> Response:
         return JSONResponse({"openapi": "3.0.3", "info": {"title": "e", "version": "1"}})
@@ -208,6 +225,7 @@ def _app(api: Api) -> Starlette:
             Route("/empty.json", empty),
             Route("/utcp-key.json", keyed_manual),
             Route("/keyed", keyed, methods=["GET"]),
+            Route("/plain", plain, methods=["GET"]),
             Route("/items/{item_id}", get_item, methods=["GET"]),
             Route("/items", create_item, methods=["POST"]),
             Route("/echo/{region}", echo, methods=["GET"]),
@@ -461,3 +479,12 @@ async def test_each_users_oauth_token_is_resolved_per_call(
                 await node.call("whoami", {"q": "x"}, ctx=ann)
             assert "tok-ann" not in str(caught.value)
             assert await store.get("ann", "idp", tenant="acme") is None
+
+
+async def test_a_json_answer_is_decoded_and_anything_else_is_text(
+    utcp_config: Callable[..., ExternalToolConfig],
+) -> None:
+    config = utcp_config("/utcp-key.json", name="k", tool_filter=["plain"])
+    async with ToolNode(config) as node:
+        assert (await node.call("plain", {})).result == "hello penguin"
+        assert (await node.call("plain", {"json": True})).result == {"n": 3, "items": [1, 2]}
