@@ -26,6 +26,8 @@ SERVE_MCP = {"McpHttpServer", "create_mcp_server", "mcp_http_app", "serve_mcp", 
 """Loaded on first use (with the mcp SDK)."""
 
 OAUTH = {
+    "ToolNode",
+    "json_schema_to_model",
     "OAuthManager",
     "oauth_callback_route",
     "ConsentRequest",
@@ -40,7 +42,8 @@ OAUTH = {
     "InMemoryTokenStore",
     "TokenStore",
 }
-"""Loaded on first use (no SDK: keeps ``import penguiflow.tools`` cheap)."""
+"""Loaded on first use without an SDK (the node, the schema builder, the OAuth flow): keeps
+``import penguiflow.tools`` cheap."""
 
 EXPECTED = (
     A2A

@@ -74,8 +74,6 @@ from ._errors import (
     ToolTimeoutError,
     adapt_exception,
 )
-from ._node import ToolNode
-from ._schema import json_schema_to_model
 from ._types import ToolCallContext, ToolNodeStatistics, ToolResult
 
 if _typing.TYPE_CHECKING:
@@ -83,6 +81,7 @@ if _typing.TYPE_CHECKING:
     from ._a2a_card import A2ASkill, agent_card
     from ._a2a_server import A2AServer, create_a2a_app, serve_a2a
     from ._a2a_transport import A2ATransport
+    from ._node import ToolNode
     from ._oauth import OAuthManager, oauth_callback_route
     from ._oauth_types import (
         ConsentRequest,
@@ -94,6 +93,7 @@ if _typing.TYPE_CHECKING:
         PendingConsent,
         ToolAuthRequired,
     )
+    from ._schema import json_schema_to_model
     from ._serve_mcp import (
         McpHttpServer,
         create_mcp_server,
@@ -104,6 +104,8 @@ if _typing.TYPE_CHECKING:
     from ._token_store import DurableTokenStore, InMemoryTokenStore, TokenStore
 
 _LAZY = {
+    "ToolNode": "_node",
+    "json_schema_to_model": "_schema",
     "OAuthManager": "_oauth",
     "oauth_callback_route": "_oauth",
     "ConsentRequest": "_oauth_types",
@@ -134,7 +136,8 @@ _LAZY = {
     "serve_mcp": "_serve_mcp",
     "serve_mcp_stdio": "_serve_mcp",
 }
-"""Names loaded on first use: the SDK-backed ones (with their SDK), and the OAuth flow."""
+"""Names loaded on first use: the SDK-backed ones (with their SDK), the node and the OAuth flow
+(``import penguiflow.tools`` stays cheap: ~10 ms beyond core)."""
 
 _SDK = {
     "_a2a_server": ("a2a", "a2a"),

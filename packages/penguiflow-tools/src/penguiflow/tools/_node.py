@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
@@ -248,6 +247,8 @@ class ToolNode:
         specs = self.specs
         remote = self._remotes.get(name) or self._remotes.get(f"{self._config.name}.{name}")
         if remote is None:
+            import difflib
+
             names = [s.name for s in specs]
             close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {names}"
