@@ -364,3 +364,23 @@ async def test_an_unset_variable_fails_connect_before_contacting_the_agent(
             with pytest.raises(ToolConfigError, match="PF_TEST_A2A_UNSET"):
                 await ToolNode(cfg).connect()
             assert agent.auth == []  # nothing reached the agent
+
+
+async def test_a_react_planner_calls_a_remote_agents_skill_like_a_local_tool() -> None:
+    from penguiflow.planner import PlannerFinish, ReactPlanner
+    from penguiflow.testkit import ScriptedLLM
+
+    llm = ScriptedLLM(
+        [
+            {"next_node": "helper.shout", "args": {"message": "hello"}},
+            {"next_node": "final_response", "args": {"answer": "HELLO"}},
+        ]
+    )
+    with anyio.fail_after(30):
+        async with served() as agent, ToolNode(config(agent)) as node:
+            planner = ReactPlanner(llm, catalog=list(node.specs))
+            result = await planner.run("shout hello")
+    assert isinstance(result, PlannerFinish), result
+    assert result.trajectory.steps[0].observation == {"result": "HELLO", "artifacts": []}
+    assert [m.payload for m in agent.seen] == ["hello"]
+    llm.assert_exhausted()
