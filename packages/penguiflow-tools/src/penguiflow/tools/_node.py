@@ -78,7 +78,7 @@ class ToolNode:
             ):
                 raise ValueError(
                     "auth_type=OAUTH2_USER needs per-call tokens: use streamable HTTP, not "
-                    f"{config.effective_mcp_mode.value}"
+                    f"{config.effective_mcp_mode.value} (UTCP and A2A sources carry them too)"
                 )
             oauth.provider(str(config.auth_config["provider"]))  # a ToolAuthError when unknown
         import_sdk(config)
