@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -45,6 +46,10 @@ class Api:
     hits: dict[str, int] = field(default_factory=dict[str, int])
     forced: dict[str, list[int]] = field(default_factory=dict[str, list[int]])
     seen: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    in_flight: int = 0
+    peak: int = 0
+    full: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def hit(self, op: str) -> Response | None:
         self.hits[op] = self.hits.get(op, 0) + 1
@@ -163,6 +168,17 @@ def _keyed_manual(base: str) -> dict[str, Any]:
                     "http_method": "GET",
                 },
             },
+            {
+                "name": "hold",
+                "description": "Wait until released.",
+                "inputs": {"type": "object", "properties": {"limit": {"type": "integer"}}},
+                "tool_call_template": {
+                    "call_template_type": "http",
+                    "name": "h",
+                    "url": base + "/hold",
+                    "http_method": "GET",
+                },
+            },
         ],
     }
 
@@ -182,6 +198,17 @@ def _app(api: Api) -> Starlette:
         if forced is not None:
             return forced
         return JSONResponse({"api_key": request.headers.get("x-api-key")})
+
+    async def hold(request: Request) -> Response:
+        api.in_flight += 1  # the server's own loop: no lock needed
+        api.peak = max(api.peak, api.in_flight)
+        if api.in_flight >= int(request.query_params["limit"]):
+            api.full.set()
+        try:
+            await anyio.to_thread.run_sync(api.release.wait, 30)
+        finally:
+            api.in_flight -= 1
+        return JSONResponse({"held": True})
 
     async def plain(request: Request) -> Response:
         if request.query_params.get("json") == "true":
@@ -226,6 +253,7 @@ def _app(api: Api) -> Starlette:
             Route("/utcp-key.json", keyed_manual),
             Route("/keyed", keyed, methods=["GET"]),
             Route("/plain", plain, methods=["GET"]),
+            Route("/hold", hold, methods=["GET"]),
             Route("/items/{item_id}", get_item, methods=["GET"]),
             Route("/items", create_item, methods=["POST"]),
             Route("/echo/{region}", echo, methods=["GET"]),
@@ -488,3 +516,28 @@ async def test_a_json_answer_is_decoded_and_anything_else_is_text(
     async with ToolNode(config) as node:
         assert (await node.call("plain", {})).result == "hello penguin"
         assert (await node.call("plain", {"json": True})).result == {"n": 3, "items": [1, 2]}
+
+
+async def test_max_concurrency_is_exact_at_the_server(
+    api: Api, utcp_config: Callable[..., ExternalToolConfig]
+) -> None:
+    api.full.clear()
+    api.release.clear()
+    api.peak = 0
+    config = utcp_config("/utcp-key.json", name="k", tool_filter=["hold"], max_concurrency=3)
+    results: list[Any] = []
+    with anyio.fail_after(60):
+        async with ToolNode(config) as node:
+
+            async def one() -> None:
+                results.append((await node.call("hold", {"limit": 3})).result)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(one)
+                assert await anyio.to_thread.run_sync(api.full.wait, 30)
+                api.release.set()
+            stats = node.statistics()
+    assert results == [{"held": True}] * 10
+    assert api.peak == 3
+    assert stats.max_in_flight == 3
