@@ -217,6 +217,44 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         'observation sent back: {"observation": {"product": 391}}',
         "react_openai done",
     ),
+    "tools_mcp_stdio": (
+        "spec colony.census side_effects=read",
+        "spec colony.fail side_effects=external",
+        "census -> {'colony': 'Cape Adare', 'region': 'Ross Sea', 'species': 'adelie', "
+        "'pairs': 338231}",
+        "artifact: application/pdf, 4215 bytes, in place of the base64: True",
+        "artifact bytes start with: b'%PDF-1.4'",
+        "another user's scope gets: None",
+        "bad arguments (nothing sent): ['place', 'colony'] Field required",
+        "tool error: ToolClientError Error executing tool fail: ice too thin",
+        "calls=3 failures=1 breaker=closed",
+        "tools_mcp_stdio done",
+    ),
+    "tools_utcp_http": (
+        "spec colonies.get_colony side_effects=external",
+        "spec colonies.log_sighting side_effects=external",
+        "get after a 503 -> {'colony': 'cape-crozier', 'pairs': 272340} (retries=1)",
+        "post -> {'logged': 12} hits: {'get_colony': 3, 'log_sighting': 1}",
+        "the config hides the token: True",
+        "whoami -> {'user': 'ranger-7'}",
+        "tools_utcp_http done",
+    ),
+    "tools_oauth_consent": (
+        "paused: external_event, kind=oauth_consent, at Ranger Service",
+        "requests sent to the API before consent: 0",
+        "callback: token stored for ada (acme) at rangers",
+        "replaying the callback: 400 OAuth state is unknown, already used or expired",
+        "resumed: answer_complete -> Ada logged 3 sightings.",
+        "the API saw: ['Bearer at-ada-1']",
+        "tools_oauth_consent done",
+    ),
+    "a2a_serve_flow": (
+        "  chunk 3: winter",
+        "cancelled: the served node saw the cancellation: True",
+        "a2a-sdk client: TASK_STATE_COMPLETED words=2",
+        "tool specs: ['narrator.narrate(external)']",
+        "a2a_serve_flow done",
+    ),
 }
 LIVE_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 """Examples run without these, so that react_openai uses its ProviderServer (see test_live)."""
