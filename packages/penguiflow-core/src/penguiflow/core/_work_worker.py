@@ -1,0 +1,454 @@
+"""``Worker``: runs traces claimed from a ``WorkBus`` in one journaled flow of this process.
+
+One task claims work up to the free capacity, one renews the held deliveries every
+``heartbeat_s`` (and re-checks their cancel keys), one listens for cancellations; each held
+trace has a task that emits it into the flow (in memo mode when redelivered), publishes its
+Rookery items, then the end marker, then settles the delivery (ack after completion).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import uuid
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from pydantic import ValidationError
+
+from ._errors import (
+    FlowError,
+    FlowErrorCode,
+    FlowStopped,
+    PenguiFlowError,
+    TraceCancelled,
+    TraceEnded,
+    safe_repr,
+)
+from ._flow import PenguiFlow, runtime_of
+from ._journal import Journal
+from ._registry import ModelRegistry
+from ._types import Message
+from ._work_codec import chunk_of, decode_message, encode_chunk, encode_end, encode_result
+from ._work_types import (
+    Delivery,
+    TraceOutput,
+    TraceStatus,
+    WorkBus,
+    WorkerStatistics,
+    missing_methods,
+)
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("penguiflow.core")
+
+_RETRY_S = 0.5  # after a failed bus call in a background loop
+_RELEASE_S = 5.0  # how long handing entries back may take when the worker ends
+
+
+class _Held:
+    """One delivery this worker holds."""
+
+    __slots__ = ("cancel_requested", "delivery", "lost", "scope", "settled")
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.scope = anyio.CancelScope()
+        self.lost = False
+        self.settled = False
+        self.cancel_requested = False
+
+
+class Worker:
+    """Run the traces of a ``WorkBus`` in ``flow``, alongside any number of other workers.
+
+    ``await worker.run()`` (until cancelled or :meth:`stop`) or ``async with worker.running():``.
+    The flow must be built but not started, with a ``Journal`` on a store every worker reaches
+    (PostgreSQL or Redis; SQLite on one host): a trace redelivered after a worker died resumes
+    in memo mode, so its finished steps are not run again.
+
+    Args:
+        flow: The flow (not running) that runs the traces.
+        bus: Where work comes from and outputs go (``RedisStreamsBus``).
+        registry: The flow's ``ModelRegistry`` (validation); also validates ingress payloads.
+        max_inflight: How many traces this worker holds at once.
+        claim_idle_s: A delivery idle that long belongs to a dead or frozen worker: reclaimed.
+        heartbeat_s: How often held deliveries are renewed (default ``claim_idle_s / 3``).
+        max_deliveries: After this many deliveries a trace is poison: it ends failed
+            (``DELIVERIES_EXHAUSTED``) and moves to the dead-letter stream.
+        consumer: This worker's unique name (default ``host-pid-uuid``).
+        drain_timeout_s: On stop, how long held traces may still run before they are handed back.
+        payload_type: Validate each ingress payload into this type.
+    """
+
+    def __init__(
+        self,
+        flow: PenguiFlow,
+        *,
+        bus: WorkBus,
+        registry: ModelRegistry | None = None,
+        max_inflight: int = 32,
+        claim_idle_s: float = 30.0,
+        heartbeat_s: float | None = None,
+        max_deliveries: int = 5,
+        consumer: str | None = None,
+        drain_timeout_s: float = 30.0,
+        payload_type: Any = None,
+    ) -> None:
+        missing = missing_methods(bus)
+        if missing:
+            raise TypeError(
+                f"Worker needs a WorkBus; {type(bus).__name__} lacks {', '.join(missing)} "
+                '(use RedisStreamsBus.open(url, app="..."))'
+            )
+        self._journal = _checked_journal(flow)
+        if not isinstance(max_inflight, int) or max_inflight < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"max_inflight must be an int >= 1, got {max_inflight!r}")
+        if not isinstance(max_deliveries, int) or max_deliveries < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
+        _positive("claim_idle_s", claim_idle_s)
+        if heartbeat_s is None:
+            heartbeat_s = claim_idle_s / 3
+        _positive("heartbeat_s", heartbeat_s)
+        if heartbeat_s > claim_idle_s / 3:
+            raise ValueError(
+                f"heartbeat_s={heartbeat_s!r} is more than claim_idle_s / 3 "
+                f"({claim_idle_s / 3:g}): a live worker's work could be reclaimed; pass "
+                f"heartbeat_s <= {claim_idle_s / 3:g} or leave it None"
+            )
+        if not isinstance(drain_timeout_s, int | float) or drain_timeout_s < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"drain_timeout_s must be >= 0 seconds, got {drain_timeout_s!r}")
+        if consumer is not None and (not isinstance(consumer, str) or not consumer):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(f"consumer must be a non-empty string, got {consumer!r}")
+        self.flow: PenguiFlow = flow
+        """The flow that runs the traces."""
+        self.bus: WorkBus = bus
+        """The bus work comes from."""
+        self.consumer: str = (
+            consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
+        """This worker's name on the bus."""
+        self.max_inflight: int = max_inflight
+        self.claim_idle_s: float = float(claim_idle_s)
+        self.heartbeat_s: float = float(heartbeat_s)
+        self.max_deliveries: int = max_deliveries
+        self.drain_timeout_s: float = float(drain_timeout_s)
+        self._registry = registry
+        self._payload_type = payload_type
+        self._held: dict[str, _Held] = {}
+        self._unsettled: list[Delivery] = []
+        self._room = anyio.Event()
+        self._stop = anyio.Event()
+        self._done = anyio.Event()
+        self._started = False
+        self._counts = dict.fromkeys(
+            ("completed", "failed", "cancelled", "reclaimed", "lost", "memo_hits", "dead_lettered"),
+            0,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.consumer} inflight={len(self._held)}/{self.max_inflight}>"
+
+    # ---------------------------------------------------------------- lifecycle
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Claim and run traces until :meth:`stop` or cancellation (works with ``tg.start``).
+
+        On stop: no new claims, held traces get ``drain_timeout_s`` to finish, the rest are
+        handed back to the other workers at once.
+        """
+        if self._started:
+            raise RuntimeError("this Worker already ran; build a new one (and a new flow)")
+        self._started = True
+        try:
+            async with self.flow.running(self._registry), anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat, name="penguiflow:worker-heartbeat")
+                tg.start_soon(self._listen, name="penguiflow:worker-cancels")
+                task_status.started()
+                await self._claims(tg)
+                await self._drain()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_RELEASE_S):
+                await self._hand_back()
+            self._done.set()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncGenerator[Worker]:
+        """Run the worker for the duration of the block; stop it (draining) on exit."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.run)
+            try:
+                yield self
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.stop()
+
+    async def stop(self) -> None:
+        """Stop claiming, let held traces drain (``drain_timeout_s``), hand back the rest."""
+        self._stop.set()
+        self._room.set()
+        if self._started:
+            await self._done.wait()
+
+    def statistics(self) -> WorkerStatistics:
+        """A snapshot of this worker's counters."""
+        return WorkerStatistics(inflight=len(self._held), **self._counts)
+
+    # ------------------------------------------------------------------ claiming
+    async def _claims(self, tg: TaskGroup) -> None:
+        while not self._stop.is_set():
+            free = self.max_inflight - len(self._held)
+            if free <= 0:
+                self._room = anyio.Event()
+                await self._room.wait()
+                continue
+            try:
+                found = await self.bus.claim(self.consumer, free, min_idle_s=self.claim_idle_s)
+            except PenguiFlowError as exc:
+                logger.warning("worker %s could not claim: %s", self.consumer, safe_repr(exc))
+                await anyio.sleep(_RETRY_S)
+                continue
+            for delivery in found:
+                if self._stop.is_set():
+                    self._unsettled.append(delivery)
+                elif delivery.item.trace_id not in self._held:  # else: ours already
+                    held = _Held(delivery)
+                    self._held[delivery.item.trace_id] = held
+                    tg.start_soon(
+                        self._serve, held, name=f"penguiflow:trace:{delivery.item.trace_id}"
+                    )
+
+    async def _drain(self) -> None:
+        with anyio.move_on_after(self.drain_timeout_s):
+            while self._held:
+                self._room = anyio.Event()
+                await self._room.wait()
+        for held in list(self._held.values()):
+            held.scope.cancel()  # handed back in run()'s finally
+
+    async def _hand_back(self) -> None:
+        handed, self._unsettled = self._unsettled, []
+        if handed:
+            try:
+                await self.bus.release(self.consumer, handed)
+            except PenguiFlowError as exc:
+                logger.warning("worker %s could not hand back work: %s", self.consumer, exc)
+
+    # -------------------------------------------------------------------- a trace
+    async def _serve(self, held: _Held) -> None:
+        trace_id = held.delivery.item.trace_id
+        try:
+            with held.scope:
+                await self._run_trace(held)
+        except PenguiFlowError as exc:  # the bus failed: the entry stays, another worker retries
+            logger.error("worker %s lost trace %s to %s", self.consumer, trace_id, safe_repr(exc))
+        finally:
+            del self._held[trace_id]
+            if not held.settled and not held.lost:
+                self._unsettled.append(held.delivery)
+            self._room.set()
+
+    async def _run_trace(self, held: _Held) -> None:
+        delivery = held.delivery
+        trace_id = delivery.item.trace_id
+        if delivery.attempt > 1:
+            self._counts["reclaimed"] += 1
+        if delivery.attempt > self.max_deliveries:
+            error = FlowError(
+                trace_id=trace_id,
+                node_name=None,
+                code=FlowErrorCode.DELIVERIES_EXHAUSTED,
+                message=(
+                    f"trace {trace_id!r} was delivered {delivery.attempt - 1} times without "
+                    f"finishing (max_deliveries={self.max_deliveries}); it was moved to the "
+                    "dead-letter stream"
+                ),
+            )
+            self._counts["dead_lettered"] += 1
+            await self._finish(held, "failed", error, dead_letter=error.message)
+            return
+        if await self.bus.is_cancelled(trace_id):
+            await self._finish(held, "cancelled", None)
+            return
+        try:
+            msg = decode_message(delivery.item.body, self._ingress_type(delivery))
+        except ValidationError as exc:
+            error = FlowError.from_exception(
+                exc, trace_id=trace_id, node_name=None, code=FlowErrorCode.VALIDATION_ERROR
+            ).detached()
+            await self._finish(held, "failed", error)
+            return
+        await self._start(held, msg)
+        await self._deliver(held)
+
+    async def _start(self, held: _Held, msg: Message) -> None:
+        delivery = held.delivery
+        trace_id = delivery.item.trace_id
+        to = None if delivery.item.to is None else list(delivery.item.to)
+        resumed = False
+        if delivery.attempt > 1:
+            try:
+                await self._journal.resume(self.flow, trace_id)
+                resumed = True
+                self._counts["memo_hits"] += 1
+            except LookupError:  # the first attempt died before recording its ingress
+                pass
+        if not resumed:
+            await self.flow.emit(msg, to=to)
+        if held.cancel_requested:  # asked while the trace was not in the flow yet
+            await self.flow.cancel(trace_id)
+
+    async def _deliver(self, held: _Held) -> None:
+        trace_id = held.delivery.item.trace_id
+        rt = runtime_of(self.flow)
+        index = 0
+        while True:
+            # A fetch that starts after the trace ended waits on (a new trace of) that id: check
+            # first. No await between this and the fetch's waiter, so no ending is missed.
+            if not rt.rookery.depth(trace_id) and rt.traces.get(trace_id) is None:
+                if rt.fetch_outcome(trace_id) is None:
+                    return await self._finish(held, "completed", None)
+            try:
+                item = await self.flow.fetch(trace_id=trace_id)
+            except FlowStopped:  # the worker is stopping: the delivery is handed back
+                return None
+            except TraceEnded:
+                return await self._finish(held, "completed", None)
+            except TraceCancelled:
+                return await self._finish(held, "cancelled", None)
+            except FlowError as exc:
+                return await self._finish(held, "failed", exc.detached())
+            if isinstance(item, FlowError):  # emit_errors_to_rookery=True
+                return await self._finish(held, "failed", item.detached())
+            if held.lost:
+                continue
+            chunk = chunk_of(item)
+            if chunk is not None:
+                piece, envelope = chunk
+                output_id, kind, body = (
+                    f"c:{piece.stream_id}:{piece.seq}",
+                    "chunk",
+                    encode_chunk(piece, envelope),
+                )
+            else:
+                output_id, kind, body = f"r:{index}", "result", encode_result(item)
+                index += 1
+            await self.bus.put_output(TraceOutput(trace_id, output_id, kind, body))
+
+    async def _finish(
+        self,
+        held: _Held,
+        status: TraceStatus,
+        error: FlowError | None,
+        *,
+        dead_letter: str | None = None,
+    ) -> None:
+        if held.lost:
+            return
+        delivery = held.delivery
+        trace_id = delivery.item.trace_id
+        body = encode_end(status, error, delivery.attempt, self.consumer)
+        await self.bus.put_output(TraceOutput(trace_id, "end", "end", body))
+        held.settled = True
+        if await self.bus.settle(self.consumer, delivery, dead_letter=dead_letter):
+            self._counts[status] += 1
+        else:
+            held.lost = True
+            self._counts["lost"] += 1
+
+    def _ingress_type(self, delivery: Delivery) -> Any:
+        if self._payload_type is not None or self._registry is None:
+            return self._payload_type
+        names = delivery.item.to or tuple(node.name for node in self.flow.graph.ingress)
+        if len(names) != 1:
+            return None
+        entry = self._registry.entry(names[0])
+        model: object = None if entry is None else entry.in_model
+        if not isinstance(model, type) or issubclass(model, Message):
+            return None
+        return cast(Any, model)
+
+    # ------------------------------------------------------- heartbeat and cancels
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self.heartbeat_s)
+            held = [h for h in self._held.values() if not h.settled and not h.lost]
+            if not held:
+                continue
+            try:
+                lost = await self.bus.renew(self.consumer, [h.delivery for h in held])
+                for delivery in lost:
+                    await self._lose(delivery)
+                for each in held:
+                    if not each.lost and await self.bus.is_cancelled(each.delivery.item.trace_id):
+                        await self._cancel_local(each.delivery.item.trace_id)
+            except PenguiFlowError as exc:
+                logger.warning("worker %s heartbeat failed: %s", self.consumer, safe_repr(exc))
+
+    async def _lose(self, delivery: Delivery) -> None:
+        held = self._held.get(delivery.item.trace_id)
+        if held is None or held.delivery is not delivery or held.settled:
+            return
+        held.lost = True
+        self._counts["lost"] += 1
+        logger.warning(
+            "worker %s lost trace %s to another worker: cancelled here",
+            self.consumer,
+            delivery.item.trace_id,
+        )
+        await self.flow.cancel(delivery.item.trace_id)
+        held.scope.cancel()
+
+    async def _cancel_local(self, trace_id: str) -> None:
+        held = self._held.get(trace_id)
+        if held is None or held.cancel_requested:
+            return
+        held.cancel_requested = True
+        await self.flow.cancel(trace_id)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async for trace_id in self.bus.cancellations():
+                    if trace_id in self._held:
+                        await self._cancel_local(trace_id)
+            except PenguiFlowError as exc:
+                logger.warning("worker %s cancel channel failed: %s", self.consumer, exc)
+            await anyio.sleep(_RETRY_S)
+
+
+def _positive(name: str, value: object) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def _checked_journal(flow: object) -> Journal:
+    from ._store_memory import InMemoryDurableStore
+
+    if not isinstance(flow, PenguiFlow):
+        raise TypeError(f"Worker needs a PenguiFlow (from create(...)), got {type(flow).__name__}")
+    rt = runtime_of(flow)
+    if rt.phase != "idle":
+        raise ValueError(
+            "Worker needs a flow that is built but not started: the worker runs it; pass a "
+            "fresh create(...) and do not call flow.run() or flow.running() yourself"
+        )
+    recorder = rt.recorder
+    if recorder is None:
+        raise ValueError(
+            "Worker needs a journaled flow, so that a trace taken over from a dead worker "
+            "resumes where it stopped: create(..., journal=Journal(store)) with a store every "
+            "worker reaches (PostgresDurableStore or RedisDurableStore)"
+        )
+    if isinstance(recorder.journal.store, InMemoryDurableStore):
+        raise ValueError(
+            "Worker needs a journal every worker process reaches, not an InMemoryDurableStore: "
+            "use Journal(RedisDurableStore/PostgresDurableStore) (SQLiteDurableStore on one host)"
+        )
+    return recorder.journal
