@@ -14,7 +14,7 @@ import dataclasses
 import json
 import signal
 import sys
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import redis.asyncio as aioredis
@@ -36,7 +36,7 @@ async def main(config: dict[str, Any]) -> None:
     app: str = config["app"]
     consumer: str = config["consumer"]
     slow_s: float = float(config.get("slow_s", 1.0))
-    raw: Any = aioredis.Redis.from_url(url)
+    raw: Any = cast(Any, aioredis).Redis.from_url(url)
 
     async def prepare(msg: Message, ctx: object) -> Message:
         await raw.incr(f"{app}:runs:prepare:{msg.trace_id}")

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -81,7 +81,7 @@ def workers(redis_url: str, app: str, tmp_path: Path) -> Iterator[Workers]:
 
 @pytest.fixture
 async def raw(redis_url: str) -> AsyncIterator[Any]:
-    client: Any = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client: Any = cast(Any, aioredis).Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
 
@@ -92,13 +92,33 @@ async def client(redis_url: str, app: str) -> AsyncIterator[FlowClient]:
         yield FlowClient(bus)
 
 
+async def _until(condition: Callable[[], Awaitable[bool] | bool]) -> None:
+    """Wait (polling) until ``condition()`` holds; bound it with ``anyio.fail_after``."""
+    while True:
+        value = condition()
+        if value if isinstance(value, bool) else await value:
+            return
+        await anyio.sleep(0.01)
+
+
 async def _until_ready(raw: Any, app: str, pool: Workers, names: list[str]) -> None:
     with anyio.fail_after(30):
         for name in names:
-            while not await raw.exists(f"{app}:ready:{name}"):
-                proc = pool.procs[name]
+            proc = pool.procs[name]
+
+            async def ready(name: str = name, proc: Any = proc) -> bool:
                 assert proc.poll() is None, pool.log(name)
-                await anyio.sleep(0.02)
+                return bool(await raw.exists(f"{app}:ready:{name}"))
+
+            await _until(ready)
+
+
+async def _at_least(count: Awaitable[int], n: int) -> bool:
+    return await count >= n
+
+
+async def _truthy(value: Awaitable[Any]) -> bool:
+    return bool(await value)
 
 
 def _msg(n: int, **extra: Any) -> Message:
@@ -119,8 +139,7 @@ async def test_killed_worker_traces_complete_once_without_rerunning_finished_ste
     await _until_ready(raw, app, workers, names)
     ids = [await client.emit(_msg(i)) for i in range(24)]
     with anyio.fail_after(20):  # the victim holds a full load of traces in the slow node
-        while await raw.scard(f"{app}:slow:w0") < 4:
-            await anyio.sleep(0.01)
+        await _until(lambda: _at_least(raw.scard(f"{app}:slow:w0"), 4))
     held = set(await raw.smembers(f"{app}:slow:w0"))
     os.kill(workers.procs["w0"].pid, signal.SIGKILL)
     workers.procs["w0"].wait(timeout=10)
@@ -153,8 +172,7 @@ async def test_cancel_from_a_client_process_stops_the_trace_in_its_worker_proces
     trace_id = await client.emit(_msg(1))
     other = await client.emit(_msg(2, sleep=0.1))
     with anyio.fail_after(20):
-        while not await raw.sismember(f"{app}:slow:w0", trace_id):
-            await anyio.sleep(0.01)
+        await _until(lambda: _truthy(raw.sismember(f"{app}:slow:w0", trace_id)))
     assert await client.cancel(trace_id) is True
     assert await client.cancel(trace_id) is False  # True only the first time
     with anyio.fail_after(10):
@@ -175,8 +193,7 @@ async def test_a_live_worker_with_a_step_longer_than_claim_idle_is_not_robbed(
     await _until_ready(raw, app, workers, ["w0"])
     trace_id = await client.emit(_msg(3, sleep=4.0))  # 4 x claim_idle_s
     with anyio.fail_after(20):
-        while not await raw.sismember(f"{app}:slow:w0", trace_id):
-            await anyio.sleep(0.01)
+        await _until(lambda: _truthy(raw.sismember(f"{app}:slow:w0", trace_id)))
     workers.start("w1", slow_s=0.1, claim_idle_s=1.0, heartbeat_s=0.25)  # hungry for work
     await _until_ready(raw, app, workers, ["w1"])
     with anyio.fail_after(20):
@@ -195,13 +212,11 @@ async def test_stopped_worker_drains_then_reports_statistics(
     await _until_ready(raw, app, workers, ["w0"])
     ids = [await client.emit(_msg(i)) for i in range(3)]
     with anyio.fail_after(20):
-        while await raw.scard(f"{app}:slow:w0") < 3:
-            await anyio.sleep(0.01)
+        await _until(lambda: _at_least(raw.scard(f"{app}:slow:w0"), 3))
     proc.send_signal(signal.SIGTERM)  # stop: the held traces finish first
     with anyio.fail_after(20):
         outcomes = [await client.wait(t) for t in ids]
-        while proc.poll() is None:
-            await anyio.sleep(0.05)
+        await _until(lambda: proc.poll() is not None)
     assert [o.status for o in outcomes] == ["completed"] * 3
     stats = json.loads(await raw.get(f"{app}:stats:w0"))
     assert stats == {

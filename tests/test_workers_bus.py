@@ -7,7 +7,7 @@ cancellation before a claim. The multi-process scenarios are in ``test_workers.p
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, cast
 
 import anyio
@@ -70,9 +70,17 @@ async def store(redis_url: str, app: str) -> AsyncIterator[RedisDurableStore]:
 
 @pytest.fixture
 async def raw(redis_url: str) -> AsyncIterator[Any]:
-    client: Any = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client: Any = cast(Any, aioredis).Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait (polling) until ``condition()`` holds; bound it with ``anyio.fail_after``."""
+    while True:
+        if condition():
+            return
+        await anyio.sleep(0.01)
 
 
 def _msg(payload: Any) -> Message:
@@ -162,7 +170,9 @@ async def test_dead_letter_settle_moves_the_item_to_the_dead_letter_stream(
     assert await bus.dead_letters() == [("t1", "poison", 1)]
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ids=st.lists(st.sampled_from(["r:0", "r:1", "r:2", "c:s:0", "c:s:1"]), max_size=12))
 async def test_put_output_keeps_the_first_output_of_each_id_in_order(
     bus: RedisStreamsBus, ids: list[str]
@@ -306,8 +316,7 @@ async def test_a_cancel_reaches_the_worker_holding_the_trace(
     async with worker.running():
         trace_id = await client.emit(_msg("sleep"))
         with anyio.fail_after(10):
-            while worker.statistics().inflight == 0:
-                await anyio.sleep(0.01)
+            await _until(lambda: not (worker.statistics().inflight == 0))
             await anyio.sleep(0.05)
             assert await client.cancel(trace_id) is True  # heartbeat is 10 s: pub/sub did it
             assert (await client.wait(trace_id)).status == "cancelled"
@@ -323,8 +332,8 @@ async def test_poison_trace_is_dead_lettered_with_deliveries_exhausted(
     await bus.claim("ghost-1", 1, min_idle_s=0.0)  # two workers took it and died
     await anyio.sleep(0.02)
     await bus.claim("ghost-2", 1, min_idle_s=0.0)
-    await anyio.sleep(0.02)
-    worker = Worker(_flow(store, runs), bus=bus, claim_idle_s=0.01, max_deliveries=2)
+    await anyio.sleep(0.35)  # idle past claim_idle_s: its last owner looks dead
+    worker = Worker(_flow(store, runs), bus=bus, claim_idle_s=0.3, max_deliveries=2)
     async with worker.running():
         with anyio.fail_after(10):
             outcome = await client.wait(trace_id)
@@ -346,14 +355,11 @@ async def test_a_worker_that_lost_its_delivery_cancels_the_trace_and_publishes_n
     async with worker.running():
         trace_id = await client.emit(_msg("sleep"))
         with anyio.fail_after(10):
-            while worker.statistics().inflight == 0:
-                await anyio.sleep(0.01)
+            await _until(lambda: not (worker.statistics().inflight == 0))
             (entry,) = await raw.xrange(f"pf:{{{app}}}:work")
             await raw.xclaim(f"pf:{{{app}}}:work", "workers", "thief", 0, [entry[0]])
-            while worker.statistics().lost == 0:
-                await anyio.sleep(0.01)
-            while worker.statistics().inflight:
-                await anyio.sleep(0.01)
+            await _until(lambda: not (worker.statistics().lost == 0))
+            await _until(lambda: not (worker.statistics().inflight))
     assert await raw.xlen(f"pf:{{{app}}}:o:{trace_id}") == 0  # no end marker from the loser
     stats = worker.statistics()
     assert (stats.lost, stats.cancelled, stats.completed) == (1, 0, 0)
@@ -384,8 +390,7 @@ async def test_a_redelivered_trace_resumes_without_rerunning_its_finished_steps(
     async with quitter.running():
         trace_id = await client.emit(_msg(1))
         with anyio.fail_after(10):
-            while runs != ["first", "second"]:
-                await anyio.sleep(0.01)
+            await _until(lambda: not (runs != ["first", "second"]))
     hang[0] = False
     taker = Worker(build(), bus=bus, claim_idle_s=30.0)
     async with taker.running():
@@ -407,13 +412,11 @@ async def test_stop_with_no_drain_time_hands_held_traces_to_another_worker_at_on
     async with quitter.running():
         trace_id = await client.emit(_msg("sleep"))
         with anyio.fail_after(10):
-            while quitter.statistics().inflight == 0:
-                await anyio.sleep(0.01)
+            await _until(lambda: not (quitter.statistics().inflight == 0))
     taker = Worker(_flow(store), bus=bus, claim_idle_s=30.0)
     async with taker.running():
         with anyio.fail_after(10):
-            while taker.statistics().inflight == 0:  # claimed at once, not after 30 s
-                await anyio.sleep(0.01)
+            await _until(lambda: taker.statistics().inflight > 0)  # at once, not after 30 s
         assert await client.cancel(trace_id) is True
         with anyio.fail_after(10):
             outcome = await client.wait(trace_id)
