@@ -6,6 +6,7 @@ The behaviour on a real Redis server is tested in the root ``tests/test_workers*
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -80,6 +81,8 @@ def test_trace_not_found_is_a_lookup_error_naming_the_trace() -> None:
     assert isinstance(error, LookupError)
     assert error.trace_id == "t-1"
     assert "t-1" in str(error)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.trace_id, str(copy)) == (TraceNotFound, "t-1", str(error))
 
 
 # --------------------------------------------------------------------------- Worker

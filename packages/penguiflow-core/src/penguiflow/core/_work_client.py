@@ -79,11 +79,9 @@ class FlowClient:
             if output.kind == "result":
                 self._results[trace_id] = position
                 return decode_result(output.body, payload_type)
-            if output.kind == "end":
-                self._results[trace_id] = _before(position, cursor)
+            if output.kind == "end":  # the cursor stays before it: a later fetch raises again
                 _raise_outcome(trace_id, output)
-            else:
-                self._results[trace_id] = position  # chunks are read by stream()
+            self._results[trace_id] = position  # a chunk: stream() reads those
         raise TraceEnded(trace_id)  # pragma: no cover - outputs() always ends with "end"
 
     async def stream(self, trace_id: str) -> AsyncIterator[StreamChunk]:
@@ -117,12 +115,6 @@ class FlowClient:
         Raises ``TraceNotFound`` for an unknown trace.
         """
         return await self._bus.request_cancel(trace_id)
-
-
-def _before(position: str, cursor: str | None) -> str:
-    """The cursor to keep at the end marker: the previous one, so ``fetch`` raises again."""
-    del position
-    return cursor if cursor is not None else "0-0"
 
 
 def _raise_outcome(trace_id: str, output: TraceOutput) -> None:

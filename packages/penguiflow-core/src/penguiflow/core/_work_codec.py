@@ -21,8 +21,10 @@ from ._work_types import TraceOutcome, TraceStatus
 __all__ = [
     "chunk_of",
     "decode_chunk",
+    "decode_message",
     "decode_outcome",
     "decode_result",
+    "encode_chunk",
     "encode_end",
     "encode_message",
     "encode_result",

@@ -64,6 +64,9 @@ class TraceNotFound(PenguiFlowError, LookupError):
             "(outputs stay readable result_ttl_s after a trace ends)"
         )
 
+    def __reduce__(self) -> tuple[type[TraceNotFound], tuple[str]]:
+        return (TraceNotFound, (self.trace_id,))
+
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:

@@ -9,13 +9,12 @@ Rookery items, then the end marker, then settles the delivery (ack after complet
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -31,9 +30,9 @@ from ._errors import (
     safe_repr,
 )
 from ._flow import PenguiFlow, runtime_of
-from ._journal import Journal
 from ._registry import ModelRegistry
 from ._types import Message
+from ._work_checks import check_worker_options, checked_journal, ingress_type
 from ._work_codec import chunk_of, decode_message, encode_chunk, encode_end, encode_result
 from ._work_types import (
     Delivery,
@@ -107,25 +106,15 @@ class Worker:
                 f"Worker needs a WorkBus; {type(bus).__name__} lacks {', '.join(missing)} "
                 '(use RedisStreamsBus.open(url, app="..."))'
             )
-        self._journal = _checked_journal(flow)
-        if not isinstance(max_inflight, int) or max_inflight < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"max_inflight must be an int >= 1, got {max_inflight!r}")
-        if not isinstance(max_deliveries, int) or max_deliveries < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
-        _positive("claim_idle_s", claim_idle_s)
-        if heartbeat_s is None:
-            heartbeat_s = claim_idle_s / 3
-        _positive("heartbeat_s", heartbeat_s)
-        if heartbeat_s > claim_idle_s / 3:
-            raise ValueError(
-                f"heartbeat_s={heartbeat_s!r} is more than claim_idle_s / 3 "
-                f"({claim_idle_s / 3:g}): a live worker's work could be reclaimed; pass "
-                f"heartbeat_s <= {claim_idle_s / 3:g} or leave it None"
-            )
-        if not isinstance(drain_timeout_s, int | float) or drain_timeout_s < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"drain_timeout_s must be >= 0 seconds, got {drain_timeout_s!r}")
-        if consumer is not None and (not isinstance(consumer, str) or not consumer):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f"consumer must be a non-empty string, got {consumer!r}")
+        self._journal = checked_journal(flow)
+        heartbeat_s = check_worker_options(
+            max_inflight=max_inflight,
+            claim_idle_s=claim_idle_s,
+            heartbeat_s=heartbeat_s,
+            max_deliveries=max_deliveries,
+            drain_timeout_s=drain_timeout_s,
+            consumer=consumer,
+        )
         self.flow: PenguiFlow = flow
         """The flow that runs the traces."""
         self.bus: WorkBus = bus
@@ -135,10 +124,15 @@ class Worker:
         )
         """This worker's name on the bus."""
         self.max_inflight: int = max_inflight
+        """How many traces it holds at once."""
         self.claim_idle_s: float = float(claim_idle_s)
+        """After how long without renewal a delivery counts as a dead worker's."""
         self.heartbeat_s: float = float(heartbeat_s)
+        """How often it renews what it holds (and re-checks cancel keys)."""
         self.max_deliveries: int = max_deliveries
+        """How many deliveries a trace gets before it is dead-lettered."""
         self.drain_timeout_s: float = float(drain_timeout_s)
+        """How long held traces may still run once it stops."""
         self._registry = registry
         self._payload_type = payload_type
         self._held: dict[str, _Held] = {}
@@ -199,6 +193,11 @@ class Worker:
     def statistics(self) -> WorkerStatistics:
         """A snapshot of this worker's counters."""
         return WorkerStatistics(inflight=len(self._held), **self._counts)
+
+    def _payload_types(self, to: tuple[str, ...] | None) -> Any:
+        if self._payload_type is not None or self._registry is None:
+            return self._payload_type
+        return ingress_type(self._registry, to or [n.name for n in self.flow.graph.ingress])
 
     # ------------------------------------------------------------------ claiming
     async def _claims(self, tg: TaskGroup) -> None:
@@ -277,7 +276,7 @@ class Worker:
             await self._finish(held, "cancelled", None)
             return
         try:
-            msg = decode_message(delivery.item.body, self._ingress_type(delivery))
+            msg = decode_message(delivery.item.body, self._payload_types(delivery.item.to))
         except ValidationError as exc:
             error = FlowError.from_exception(
                 exc, trace_id=trace_id, node_name=None, code=FlowErrorCode.VALIDATION_ERROR
@@ -362,18 +361,6 @@ class Worker:
             held.lost = True
             self._counts["lost"] += 1
 
-    def _ingress_type(self, delivery: Delivery) -> Any:
-        if self._payload_type is not None or self._registry is None:
-            return self._payload_type
-        names = delivery.item.to or tuple(node.name for node in self.flow.graph.ingress)
-        if len(names) != 1:
-            return None
-        entry = self._registry.entry(names[0])
-        model: object = None if entry is None else entry.in_model
-        if not isinstance(model, type) or issubclass(model, Message):
-            return None
-        return cast(Any, model)
-
     # ------------------------------------------------------- heartbeat and cancels
     async def _heartbeat(self) -> None:
         while True:
@@ -421,34 +408,3 @@ class Worker:
             except PenguiFlowError as exc:
                 logger.warning("worker %s cancel channel failed: %s", self.consumer, exc)
             await anyio.sleep(_RETRY_S)
-
-
-def _positive(name: str, value: object) -> None:
-    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-
-
-def _checked_journal(flow: object) -> Journal:
-    from ._store_memory import InMemoryDurableStore
-
-    if not isinstance(flow, PenguiFlow):
-        raise TypeError(f"Worker needs a PenguiFlow (from create(...)), got {type(flow).__name__}")
-    rt = runtime_of(flow)
-    if rt.phase != "idle":
-        raise ValueError(
-            "Worker needs a flow that is built but not started: the worker runs it; pass a "
-            "fresh create(...) and do not call flow.run() or flow.running() yourself"
-        )
-    recorder = rt.recorder
-    if recorder is None:
-        raise ValueError(
-            "Worker needs a journaled flow, so that a trace taken over from a dead worker "
-            "resumes where it stopped: create(..., journal=Journal(store)) with a store every "
-            "worker reaches (PostgresDurableStore or RedisDurableStore)"
-        )
-    if isinstance(recorder.journal.store, InMemoryDurableStore):
-        raise ValueError(
-            "Worker needs a journal every worker process reaches, not an InMemoryDurableStore: "
-            "use Journal(RedisDurableStore/PostgresDurableStore) (SQLiteDurableStore on one host)"
-        )
-    return recorder.journal

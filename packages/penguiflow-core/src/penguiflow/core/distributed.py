@@ -43,6 +43,10 @@ from ._work_types import (
 )
 from ._work_worker import Worker
 
+for _public in (FlowClient, RedisStreamsBus, TraceNotFound, WorkBus, Worker):
+    _public.__module__ = __name__  # reprs, docs and tracebacks show the public path
+del _public
+
 __all__ = [
     "Delivery",
     "FlowClient",
