@@ -121,7 +121,9 @@ async def scaling(url: str, processes: int, traces: int) -> float:
             client = FlowClient(bus)
             with anyio.fail_after(600):
                 start = time.perf_counter()
-                ids = [await client.emit(Message(payload=i, headers=HEADERS)) for i in range(traces)]
+                ids = [
+                    await client.emit(Message(payload=i, headers=HEADERS)) for i in range(traces)
+                ]
                 outcomes = [await client.wait(trace_id) for trace_id in ids]
                 elapsed = time.perf_counter() - start
         assert {o.status for o in outcomes} == {"completed"}, outcomes[:3]
@@ -245,7 +247,9 @@ def report(result: dict[str, Any]) -> None:
         f"({lat['distributed'] - lat['local+journal']:+.1f} vs journaled) |"
     )
     target = result["throughput"]["3"] / one
-    print(f"\n3 processes vs 1: {target:.2f}x (target >= 2.5x {'met' if target >= 2.5 else 'MISSED'})")
+    print(
+        f"\n3 processes vs 1: {target:.2f}x (target >= 2.5x {'met' if target >= 2.5 else 'MISSED'})"
+    )
 
 
 def main() -> None:
