@@ -106,6 +106,8 @@ def _flow(store: RedisDurableStore, runs: list[str] | None = None) -> Any:
             return msg.with_payload("second")
         if msg.payload == "sleep":
             await anyio.sleep(60)
+        if msg.payload == "opaque":
+            return msg.with_payload(object())
         return msg.with_payload(msg.payload * 2)
 
     node = Node(double, name="double")
@@ -422,3 +424,31 @@ async def test_stop_with_no_drain_time_hands_held_traces_to_another_worker_at_on
             outcome = await client.wait(trace_id)
     assert (outcome.status, outcome.attempts) == ("cancelled", 2)
     assert taker.statistics().memo_hits == 1
+
+
+async def test_a_result_no_process_could_read_fails_its_trace_and_the_worker_goes_on(
+    bus: RedisStreamsBus, store: RedisDurableStore
+) -> None:
+    client = FlowClient(bus)
+    worker = Worker(_flow(store), bus=bus, claim_idle_s=1.0)
+    async with worker.running():
+        bad = await client.emit(_msg("opaque"))
+        good = await client.emit(_msg(2))
+        with anyio.fail_after(10):
+            outcome = await client.wait(bad)
+            assert (await client.fetch(good)).payload == 4
+    assert outcome.status == "failed"
+    assert outcome.error is not None and "JSON-serialisable" in outcome.error.message
+    assert (worker.statistics().failed, worker.statistics().completed) == (1, 1)
+
+
+async def test_an_unknown_ingress_node_fails_the_trace_naming_the_nodes(
+    bus: RedisStreamsBus, store: RedisDurableStore
+) -> None:
+    client = FlowClient(bus)
+    async with Worker(_flow(store), bus=bus, claim_idle_s=1.0).running():
+        trace_id = await client.emit(_msg(1), to="nope")
+        with anyio.fail_after(10):
+            outcome = await client.wait(trace_id)
+    assert outcome.status == "failed"
+    assert outcome.error is not None and "double" in outcome.error.message

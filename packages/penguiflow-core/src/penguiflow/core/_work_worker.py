@@ -247,6 +247,8 @@ class Worker:
                 await self._run_trace(held)
         except PenguiFlowError as exc:  # the bus failed: the entry stays, another worker retries
             logger.error("worker %s lost trace %s to %s", self.consumer, trace_id, safe_repr(exc))
+        except Exception:  # a bug must not take the worker down: the entry is redelivered
+            logger.exception("worker %s failed on trace %s", self.consumer, trace_id)
         finally:
             del self._held[trace_id]
             if not held.settled and not held.lost:
@@ -283,7 +285,12 @@ class Worker:
             ).detached()
             await self._finish(held, "failed", error)
             return
-        await self._start(held, msg)
+        try:
+            await self._start(held, msg)
+        except (KeyError, TypeError, ValueError) as exc:  # say an unknown ingress node in `to`
+            error = FlowError.from_exception(exc, trace_id=trace_id, node_name=None).detached()
+            await self._finish(held, "failed", error)
+            return
         await self._deliver(held)
 
     async def _start(self, held: _Held, msg: Message) -> None:
@@ -336,7 +343,12 @@ class Worker:
                     encode_chunk(piece, envelope),
                 )
             else:
-                output_id, kind, body = f"r:{index}", "result", encode_result(item)
+                try:
+                    output_id, kind, body = f"r:{index}", "result", encode_result(item)
+                except TypeError as exc:  # a result no other process could read
+                    await self.flow.cancel(trace_id)
+                    error = FlowError.from_exception(exc, trace_id=trace_id, node_name=None)
+                    return await self._finish(held, "failed", error.detached())
                 index += 1
             await self.bus.put_output(TraceOutput(trace_id, output_id, kind, body))
 
