@@ -452,3 +452,60 @@ async def test_an_unknown_ingress_node_fails_the_trace_naming_the_nodes(
             outcome = await client.wait(trace_id)
     assert outcome.status == "failed"
     assert outcome.error is not None and "double" in outcome.error.message
+
+
+async def test_a_cancel_key_set_without_its_announcement_is_seen_at_the_next_heartbeat(
+    bus: RedisStreamsBus, store: RedisDurableStore, raw: Any, app: str
+) -> None:
+    client = FlowClient(bus)
+    worker = Worker(_flow(store), bus=bus, claim_idle_s=3.0, heartbeat_s=0.05)
+    async with worker.running():
+        trace_id = await client.emit(_msg("sleep"))
+        with anyio.fail_after(10):
+            await _until(lambda: worker.statistics().inflight > 0)
+            await raw.set(f"pf:{{{app}}}:c:{trace_id}", "1")  # the pub/sub message was missed
+            outcome = await client.wait(trace_id)
+    assert outcome.status == "cancelled"
+
+
+async def test_outputs_expire_result_ttl_after_the_end(
+    redis_url: str, app: str, store: RedisDurableStore, raw: Any
+) -> None:
+    async with RedisStreamsBus.open(redis_url, app=app, result_ttl_s=120.0, block_s=0.1) as bus:
+        client = FlowClient(bus)
+        trace_id = await client.emit(_msg(1))
+        key = f"pf:{{{app}}}:o:{trace_id}"
+        assert await raw.ttl(f"pf:{{{app}}}:t:{trace_id}") == -1  # queued: no expiry
+        async with Worker(_flow(store), bus=bus, claim_idle_s=1.0).running():
+            with anyio.fail_after(10):
+                await client.wait(trace_id)
+        assert 0 < await raw.ttl(key) <= 120
+        assert 0 < await raw.ttl(f"pf:{{{app}}}:t:{trace_id}") <= 120
+
+
+async def test_worker_payload_type_validates_the_ingress_payload(
+    bus: RedisStreamsBus, store: RedisDurableStore
+) -> None:
+    from pydantic import BaseModel
+
+    class Order(BaseModel):
+        qty: int
+
+    seen: list[object] = []
+
+    async def take(msg: Message, ctx: Any) -> Message:
+        seen.append(msg.payload)
+        return msg.with_payload(msg.payload.qty + 1)
+
+    node = Node(take, name="take")
+    flow = create(node.to(), journal=Journal(store))
+    client = FlowClient(bus)
+    async with Worker(flow, bus=bus, claim_idle_s=1.0, payload_type=Order).running():
+        good = await client.emit(_msg({"qty": 2}))
+        bad = await client.emit(_msg({"qty": "many"}))
+        with anyio.fail_after(10):
+            assert (await client.fetch(good)).payload == 3
+            outcome = await client.wait(bad)
+    assert seen == [Order(qty=2)]
+    assert outcome.error is not None
+    assert outcome.error.code == FlowErrorCode.VALIDATION_ERROR
