@@ -322,18 +322,18 @@ class RedisStreamsBus:
 
         Raises ``TraceNotFound`` at once for an unknown trace (or one whose outputs expired).
         """
-        if not await self.known(trace_id):
-            raise TraceNotFound(trace_id)
         stream = self._key("o", trace_id)
         cursor = after or "0-0"
         block_ms = max(1, math.ceil(self.block_s * 1000))
+        block: int | None = None  # the first read does not wait: an unknown trace fails at once
         while True:
             read: Any = await self._run(
-                lambda c, at=cursor: c.xread({stream: at}, count=100, block=block_ms)
+                lambda c, at=cursor, wait=block: c.xread({stream: at}, count=100, block=wait)
             )
             if not read:
                 if not await self.known(trace_id):
                     raise TraceNotFound(trace_id)
+                block = block_ms
                 continue
             for _stream, entries in read:
                 for entry_id, raw in entries:
