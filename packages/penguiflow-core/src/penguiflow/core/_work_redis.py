@@ -20,7 +20,7 @@ from typing import Any, Self, cast
 from pydantic_core import to_json
 
 from ._distribution import BusEnvelope
-from ._errors import StoreClosed, StoreUnavailable, safe_repr
+from ._errors import StoreClosed, StoreError, StoreUnavailable, safe_repr
 from ._store_redis import check_redis_version
 from ._work_redis_lua import SCRIPTS
 from ._work_types import Delivery, OutputKind, TraceNotFound, TraceOutput, WorkItem
@@ -42,6 +42,16 @@ def _import_redis() -> tuple[Any, Any]:
     except ImportError as exc:
         raise ImportError(_INSTALL) from exc
     return redis_asyncio, redis_exceptions
+
+
+def _check_version(found: str) -> None:
+    try:
+        check_redis_version(found)
+    except StoreError:
+        raise StoreError(
+            f"RedisStreamsBus needs Redis >= 6.2 (XAUTOCLAIM), but the server is Redis {found}: "
+            "upgrade the server"
+        ) from None
 
 
 def _text(value: object) -> str:
@@ -167,7 +177,7 @@ class RedisStreamsBus:
             self._state = "open"
             try:
                 info: dict[str, Any] = await self._run(lambda c: c.info("server"))
-                check_redis_version(_text(info.get("redis_version", "0")))
+                _check_version(_text(info.get("redis_version", "0")))
                 await self._ensure_group()
                 for name, source in SCRIPTS.items():
                     self._shas[name] = _text(await self._run(lambda c, s=source: c.script_load(s)))
