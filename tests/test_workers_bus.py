@@ -509,3 +509,28 @@ async def test_worker_payload_type_validates_the_ingress_payload(
     assert seen == [Order(qty=2)]
     assert outcome.error is not None
     assert outcome.error.code == FlowErrorCode.VALIDATION_ERROR
+
+
+async def test_a_result_published_before_a_worker_died_reaches_the_client_once(
+    bus: RedisStreamsBus, store: RedisDurableStore
+) -> None:
+    from penguiflow.core._work_codec import encode_result
+
+    client = FlowClient(bus)
+    msg = _msg(5)
+    trace_id = await client.emit(msg)
+    (ghost,) = await bus.claim("ghost", 1, min_idle_s=0.0)  # runs it, publishes, dies: no ack
+    await bus.put_output(
+        TraceOutput(trace_id, "r:0", "result", encode_result(msg.with_payload(10)))
+    )
+    await anyio.sleep(0.35)
+    worker = Worker(_flow(store), bus=bus, claim_idle_s=0.3)
+    async with worker.running():
+        with anyio.fail_after(10):
+            outcome = await client.wait(trace_id)
+            assert (await client.fetch(trace_id)).payload == 10
+            with pytest.raises(TraceEnded):
+                await client.fetch(trace_id)
+    kinds = [o.kind async for _cursor, o in bus.outputs(trace_id)]
+    assert kinds == ["result", "end"]
+    assert (outcome.status, outcome.attempts, ghost.attempt) == ("completed", 2, 1)
