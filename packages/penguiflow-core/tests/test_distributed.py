@@ -186,8 +186,8 @@ async def test_a_bus_that_was_not_opened_says_how_to_open_it() -> None:
 
 def test_an_old_redis_server_is_refused_naming_both_versions() -> None:
     from penguiflow.core import StoreError
-    from penguiflow.core._work_redis import _check_version  # pyright: ignore[reportPrivateUsage]
+    from penguiflow.core._work_redis_wire import check_version
 
-    _check_version("6.2.0")
+    check_version("6.2.0")
     with pytest.raises(StoreError, match=r"RedisStreamsBus needs Redis >= 6\.2.*Redis 6\.0\.9"):
-        _check_version("6.0.9")
+        check_version("6.0.9")

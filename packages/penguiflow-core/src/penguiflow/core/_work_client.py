@@ -9,7 +9,14 @@ from ._errors import TraceCancelled, TraceEnded
 from ._node import Node
 from ._types import Message, StreamChunk
 from ._work_codec import decode_chunk, decode_outcome, decode_result, encode_message
-from ._work_types import TraceOutcome, TraceOutput, WorkBus, WorkItem, missing_methods
+from ._work_types import (
+    TraceOutcome,
+    TraceOutput,
+    WorkBus,
+    WorkItem,
+    closing,
+    missing_methods,
+)
 
 __all__ = ["FlowClient"]
 
@@ -75,13 +82,14 @@ class FlowClient:
             TraceNotFound: No such trace (at once).
         """
         cursor = self._results.get(trace_id)
-        async for position, output in self._bus.outputs(trace_id, after=cursor):
-            if output.kind == "result":
-                self._results[trace_id] = position
-                return decode_result(output.body, payload_type)
-            if output.kind == "end":  # the cursor stays before it: a later fetch raises again
-                _raise_outcome(trace_id, output)
-            self._results[trace_id] = position  # a chunk: stream() reads those
+        async with closing(self._bus.outputs(trace_id, after=cursor)) as outputs:
+            async for position, output in outputs:
+                if output.kind == "result":
+                    self._results[trace_id] = position
+                    return decode_result(output.body, payload_type)
+                if output.kind == "end":  # the cursor stays before it: a later fetch raises again
+                    _raise_outcome(trace_id, output)
+                self._results[trace_id] = position  # a chunk: stream() reads those
         raise TraceEnded(trace_id)  # pragma: no cover - outputs() always ends with "end"
 
     async def stream(self, trace_id: str) -> AsyncIterator[StreamChunk]:
@@ -89,21 +97,24 @@ class FlowClient:
 
         Raises ``TraceNotFound`` at once for an unknown trace.
         """
-        async for position, output in self._bus.outputs(trace_id, after=self._chunks.get(trace_id)):
-            if output.kind == "end":
-                return
-            self._chunks[trace_id] = position
-            if output.kind == "chunk":
-                yield decode_chunk(output.body)
+        after = self._chunks.get(trace_id)
+        async with closing(self._bus.outputs(trace_id, after=after)) as outputs:
+            async for position, output in outputs:
+                if output.kind == "end":
+                    return
+                self._chunks[trace_id] = position
+                if output.kind == "chunk":
+                    yield decode_chunk(output.body)
 
     async def wait(self, trace_id: str) -> TraceOutcome:
         """Wait for the trace to end and return its outcome (cursors are not moved).
 
         Raises ``TraceNotFound`` at once for an unknown trace.
         """
-        async for _position, output in self._bus.outputs(trace_id):
-            if output.kind == "end":
-                return decode_outcome(trace_id, output.body)
+        async with closing(self._bus.outputs(trace_id)) as outputs:
+            async for _position, output in outputs:
+                if output.kind == "end":
+                    return decode_outcome(trace_id, output.body)
         raise TraceEnded(trace_id)  # pragma: no cover - outputs() always ends with "end"
 
     async def cancel(self, trace_id: str) -> bool:

@@ -11,80 +11,32 @@ dead-letter stream) and ``mirror`` (edge mirroring, ``XADD MAXLEN ~``). A trace'
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Self, cast
+from typing import Any, Self
 
 from pydantic_core import to_json
 
 from ._distribution import BusEnvelope
-from ._errors import StoreClosed, StoreError, StoreUnavailable, safe_repr
-from ._store_redis import check_redis_version
+from ._errors import StoreClosed, StoreUnavailable, safe_repr
 from ._work_redis_lua import SCRIPTS
-from ._work_types import Delivery, OutputKind, TraceNotFound, TraceOutput, WorkItem
+from ._work_redis_wire import (
+    check_version,
+    entry_fields,
+    import_redis,
+    output_kind,
+    text,
+    work_item,
+)
+from ._work_types import Delivery, TraceNotFound, TraceOutput, WorkItem
 
 __all__ = ["GROUP", "RedisStreamsBus"]
 
 GROUP = "workers"
 """The consumer group every worker of an app reads the work stream in."""
 
-_INSTALL = 'RedisStreamsBus needs redis: pip install "penguiflow-core[redis]"'
 _MAX_CONNECTIONS = 64
-_KINDS: tuple[OutputKind, ...] = ("result", "chunk", "end")
-
-
-def _import_redis() -> tuple[Any, Any]:
-    try:
-        import redis.asyncio as redis_asyncio
-        import redis.exceptions as redis_exceptions
-    except ImportError as exc:
-        raise ImportError(_INSTALL) from exc
-    return redis_asyncio, redis_exceptions
-
-
-def _check_version(found: str) -> None:
-    try:
-        check_redis_version(found)
-    except StoreError:
-        raise StoreError(
-            f"RedisStreamsBus needs Redis >= 6.2 (XAUTOCLAIM), but the server is Redis {found}: "
-            "upgrade the server"
-        ) from None
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _fields(flat: Any) -> dict[str, bytes]:
-    """A stream entry's fields (a flat ``[name, value, ...]`` list from Lua, or a dict)."""
-    pairs: list[tuple[Any, Any]]
-    if isinstance(flat, dict):
-        pairs = list(cast(dict[Any, Any], flat).items())
-    else:
-        items = cast(list[Any], flat)
-        pairs = [(items[i], items[i + 1]) for i in range(0, len(items), 2)]
-    return {_text(k): bytes(v) for k, v in pairs}
-
-
-def _item(fields: dict[str, bytes]) -> WorkItem:
-    to = fields.get("to", b"")
-    targets = tuple(to_names(to)) if to else None
-    return WorkItem(trace_id=fields["trace"].decode(), body=fields["body"], to=targets)
-
-
-def _kind(kind: str) -> OutputKind:
-    for known in _KINDS:
-        if kind == known:
-            return known
-    return "result"
-
-
-def to_names(raw: bytes) -> list[str]:
-    """The ingress targets a work entry's ``to`` field holds (a JSON list)."""
-    return [str(name) for name in json.loads(raw)]
 
 
 class RedisStreamsBus:
@@ -114,7 +66,7 @@ class RedisStreamsBus:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         if not isinstance(mirror_maxlen, int) or mirror_maxlen < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ValueError(f"mirror_maxlen must be a positive int, got {mirror_maxlen!r}")
-        redis_asyncio, redis_exceptions = _import_redis()
+        redis_asyncio, redis_exceptions = import_redis()
         self.app: str = app
         """The application name (keys live under ``pf:{app}:``)."""
         self.result_ttl_s: float = float(result_ttl_s)
@@ -177,10 +129,10 @@ class RedisStreamsBus:
             self._state = "open"
             try:
                 info: dict[str, Any] = await self._run(lambda c: c.info("server"))
-                _check_version(_text(info.get("redis_version", "0")))
+                check_version(text(info.get("redis_version", "0")))
                 await self._ensure_group()
                 for name, source in SCRIPTS.items():
-                    self._shas[name] = _text(await self._run(lambda c, s=source: c.script_load(s)))
+                    self._shas[name] = text(await self._run(lambda c, s=source: c.script_load(s)))
             except BaseException:
                 await self.aclose()
                 raise
@@ -222,7 +174,7 @@ class RedisStreamsBus:
             try:
                 return await client.evalsha(self._shas[name], len(keys), *keys, *args)
             except self._noscript:  # the server was restarted or flushed: load it again
-                self._shas[name] = _text(await client.script_load(SCRIPTS[name]))
+                self._shas[name] = text(await client.script_load(SCRIPTS[name]))
                 return await client.evalsha(self._shas[name], len(keys), *keys, *args)
 
         return await self._run(call)
@@ -255,9 +207,9 @@ class RedisStreamsBus:
         start = self._cursors.get(consumer, "0-0")
         idle_ms = max(0, math.ceil(min_idle_s * 1000))
         cursor, found = await self._script("claim", (work,), GROUP, consumer, idle_ms, count, start)
-        self._cursors[consumer] = _text(cursor)
+        self._cursors[consumer] = text(cursor)
         deliveries = [
-            Delivery(_item(_fields(fields)), _text(entry_id), int(n))
+            Delivery(work_item(entry_fields(fields)), text(entry_id), int(n))
             for entry_id, fields, n in found
         ]
         if len(deliveries) < count:
@@ -273,7 +225,7 @@ class RedisStreamsBus:
             )
             for _stream, entries in read or ():
                 for entry_id, fields in entries:
-                    deliveries.append(Delivery(_item(_fields(fields)), _text(entry_id), 1))
+                    deliveries.append(Delivery(work_item(entry_fields(fields)), text(entry_id), 1))
         return deliveries
 
     async def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -282,7 +234,7 @@ class RedisStreamsBus:
             return []
         ids = [d.delivery_id for d in deliveries]
         lost = {
-            _text(i)
+            text(i)
             for i in await self._script("renew", (self._key("work"),), GROUP, consumer, *ids)
         }
         return [d for d in deliveries if d.delivery_id in lost]
@@ -307,7 +259,7 @@ class RedisStreamsBus:
         entries: Any = await self._run(lambda c: c.xrange(self._key("dead"), count=limit))
         out: list[tuple[str, str, int]] = []
         for _entry_id, raw in entries:
-            fields = _fields(raw)
+            fields = entry_fields(raw)
             out.append(
                 (fields["trace"].decode(), fields["reason"].decode(), int(fields["deliveries"]))
             )
@@ -347,13 +299,13 @@ class RedisStreamsBus:
                 continue
             for _stream, entries in read:
                 for entry_id, raw in entries:
-                    cursor = _text(entry_id)
-                    fields = _fields(raw)
+                    cursor = text(entry_id)
+                    fields = entry_fields(raw)
                     kind = fields["kind"].decode()
                     output = TraceOutput(
                         trace_id=trace_id,
                         output_id=fields["id"].decode(),
-                        kind=_kind(kind),
+                        kind=output_kind(kind),
                         body=fields["body"],
                     )
                     yield cursor, output
@@ -387,7 +339,7 @@ class RedisStreamsBus:
                     )
                 )
                 if message is not None and message.get("type") == "message":
-                    yield _text(message["data"])
+                    yield text(message["data"])
         finally:
             await pubsub.aclose()
 

@@ -8,7 +8,8 @@ methods (see ``penguiflow.core.distributed``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -26,6 +27,8 @@ __all__ = [
     "WorkBus",
     "WorkItem",
     "WorkerStatistics",
+    "closing",
+    "missing_methods",
 ]
 
 TraceStatus = Literal["completed", "failed", "cancelled"]
@@ -215,6 +218,17 @@ class WorkBus(Protocol):
     async def publish(self, envelope: BusEnvelope) -> None:
         """Mirror one edge crossing (core's ``MessageBus``)."""
         ...
+
+
+@asynccontextmanager
+async def closing[T](iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T]]:
+    """Use ``iterator`` in the block, then close it when it can be (an async generator)."""
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def missing_methods(bus: object) -> list[str]:

@@ -18,28 +18,20 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from pydantic import ValidationError
 
 from ._errors import (
-    FlowError,
-    FlowErrorCode,
-    FlowStopped,
     PenguiFlowError,
-    TraceCancelled,
-    TraceEnded,
     safe_repr,
 )
-from ._flow import PenguiFlow, runtime_of
+from ._flow import PenguiFlow
 from ._registry import ModelRegistry
-from ._types import Message
-from ._work_checks import check_worker_options, checked_journal, ingress_type
-from ._work_codec import chunk_of, decode_message, encode_chunk, encode_end, encode_result
+from ._work_checks import check_worker_options, checked_journal
+from ._work_trace import Held, TraceRunner
 from ._work_types import (
     Delivery,
-    TraceOutput,
-    TraceStatus,
     WorkBus,
     WorkerStatistics,
+    closing,
     missing_methods,
 )
 
@@ -49,19 +41,6 @@ logger = logging.getLogger("penguiflow.core")
 
 _RETRY_S = 0.5  # after a failed bus call in a background loop
 _RELEASE_S = 5.0  # how long handing entries back may take when the worker ends
-
-
-class _Held:
-    """One delivery this worker holds."""
-
-    __slots__ = ("cancel_requested", "delivery", "lost", "scope", "settled")
-
-    def __init__(self, delivery: Delivery) -> None:
-        self.delivery = delivery
-        self.scope = anyio.CancelScope()
-        self.lost = False
-        self.settled = False
-        self.cancel_requested = False
 
 
 class Worker:
@@ -135,15 +114,25 @@ class Worker:
         """How long held traces may still run once it stops."""
         self._registry = registry
         self._payload_type = payload_type
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, Held] = {}
         self._unsettled: list[Delivery] = []
         self._room = anyio.Event()
         self._stop = anyio.Event()
         self._done = anyio.Event()
         self._started = False
-        self._counts = dict.fromkeys(
+        self._counts: dict[str, int] = dict.fromkeys(
             ("completed", "failed", "cancelled", "reclaimed", "lost", "memo_hits", "dead_lettered"),
             0,
+        )
+        self._runner = TraceRunner(
+            flow=flow,
+            bus=bus,
+            journal=self._journal,
+            consumer=self.consumer,
+            max_deliveries=max_deliveries,
+            registry=registry,
+            payload_type=payload_type,
+            counts=self._counts,
         )
 
     def __repr__(self) -> str:
@@ -194,11 +183,6 @@ class Worker:
         """A snapshot of this worker's counters."""
         return WorkerStatistics(inflight=len(self._held), **self._counts)
 
-    def _payload_types(self, to: tuple[str, ...] | None) -> Any:
-        if self._payload_type is not None or self._registry is None:
-            return self._payload_type
-        return ingress_type(self._registry, to or [n.name for n in self.flow.graph.ingress])
-
     # ------------------------------------------------------------------ claiming
     async def _claims(self, tg: TaskGroup) -> None:
         while not self._stop.is_set():
@@ -217,7 +201,7 @@ class Worker:
                 if self._stop.is_set():
                     self._unsettled.append(delivery)
                 elif delivery.item.trace_id not in self._held:  # else: ours already
-                    held = _Held(delivery)
+                    held = Held(delivery)
                     self._held[delivery.item.trace_id] = held
                     tg.start_soon(
                         self._serve, held, name=f"penguiflow:trace:{delivery.item.trace_id}"
@@ -240,11 +224,11 @@ class Worker:
                 logger.warning("worker %s could not hand back work: %s", self.consumer, exc)
 
     # -------------------------------------------------------------------- a trace
-    async def _serve(self, held: _Held) -> None:
+    async def _serve(self, held: Held) -> None:
         trace_id = held.delivery.item.trace_id
         try:
             with held.scope:
-                await self._run_trace(held)
+                await self._runner.run(held)
         except PenguiFlowError as exc:  # the bus failed: the entry stays, another worker retries
             logger.error("worker %s lost trace %s to %s", self.consumer, trace_id, safe_repr(exc))
         except Exception:  # a bug must not take the worker down: the entry is redelivered
@@ -254,124 +238,6 @@ class Worker:
             if not held.settled and not held.lost:
                 self._unsettled.append(held.delivery)
             self._room.set()
-
-    async def _run_trace(self, held: _Held) -> None:
-        delivery = held.delivery
-        trace_id = delivery.item.trace_id
-        if delivery.attempt > 1:
-            self._counts["reclaimed"] += 1
-        if delivery.attempt > self.max_deliveries:
-            error = FlowError(
-                trace_id=trace_id,
-                node_name=None,
-                code=FlowErrorCode.DELIVERIES_EXHAUSTED,
-                message=(
-                    f"trace {trace_id!r} was delivered {delivery.attempt - 1} times without "
-                    f"finishing (max_deliveries={self.max_deliveries}); it was moved to the "
-                    "dead-letter stream"
-                ),
-            )
-            self._counts["dead_lettered"] += 1
-            await self._finish(held, "failed", error, dead_letter=error.message)
-            return
-        if await self.bus.is_cancelled(trace_id):
-            await self._finish(held, "cancelled", None)
-            return
-        try:
-            msg = decode_message(delivery.item.body, self._payload_types(delivery.item.to))
-        except ValidationError as exc:
-            error = FlowError.from_exception(
-                exc, trace_id=trace_id, node_name=None, code=FlowErrorCode.VALIDATION_ERROR
-            ).detached()
-            await self._finish(held, "failed", error)
-            return
-        try:
-            await self._start(held, msg)
-        except (KeyError, TypeError, ValueError) as exc:  # say an unknown ingress node in `to`
-            error = FlowError.from_exception(exc, trace_id=trace_id, node_name=None).detached()
-            await self._finish(held, "failed", error)
-            return
-        await self._deliver(held)
-
-    async def _start(self, held: _Held, msg: Message) -> None:
-        delivery = held.delivery
-        trace_id = delivery.item.trace_id
-        to = None if delivery.item.to is None else list(delivery.item.to)
-        resumed = False
-        if delivery.attempt > 1:
-            try:
-                await self._journal.resume(self.flow, trace_id)
-                resumed = True
-                self._counts["memo_hits"] += 1
-            except LookupError:  # the first attempt died before recording its ingress
-                pass
-        if not resumed:
-            await self.flow.emit(msg, to=to)
-        if held.cancel_requested:  # asked while the trace was not in the flow yet
-            await self.flow.cancel(trace_id)
-
-    async def _deliver(self, held: _Held) -> None:
-        trace_id = held.delivery.item.trace_id
-        rt = runtime_of(self.flow)
-        index = 0
-        while True:
-            # A fetch that starts after the trace ended waits on (a new trace of) that id: check
-            # first. No await between this and the fetch's waiter, so no ending is missed.
-            if not rt.rookery.depth(trace_id) and rt.traces.get(trace_id) is None:
-                if rt.fetch_outcome(trace_id) is None:
-                    return await self._finish(held, "completed", None)
-            try:
-                item = await self.flow.fetch(trace_id=trace_id)
-            except FlowStopped:  # the worker is stopping: the delivery is handed back
-                return None
-            except TraceEnded:
-                return await self._finish(held, "completed", None)
-            except TraceCancelled:
-                return await self._finish(held, "cancelled", None)
-            except FlowError as exc:
-                return await self._finish(held, "failed", exc.detached())
-            if isinstance(item, FlowError):  # emit_errors_to_rookery=True
-                return await self._finish(held, "failed", item.detached())
-            if held.lost:
-                continue
-            chunk = chunk_of(item)
-            if chunk is not None:
-                piece, envelope = chunk
-                output_id, kind, body = (
-                    f"c:{piece.stream_id}:{piece.seq}",
-                    "chunk",
-                    encode_chunk(piece, envelope),
-                )
-            else:
-                try:
-                    output_id, kind, body = f"r:{index}", "result", encode_result(item)
-                except TypeError as exc:  # a result no other process could read
-                    await self.flow.cancel(trace_id)
-                    error = FlowError.from_exception(exc, trace_id=trace_id, node_name=None)
-                    return await self._finish(held, "failed", error.detached())
-                index += 1
-            await self.bus.put_output(TraceOutput(trace_id, output_id, kind, body))
-
-    async def _finish(
-        self,
-        held: _Held,
-        status: TraceStatus,
-        error: FlowError | None,
-        *,
-        dead_letter: str | None = None,
-    ) -> None:
-        if held.lost:
-            return
-        delivery = held.delivery
-        trace_id = delivery.item.trace_id
-        body = encode_end(status, error, delivery.attempt, self.consumer)
-        await self.bus.put_output(TraceOutput(trace_id, "end", "end", body))
-        held.settled = True
-        if await self.bus.settle(self.consumer, delivery, dead_letter=dead_letter):
-            self._counts[status] += 1
-        else:
-            held.lost = True
-            self._counts["lost"] += 1
 
     # ------------------------------------------------------- heartbeat and cancels
     async def _heartbeat(self) -> None:
@@ -414,9 +280,10 @@ class Worker:
     async def _listen(self) -> None:
         while True:
             try:
-                async for trace_id in self.bus.cancellations():
-                    if trace_id in self._held:
-                        await self._cancel_local(trace_id)
+                async with closing(self.bus.cancellations()) as cancellations:
+                    async for trace_id in cancellations:
+                        if trace_id in self._held:
+                            await self._cancel_local(trace_id)
             except PenguiFlowError as exc:
                 logger.warning("worker %s cancel channel failed: %s", self.consumer, exc)
             await anyio.sleep(_RETRY_S)
