@@ -113,7 +113,6 @@ class Worker:
         self.drain_timeout_s: float = float(drain_timeout_s)
         """How long held traces may still run once it stops."""
         self._registry = registry
-        self._payload_type = payload_type
         self._held: dict[str, Held] = {}
         self._unsettled: list[Delivery] = []
         self._room = anyio.Event()
