@@ -7,12 +7,15 @@ process; interleaved batches of sequential calls, each way once per batch:
 * ``sdk``: ``Client.send_message`` of the streaming a2a-sdk client, read until the final status
   (what ``A2ATransport`` does under the hood: a call over SSE);
 * ``sdk-unary``: the same client with ``streaming=False`` (one JSON-RPC response);
-* ``remote_node``: ``flow.call_node(RemoteNode(transport=A2ATransport(), ...), message)``.
+* ``remote_node``: ``flow.call_node(RemoteNode(transport=A2ATransport(), ...), message)``;
+* ``tool_node``: ``ToolNode.call("a.upper", {"message": "hi"})`` of an A2A source (the card's
+  skill as a catalog tool: validation, breaker, limiter, per-call credentials hook, timeout).
 
-Prints the median µs per call of each way over the batches and the ratio ``remote_node / sdk``
-(the spec's bound is ≤ 1.25×), with the load average. ``sdk-unary`` is informative only: on
-this machine a unary ``SendMessage`` of a2a-sdk 1.3 takes ~47 ms against ~6 ms over SSE (the
-server side answers the unary call late), which is why ``A2ATransport.send`` streams.
+Prints the median µs per call of each way over the batches and the ratios ``remote_node / sdk``
+(the spec's bound is ≤ 1.25×) and ``tool_node / sdk``, with the load average. ``sdk-unary`` is
+informative only: on this machine a unary ``SendMessage`` of a2a-sdk 1.3 takes ~47 ms against
+~6 ms over SSE (the server side answers the unary call late), which is why
+``A2ATransport.send`` streams.
 """
 
 from __future__ import annotations
@@ -31,7 +34,16 @@ from a2a.types import Message as A2AMessage
 from a2a.types import Part, Role, SendMessageRequest, TaskState
 
 from penguiflow.core import Context, Headers, Message, Node, RemoteNode, create
-from penguiflow.tools import A2ASkill, A2ATransport, agent_card, flow_agent, serve_a2a
+from penguiflow.tools import (
+    A2ASkill,
+    A2ATransport,
+    ExternalToolConfig,
+    ToolNode,
+    TransportType,
+    agent_card,
+    flow_agent,
+    serve_a2a,
+)
 
 
 async def _upper(msg: Message, ctx: Context) -> str:
@@ -72,7 +84,8 @@ async def main(calls: int, batches: int) -> None:
     async with serve_a2a(flow_agent(served), card=card) as server:
         sdk = await create_client(server.url, ClientConfig(streaming=True))
         unary = await create_client(server.url, ClientConfig(streaming=False))
-        async with A2ATransport() as transport:
+        source = ExternalToolConfig(name="a", transport=TransportType.A2A, connection=server.url)
+        async with A2ATransport() as transport, ToolNode(source) as tools:
             node = RemoteNode(transport=transport, skill="upper", agent_url=server.url, name="r")
             local = create(node.to())
             async with local.running():
@@ -80,10 +93,14 @@ async def main(calls: int, batches: int) -> None:
                 async def via_node() -> None:
                     await local.call_node(node, Message(payload="hi", headers=Headers(tenant="b")))
 
+                async def via_tool() -> None:
+                    await tools.call("a.upper", {"message": "hi"})
+
                 ways: dict[str, Callable[[], Awaitable[Any]]] = {
                     "sdk": lambda: _sdk_call(sdk),
                     "sdk-unary": lambda: _sdk_call(unary),
                     "remote_node": via_node,
+                    "tool_node": via_tool,
                 }
                 for one in ways.values():  # warm-up (card resolution, connections)
                     await _time(20, one)
@@ -100,10 +117,11 @@ async def main(calls: int, batches: int) -> None:
     for name, value in medians.items():
         print(f"  {name:12s} {value:9.0f} us/call")
     print(f"  remote_node / sdk = {medians['remote_node'] / medians['sdk']:.2f}x (bound 1.25x)")
+    print(f"  tool_node / sdk = {medians['tool_node'] / medians['sdk']:.2f}x")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--batches", type=int, default=7)
     args = parser.parse_args()

@@ -853,6 +853,7 @@ def test_flow_exposes_only_its_documented_api() -> None:
     assert public == {
         "add_event_hook",
         "add_middleware",
+        "call",
         "call_node",
         "cancel",
         "emit",
@@ -869,6 +870,7 @@ def test_flow_exposes_only_its_documented_api() -> None:
         "node",
         "nodes",
         "run",
+        "run_sync",
         "running",
         "running_now",
         "state_store",

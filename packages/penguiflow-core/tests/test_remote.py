@@ -58,7 +58,8 @@ def msg(payload: str, trace_id: str = "t1") -> Message:
     return Message(payload=payload, headers=Headers(tenant="acme"), trace_id=trace_id)
 
 
-def test_echo_agent_satisfies_the_transport_protocol() -> None:
+async def test_echo_agent_satisfies_the_transport_protocol() -> None:
+    # async: the agent makes an anyio.Event, which anyio 4.0 (the minimum) allows only in a loop
     assert isinstance(EchoAgent(), RemoteTransport)
 
 

@@ -23,7 +23,11 @@ from penguiflow.core import (
     as_state_store,
     create,
 )
-from penguiflow.testkit import ManualClock
+
+# The testkit is not a dependency of core: these tests run in the full run and are skipped in
+# core's isolated run, where no sibling package is installed (tests/test_isolation.py).
+pytest.importorskip("penguiflow.testkit", reason="needs penguiflow-testkit (the full test run)")
+from penguiflow.testkit import ManualClock  # noqa: E402
 
 A = Scope("acme")
 

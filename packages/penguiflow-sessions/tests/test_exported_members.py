@@ -47,6 +47,13 @@ EXPECTED = {
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    "CheckpointInfo",
+    "CheckpointAnswer",
+    "SessionLimitExceeded",
+    "GroupNotFound",
+    "GroupSealed",
+    "TaskGroup",
+    "GroupStatus",
 }
 
 

@@ -1,6 +1,7 @@
 """Credentials per call: API key and bearer on every request, each user's own OAuth token on
 one shared streamable-HTTP session (observed at the test server's ASGI gate)."""
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -113,3 +114,25 @@ def test_an_unknown_provider_is_refused_at_construction(
     config = http_config(auth_type="oauth2_user", auth_config={"provider": "nope"})
     with pytest.raises(ToolAuthError, match="no OAuth provider 'nope'"):
         ToolNode(config, oauth=manager())
+
+
+async def test_secrets_never_reach_logs_or_errors(
+    gate: Gate,
+    http_config: Callable[..., ExternalToolConfig],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("PF_TEST_LOGGED", "never-logged-s3cret")
+    config = http_config(auth_type="bearer", auth_config={"token": "${PF_TEST_LOGGED}"})
+    caplog.set_level(logging.DEBUG)
+    with anyio.fail_after(30):
+        async with ToolNode(config) as node:
+            await node.call("add", {"a": 1, "b": 1})
+            gate.force("add", 401)
+            with pytest.raises(ToolAuthError) as caught:
+                await node.call("add", {"a": 1, "b": 1})
+    assert {s.authorization for s in gate.seen} == {"Bearer never-logged-s3cret"}  # it was sent
+    assert caplog.records  # the SDKs did log at DEBUG
+    assert "never-logged-s3cret" not in caplog.text
+    assert "never-logged-s3cret" not in repr(caught.value.to_payload())
+    assert "never-logged-s3cret" not in repr(config)

@@ -1,5 +1,8 @@
 """ExternalToolConfig: every mistake of §10 fails at construction, naming the field."""
 
+import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -153,12 +156,63 @@ def _oauth() -> Any:
     return OAuthManager([OAuthProviderConfig("gh", f"{url}/a", f"{url}/t", "client", f"{url}/cb")])
 
 
-def test_toolnode_rejects_transports_and_auth_it_cannot_serve() -> None:
+def test_toolnode_rejects_auth_it_cannot_serve() -> None:
     from penguiflow.tools import ToolNode
 
     with pytest.raises(ValueError, match="oauth="):
         ToolNode(make(auth_type="oauth2_user", auth_config={"provider": "gh"}))
     with pytest.raises(ValueError, match="streamable HTTP"):
         ToolNode(make(auth_type="oauth2_user", auth_config={"provider": "gh"}), oauth=_oauth())
-    with pytest.raises(ValueError, match="not supported"):
-        ToolNode(make(transport="a2a", connection="http://agent"))
+    over_sse = make(
+        connection="http://127.0.0.1:1/sse",
+        auth_type="oauth2_user",
+        auth_config={"provider": "gh"},
+    )
+    with pytest.raises(ValueError, match="streamable HTTP, not sse"):
+        ToolNode(over_sse, oauth=_oauth())
+    # per-user tokens work over A2A (and UTCP): no error
+    a2a = make(
+        transport="a2a",
+        connection="http://127.0.0.1:1",
+        auth_type="oauth2_user",
+        auth_config={"provider": "gh"},
+    )
+    ToolNode(a2a, oauth=_oauth())
+
+
+@pytest.mark.parametrize(
+    ("transport", "connection", "blocked", "extra"),
+    [
+        ("mcp", "server --stdio", "mcp", "mcp"),
+        ("utcp", "http://127.0.0.1:1/openapi.json", "utcp", "utcp"),
+        ("a2a", "http://127.0.0.1:1", "a2a", "a2a"),
+    ],
+)
+def test_a_missing_extra_is_an_import_error_at_construction_with_the_pip_line(
+    monkeypatch: pytest.MonkeyPatch, transport: str, connection: str, blocked: str, extra: str
+) -> None:
+    from penguiflow.tools import ToolNode
+
+    monkeypatch.setitem(sys.modules, blocked, None)  # `import <blocked>` now raises ImportError
+    with pytest.raises(ImportError, match=re.escape(f'pip install "penguiflow-tools[{extra}]"')):
+        ToolNode(make(transport=transport, connection=connection))
+
+
+def test_a_missing_extra_is_an_import_error_on_first_use_of_a_lazy_name() -> None:
+    code = (
+        "import sys; sys.modules['a2a'] = None; sys.modules['mcp'] = None\n"
+        "import penguiflow.tools as t\n"
+        "for name in ('serve_a2a', 'A2ATransport', 'serve_mcp'):\n"
+        "    try:\n"
+        "        getattr(t, name)\n"
+        "    except ImportError as exc:\n"
+        "        print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == [
+        'penguiflow.tools.serve_a2a needs the a2a SDK: pip install "penguiflow-tools[a2a]"',
+        'penguiflow.tools.A2ATransport needs the a2a SDK: pip install "penguiflow-tools[a2a]"',
+        'penguiflow.tools.serve_mcp needs the mcp SDK: pip install "penguiflow-tools[mcp]"',
+    ]

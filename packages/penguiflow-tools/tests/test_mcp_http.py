@@ -163,3 +163,20 @@ async def test_a_call_over_sse_picked_by_auto_from_the_path(sse_url: str) -> Non
             names = [s.name for s in node.specs]
     assert result.result == {"result": 3}
     assert "s.create_item" in names
+
+
+async def test_a_gone_http_session_is_a_connection_error_and_the_next_call_reconnects(
+    http_config: Make, gate: Gate
+) -> None:
+    gate.force("flaky_write", 404)  # what a server answers for a session it no longer knows
+    with anyio.fail_after(30):
+        async with ToolNode(http_config()) as node:
+            with pytest.raises(ToolConnectionError, match="session .* is gone"):
+                await node.call("h.flaky_write", {})
+            names = [s.name for s in node.specs]
+            again = await node.call("h.add", {"a": 2, "b": 3})
+            stats = node.statistics()
+    assert again.result == {"result": 5}
+    assert stats.reconnects == 1
+    assert names == [s.name for s in node.specs]
+    assert gate.calls["flaky_write"] == 1  # a write whose session vanished is not re-sent

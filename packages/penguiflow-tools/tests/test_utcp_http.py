@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -22,7 +24,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from penguiflow.tools import (
+    AuthType,
     ExternalToolConfig,
+    InMemoryTokenStore,
+    OAuthManager,
+    OAuthProviderConfig,
+    OAuthToken,
+    ToolAuthError,
+    ToolAuthRequired,
+    ToolCallContext,
     ToolConnectionError,
     ToolNode,
     ToolServerError,
@@ -36,6 +46,10 @@ class Api:
     hits: dict[str, int] = field(default_factory=dict[str, int])
     forced: dict[str, list[int]] = field(default_factory=dict[str, list[int]])
     seen: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    in_flight: int = 0
+    peak: int = 0
+    full: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def hit(self, op: str) -> Response | None:
         self.hits[op] = self.hits.get(op, 0) + 1
@@ -119,12 +133,87 @@ def _manual(base: str) -> dict[str, Any]:
     }
 
 
+def _keyed_manual(base: str) -> dict[str, Any]:
+    return {
+        "utcp_version": "1.0.1",
+        "manual_version": "1.0.0",
+        "tools": [
+            {
+                "name": "keyed",
+                "description": "Echo the API key a call arrived with.",
+                "inputs": {"type": "object", "properties": {}},
+                "outputs": {"type": "object"},
+                "tool_call_template": {
+                    "call_template_type": "http",
+                    "name": "k",
+                    "url": base + "/keyed",
+                    "http_method": "GET",
+                    "auth": {
+                        "auth_type": "api_key",
+                        "api_key": "${API_KEY}",
+                        "var_name": "X-API-Key",
+                        "location": "header",
+                    },
+                },
+            },
+            {
+                "name": "plain",
+                "description": "Answer with text (JSON) or plain text.",
+                "inputs": {"type": "object", "properties": {"json": {"type": "boolean"}}},
+                "outputs": {"type": "string"},
+                "tool_call_template": {
+                    "call_template_type": "http",
+                    "name": "p",
+                    "url": base + "/plain",
+                    "http_method": "GET",
+                },
+            },
+            {
+                "name": "hold",
+                "description": "Wait until released.",
+                "inputs": {"type": "object", "properties": {"limit": {"type": "integer"}}},
+                "tool_call_template": {
+                    "call_template_type": "http",
+                    "name": "h",
+                    "url": base + "/hold",
+                    "http_method": "GET",
+                },
+            },
+        ],
+    }
+
+
 def _app(api: Api) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(_openapi(api.url))
 
     async def manual(request: Request) -> Response:
         return JSONResponse(_manual(api.url))
+
+    async def keyed_manual(request: Request) -> Response:
+        return JSONResponse(_keyed_manual(api.url))
+
+    async def keyed(request: Request) -> Response:
+        forced = api.hit("keyed")
+        if forced is not None:
+            return forced
+        return JSONResponse({"api_key": request.headers.get("x-api-key")})
+
+    async def hold(request: Request) -> Response:
+        api.in_flight += 1  # the server's own loop: no lock needed
+        api.peak = max(api.peak, api.in_flight)
+        if api.in_flight >= int(request.query_params["limit"]):
+            api.full.set()
+        try:
+            await anyio.to_thread.run_sync(api.release.wait, 30)
+        finally:
+            api.in_flight -= 1
+        return JSONResponse({"held": True})
+
+    async def plain(request: Request) -> Response:
+        if request.query_params.get("json") == "true":
+            return JSONResponse({"n": 3, "items": [1, 2]})
+        return PlainTextResponse("hello penguin")
 
     async def empty(request: Request) -> Response:
         return JSONResponse({"openapi": "3.0.3", "info": {"title": "e", "version": "1"}})
@@ -144,7 +233,9 @@ def _app(api: Api) -> Starlette:
         return JSONResponse({"created": await request.json()})
 
     async def echo(request: Request) -> Response:
-        api.hit("whoami")
+        forced = api.hit("whoami")
+        if forced is not None:
+            return forced
         return JSONResponse(
             {
                 "region": request.path_params["region"],
@@ -159,6 +250,10 @@ def _app(api: Api) -> Starlette:
             Route("/openapi.json", openapi),
             Route("/utcp.json", manual),
             Route("/empty.json", empty),
+            Route("/utcp-key.json", keyed_manual),
+            Route("/keyed", keyed, methods=["GET"]),
+            Route("/plain", plain, methods=["GET"]),
+            Route("/hold", hold, methods=["GET"]),
             Route("/items/{item_id}", get_item, methods=["GET"]),
             Route("/items", create_item, methods=["POST"]),
             Route("/echo/{region}", echo, methods=["GET"]),
@@ -347,3 +442,102 @@ def test_constructing_a_utcp_node_restores_the_root_logger() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(completed.stdout) == [True, 0, 30]
+
+
+async def test_api_key_is_resolved_per_call_and_never_in_errors(
+    api: Api, utcp_config: Callable[..., ExternalToolConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PF_TEST_UTCP_KEY", "key-s3cret")
+    config = utcp_config(
+        "/utcp-key.json",
+        name="k",
+        auth_type=AuthType.API_KEY,
+        auth_config={"api_key": "${PF_TEST_UTCP_KEY}"},
+    )
+    assert "key-s3cret" not in repr(config)
+    async with ToolNode(config) as node:
+        assert (await node.call("keyed", {})).result == {"api_key": "key-s3cret"}
+        api.forced["keyed"] = [401]
+        with pytest.raises(ToolAuthError) as caught:
+            await node.call("keyed", {})
+        assert caught.value.status_code == 401
+        assert caught.value.attempts == 1  # auth failures are never retried
+        assert "key-s3cret" not in str(caught.value)
+        assert "key-s3cret" not in json.dumps(caught.value.to_payload())
+        assert "key-s3cret" not in repr(node.statistics())
+
+
+async def test_each_users_oauth_token_is_resolved_per_call(
+    api: Api, utcp_config: Callable[..., ExternalToolConfig]
+) -> None:
+    store = InMemoryTokenStore()
+    idp = "https://idp.invalid"  # never contacted: the tokens do not expire
+    oauth = OAuthManager(
+        [OAuthProviderConfig("idp", f"{idp}/a", f"{idp}/t", "client", f"{idp}/cb")],
+        token_store=store,
+    )
+    for user in ("ann", "bob", "cy"):
+        await store.store(user, "idp", OAuthToken(f"tok-{user}"), tenant="acme")
+    config = utcp_config(
+        "/utcp.json",
+        name="u",
+        variables={"REGION": "eu", "TENANT": "acme"},
+        auth_type=AuthType.OAUTH2_USER,
+        auth_config={"provider": "idp"},
+    )
+    seen: dict[str, list[str]] = {}
+
+    async def one(user: str) -> None:
+        ctx = ToolCallContext(tool_context={"user_id": user, "tenant": "acme"})
+        result = await node.call("whoami", {"q": user}, ctx=ctx)
+        seen.setdefault(user, []).append(result.result["authorization"])
+
+    with anyio.fail_after(30):
+        async with ToolNode(config, oauth=oauth) as node:
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    for user in ("ann", "bob", "cy"):
+                        tg.start_soon(one, user)
+            assert seen == {u: [f"Bearer tok-{u}"] * 4 for u in ("ann", "bob", "cy")}
+            with pytest.raises(ToolAuthError, match=r"tool_context\['user_id'\]"):
+                await node.call("whoami", {"q": "anon"})
+            api.forced["whoami"] = [401]
+            ann = ToolCallContext(tool_context={"user_id": "ann", "tenant": "acme"})
+            with pytest.raises(ToolAuthRequired) as caught:  # dropped; no refresh token
+                await node.call("whoami", {"q": "x"}, ctx=ann)
+            assert "tok-ann" not in str(caught.value)
+            assert await store.get("ann", "idp", tenant="acme") is None
+
+
+async def test_a_json_answer_is_decoded_and_anything_else_is_text(
+    utcp_config: Callable[..., ExternalToolConfig],
+) -> None:
+    config = utcp_config("/utcp-key.json", name="k", tool_filter=["plain"])
+    async with ToolNode(config) as node:
+        assert (await node.call("plain", {})).result == "hello penguin"
+        assert (await node.call("plain", {"json": True})).result == {"n": 3, "items": [1, 2]}
+
+
+async def test_max_concurrency_is_exact_at_the_server(
+    api: Api, utcp_config: Callable[..., ExternalToolConfig]
+) -> None:
+    api.full.clear()
+    api.release.clear()
+    api.peak = 0
+    config = utcp_config("/utcp-key.json", name="k", tool_filter=["hold"], max_concurrency=3)
+    results: list[Any] = []
+    with anyio.fail_after(60):
+        async with ToolNode(config) as node:
+
+            async def one() -> None:
+                results.append((await node.call("hold", {"limit": 3})).result)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(one)
+                assert await anyio.to_thread.run_sync(api.full.wait, 30)
+                api.release.set()
+            stats = node.statistics()
+    assert results == [{"held": True}] * 10
+    assert api.peak == 3
+    assert stats.max_in_flight == 3

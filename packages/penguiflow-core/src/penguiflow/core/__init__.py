@@ -14,6 +14,10 @@ messages in with ``flow.emit`` and take results out with ``flow.fetch``::
         await flow.emit(Message(payload="hi", headers=Headers(tenant="demo")))
         print(await flow.fetch())   # HI: what the node returned, as it returned it
 
+For one message and its result, ``await flow.call(message)`` does the emit and the trace-scoped
+fetch (starting and stopping the flow when it is not running); ``flow.run_sync(message)`` does
+the same from a script, without an event loop.
+
 A node can also be run once, in the calling task, under its ``NodePolicy`` (timeouts, retries,
 validation, events): ``await flow.call_node(node, payload)``, or ``await ctx.call_node(...)``
 inside a node. ``@tool(...)`` and :func:`build_catalog` describe nodes to a planner as

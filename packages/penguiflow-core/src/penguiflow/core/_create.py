@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ def create(
     state_store: StateStore | None = None,
     message_bus: MessageBus | None = None,
     journal: Journal | None = None,
+    log_failures: int | str | None = logging.ERROR,
 ) -> PenguiFlow:
     """Build a flow from adjacencies (``a.to(b, c)``, ``b.to()`` …); the graph is checked eagerly.
 
@@ -45,10 +47,16 @@ def create(
         state_store: Optional ``StateStore`` that records events for ``load_history``.
         message_bus: Optional ``MessageBus`` that sees every edge crossing.
         journal: Optional ``Journal`` that records every step for replay and resume.
+        log_failures: Level at which the ``penguiflow.core`` logger records each message's
+            terminal failure, once (``logging.WARNING``, ``"WARNING"``; None: not logged). A
+            failure the caller receives anyway is recorded at DEBUG instead: one delivered to
+            Rookery (``emit_errors_to_rookery``) or raised to a caller already waiting on its
+            trace (``flow.call``, a trace-scoped ``fetch``).
 
     Raises:
         CycleError: The graph has a cycle that was not allowed.
         GraphError: Duplicate node names, no ingress node, or a ``WM`` node without a self-edge.
+        ValueError: ``log_failures`` is not a logging level.
     """
     return PenguiFlow(
         *adjacencies,
@@ -62,4 +70,5 @@ def create(
         state_store=state_store,
         message_bus=message_bus,
         journal=journal,
+        log_failures=log_failures,
     )

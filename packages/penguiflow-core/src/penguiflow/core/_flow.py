@@ -12,6 +12,8 @@ import anyio
 from anyio import CancelScope
 from anyio.abc import TaskStatus
 
+from ._call import call as call_once
+from ._call import run_sync as run_once_sync
 from ._dispatch import Dispatcher, OverflowPolicy
 from ._distribution import MessageBus, StateStore, StoredEvent
 from ._durable import Scope
@@ -21,6 +23,7 @@ from ._floe import Floe
 from ._graph import OPEN_SEA, Adjacency, Graph, build_graph
 from ._ingress import attach, ingress_floes, names, stamped
 from ._invoke import invoke
+from ._logging import failure_level
 from ._node import Node
 from ._registry import ModelRegistry
 from ._rookery import ANY_TRACE
@@ -62,6 +65,7 @@ class PenguiFlow:
         state_store: StateStore | None = None,
         message_bus: MessageBus | None = None,
         journal: Journal | None = None,
+        log_failures: int | str | None = logging.ERROR,
     ) -> None:
         graph = build_graph(adjacencies, allow_cycles=allow_cycles)
         dispatcher = Dispatcher(
@@ -81,6 +85,7 @@ class PenguiFlow:
         )
         if journal is not None:
             rt.recorder = attach(journal, rt)
+        rt.failure_level = failure_level(log_failures)
         self._runners = {node: NodeRunner(rt, station) for node, station in rt.stations.items()}
         self._by_name = {node.name: node for node in graph.nodes}
         self._stop_requested: anyio.Event | None = None
@@ -388,6 +393,57 @@ class PenguiFlow:
         if rt.observed:
             rt.event(FlowEventType.FETCH, None, key)
         return item
+
+    # -------------------------------------------------------------- one call
+    async def call(
+        self,
+        message: Any,
+        *,
+        timeout_s: float | None = None,
+        to: Node | str | Sequence[Node | str] | None = None,
+        registry: ModelRegistry | None = None,
+    ) -> Any:
+        """Emit ``message`` and return the first result of its trace: ``emit`` + ``fetch``.
+
+        Trace-scoped: other traces running through the flow are untouched. A flow that is not
+        running is started (with ``registry``) for the call and stopped after it; a running one
+        is only used. A bare payload (not a ``Message``) is given a fresh trace id. A trace that
+        delivers several results returns its first; the others wait in Rookery for
+        ``fetch(trace_id=...)`` (on a flow ``call`` started, stopping frees them).
+
+        Args:
+            message: A ``Message``, or a bare payload.
+            timeout_s: Seconds to wait for the result (None: no bound). On timeout the trace is
+                cancelled and ``TimeoutError`` raised; so it is when the caller is cancelled.
+            to: Ingress node(s) to emit to (default: every ingress node).
+            registry: Validates messages while the flow runs (only when ``call`` starts it).
+
+        Raises:
+            FlowError: The trace failed (also with ``emit_errors_to_rookery=True``).
+            TraceCancelled: The trace was cancelled.
+            TraceEnded: The trace ended without a result (a node returned ``None``, a router
+                chose no successor).
+            TimeoutError: No result within ``timeout_s``.
+            ValueError: A bad ``timeout_s``, or ``registry`` given for a running flow.
+        """
+        return await call_once(self, message, timeout_s=timeout_s, to=to, registry=registry)
+
+    def run_sync(
+        self,
+        message: Any,
+        *,
+        timeout_s: float | None = None,
+        to: Node | str | Sequence[Node | str] | None = None,
+        registry: ModelRegistry | None = None,
+    ) -> Any:
+        """For scripts: start the flow, return :meth:`call`'s result for ``message``, stop it.
+
+        Runs its own event loop (``asyncio.run``), so it cannot be called from async code (write
+        ``await flow.call(message)`` there); a flow runs once, so call it once per flow.
+        Arguments and errors are those of :meth:`call`; ``RuntimeError`` when an event loop is
+        running or the flow already runs.
+        """
+        return run_once_sync(self, message, timeout_s=timeout_s, to=to, registry=registry)
 
     # ---------------------------------------------------------------- invoke
     async def call_node(

@@ -59,6 +59,11 @@ def to_json(value: Any) -> Any:
     try:
         return to_jsonable_python(value)
     except Exception as exc:
+        if isinstance(value, BaseModel):  # pydantic < 2.13 cannot here while a deferred build
+            try:  # (defer_build=True, as StreamChunk has) is pending; model_dump builds it
+                return value.model_dump(mode="json")
+            except Exception:
+                pass
         raise ValueError(
             f"a journaled value must be JSON-serialisable through pydantic; "
             f"{type(value).__name__} is not ({exc})"

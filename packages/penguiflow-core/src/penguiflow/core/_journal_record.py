@@ -118,7 +118,9 @@ class Recorder:
         self.memos: dict[str, Lineage] = {}
         """Traces being resumed (memo mode), with what their journal holds."""
         self.buffer: deque[tuple[str, bytes, Scope, str]] = deque()
-        self.ready: anyio.Event = anyio.Event()
+        self.ready: anyio.Event | None = None
+        """Set when an entry is buffered while ``drain`` waits (made there: anyio 4.0 cannot
+        make an event outside a running loop, and a journaled flow may be built outside one)."""
         self.room: anyio.Event | None = None
         self.writing: asyncio.Lock = asyncio.Lock()
 
@@ -347,7 +349,8 @@ class Recorder:
 
     def _buffer(self, key: str, entry: dict[str, Any], scope: Scope, step: str) -> None:
         self.buffer.append((key, _dumps(entry), scope, step))
-        self.ready.set()
+        if self.ready is not None:
+            self.ready.set()
 
     async def _wait_for_room(self) -> None:
         if self.room is None:
@@ -357,8 +360,10 @@ class Recorder:
     async def drain(self) -> None:
         """Write buffered entries until cancelled (an async journal's task in the flow)."""
         while True:
-            await self.ready.wait()
-            self.ready = anyio.Event()
+            if not self.buffer:
+                self.ready = anyio.Event()
+                await self.ready.wait()
+            self.ready = None
             await self.flush()
 
     async def flush(self) -> None:

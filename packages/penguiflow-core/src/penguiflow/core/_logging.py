@@ -67,6 +67,18 @@ class _Done:
 _DONE = _Done()
 
 
+def failure_level(value: int | str | None) -> int | None:
+    """``create(log_failures=...)`` as a level number: an int, a level name, or None (off)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str) and value.upper() in logging.getLevelNamesMapping():
+        return logging.getLevelNamesMapping()[value.upper()]
+    raise ValueError(
+        f'log_failures must be a logging level (logging.WARNING, "WARNING") or None to not log '
+        f"failures, got {value!r}"
+    )
+
+
 def event_log_fields(event: FlowEvent) -> dict[str, Any]:
     """The default ``extra`` of a logged event: ``event.to_payload()``.
 

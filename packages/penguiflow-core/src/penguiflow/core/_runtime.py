@@ -68,6 +68,7 @@ class Runtime:
         "dispatcher",
         "emit_errors_to_rookery",
         "face",
+        "failure_level",
         "graph",
         "ingress",
         "ingress_all",
@@ -124,6 +125,8 @@ class Runtime:
         self.registry: ModelRegistry | None = None
         """The registry the flow runs with (``call_node`` validates with it)."""
         self.invocations: dict[Node, Invocations] = {}
+        self.failure_level: int | None = logging.ERROR
+        """Level of the record ``fail`` logs (``create(..., log_failures=...)``; None: none)."""
         """``call_node`` bookkeeping of the nodes it runs (see ``_invoke``; bounded)."""
 
     def note_owner(self, key: str | None, message: Any) -> None:
@@ -347,7 +350,11 @@ class Runtime:
             if state.cancelled:
                 return  # the cancellation is the trace's outcome
             state.failed = True
-        logger.error("%s", error)
+        level = self.failure_level
+        if level is not None:  # once; DEBUG when the caller gets it (as an item or raised)
+            if self.emit_errors_to_rookery or self.rookery.waiting(key):
+                level = logging.DEBUG
+            logger.log(level, "%s", error)
         if self.emit_errors_to_rookery:
             source = OPEN_SEA.name if station is None else station.name
             try:

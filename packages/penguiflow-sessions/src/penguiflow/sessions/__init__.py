@@ -18,18 +18,23 @@ dropped and ``since_id`` cursors replay, then go live with no gap and no duplica
 """
 
 from ._broker import Subscription, UpdateBroker
+from ._checkpoint import CheckpointAnswer, CheckpointInfo
 from ._context import TaskContextSnapshot
 from ._errors import (
     ForegroundBusy,
+    GroupNotFound,
+    GroupSealed,
     PatchNotFound,
     SessionClosed,
     SessionError,
+    SessionLimitExceeded,
     SubscriberLagged,
     TaskCancelled,
     TaskFailed,
     TaskNotFound,
     UnknownCursor,
 )
+from ._groups import GroupStatus, TaskGroup
 from ._limits import SessionLimits
 from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
 from ._runtime import TaskPipeline, TaskRuntime
@@ -99,6 +104,14 @@ __all__ = [
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    # added with checkpoints, limits and groups
+    "CheckpointInfo",
+    "CheckpointAnswer",
+    "SessionLimitExceeded",
+    "GroupNotFound",
+    "GroupSealed",
+    "TaskGroup",
+    "GroupStatus",
 ]
 
 

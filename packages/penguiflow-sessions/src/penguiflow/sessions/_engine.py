@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import uuid
-from collections import deque
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, JsonValue
+from pydantic import JsonValue
 
+from . import _finish as finish
 from ._broker import Hub, ReplayLog
+from ._checkpoint import CheckpointAnswer, CheckpointDesk
 from ._context import ContextState
-from ._errors import ForegroundBusy, SessionClosed, TaskNotFound
-from ._limits import SessionLimits
-from ._merge import ContextDesk
+from ._errors import ForegroundBusy, SessionClosed, SessionError, TaskNotFound
+from ._groups import GroupDesk
+from ._limits import SessionLimits, check_live
+from ._patches import ContextDesk
 from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
+from ._scheduler import Scheduler
 from ._steer import Steerer
 from ._steering import ControlPolicy, SteeringInbox
 from ._tasks import (
     FINAL_STATUSES,
-    NotificationPayload,
     TaskError,
     TaskErrorCode,
-    TaskResult,
     TaskStatus,
     TaskType,
     check_transition,
 )
-from ._updates import StateUpdate, UpdateType, to_json
+from ._updates import StateUpdate, UpdateType
 
 __all__ = ["Engine"]
 
@@ -60,12 +62,11 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._seq = 0
         self._order = itertools.count()
-        self._foreground_queue: deque[TaskRecord] = deque()
-        self._foreground: TaskRecord | None = None
-        self.background_queue: list[tuple[int, int, TaskRecord]] = []  # (-priority, order, record)
-        self._background_running = 0
+        self.scheduler = Scheduler(limits.max_concurrent_tasks, self._start)
+        self.checkpoints = CheckpointDesk(self)
+        self.groups = GroupDesk(self)
         self.steerer = Steerer(self, control_policy)
-        self.desk = ContextDesk(self.context, limits.max_pending_patches)
+        self.desk = ContextDesk(self.context, limits.max_pending_patches, self.publish)
 
     # ----------------------------------------------------------------------- lifecycle
     def open(self, tg: TaskGroup) -> None:
@@ -148,9 +149,61 @@ class Engine:
         record = self.records[task_id]
         if not record.inbox.paused or record.status is not TaskStatus.RUNNING:
             return
-        self._transition(record, TaskStatus.PAUSED, "paused")
-        await record.inbox.wait_if_paused()
-        self._transition(record, TaskStatus.RUNNING, "resumed")
+        async with self.parked(record, "paused", resumed="resumed", release_slot=False):
+            await record.inbox.wait_if_paused()
+
+    async def checkpoint(
+        self,
+        task_id: str,
+        prompt: str,
+        *,
+        kind: str,
+        payload: object,
+        options: Sequence[str],
+        token: str | None,
+        data: object,
+    ) -> CheckpointAnswer:
+        return await self.checkpoints.park(
+            self.records[task_id],
+            prompt,
+            kind=kind,
+            payload=payload,
+            options=options,
+            token=token,
+            data=data,
+        )
+
+    @asynccontextmanager
+    async def parked(
+        self, record: TaskRecord, reason: str, *, resumed: str, release_slot: bool
+    ) -> AsyncGenerator[None]:
+        """RUNNING -> PAUSED for the block, then (slot re-acquired) PAUSED -> RUNNING.
+
+        If the block raises because the session cancels the task, it stays PAUSED for its
+        end; if the pipeline itself abandoned the wait (its own cancel scope), it is RUNNING
+        again at once (taking its slot back even beyond the limit: it never gave up running).
+        """
+        if record.status is not TaskStatus.RUNNING:
+            raise SessionError(
+                f"task {record.task_id!r} is {record.status}, not RUNNING; it can park only "
+                "while it runs (one checkpoint or pause at a time)"
+            )
+        self._transition(record, TaskStatus.PAUSED, reason)
+        record.stop_clock()
+        if release_slot:
+            self.scheduler.give_back(record)
+            self._schedule()
+        try:
+            yield
+        except BaseException:
+            if record.cancel_reason is None:  # still PAUSED: not the session's cancel
+                self.scheduler.take_back(record)
+                record.run_clock()
+                self._transition(record, TaskStatus.RUNNING, resumed)
+            raise
+        await self.scheduler.reacquire(record)
+        record.run_clock()
+        self._transition(record, TaskStatus.RUNNING, resumed)
 
     def is_live(self, task_id: str) -> bool:
         record = self.records.get(task_id)
@@ -188,23 +241,26 @@ class Engine:
         self.require_open()
         check_spawn(pipeline, spec)
         parent = self.get(spec.parent_task_id) if spec.parent_task_id is not None else None
+        group = self.groups.admit(spec.group_id) if spec.group_id is not None else None
         if spec.task_id is not None and spec.task_id in self.records:
             raise ValueError(f"task id {spec.task_id!r} is already used in this session")
-        if spec.task_type is TaskType.FOREGROUND:
-            busy = [
-                r
-                for r in self.records.values()
-                if r.live and r.spec.task_type is TaskType.FOREGROUND
-            ]
-            if busy and spec.if_busy == "reject":
+        busy = [
+            r for r in self.records.values() if r.live and r.spec.task_type is TaskType.FOREGROUND
+        ]
+        if spec.task_type is TaskType.FOREGROUND and busy:
+            if spec.if_busy == "reject":
                 raise ForegroundBusy(
                     f"foreground task {busy[0].task_id!r} is still live; wait for it, or spawn "
                     "with if_busy='queue' or 'interrupt'",
                     active_task_id=busy[0].task_id,
                 )
-            if busy and spec.if_busy == "interrupt":
+            if spec.if_busy == "interrupt":
+                self._check_limits(spec, leaving=busy)
                 await self.cancel_many(busy, reason="interrupted")
                 self.require_open()
+                if spec.group_id is not None:  # it may have been sealed meanwhile
+                    group = self.groups.admit(spec.group_id)
+        self._check_limits(spec)
         task_id = spec.task_id if spec.task_id is not None else f"task_{uuid.uuid4().hex}"
         if task_id in self.records:  # taken while interrupting
             raise ValueError(f"task id {task_id!r} is already used in this session")
@@ -237,31 +293,23 @@ class Engine:
         self.records[task_id] = record
         if parent is not None:
             parent.children.append(record)
+        if group is not None:
+            self.groups.join(group, record)
         self._transition(record, TaskStatus.PENDING, "created")
-        if spec.task_type is TaskType.FOREGROUND:
-            self._foreground_queue.append(record)
-        else:
-            heapq.heappush(self.background_queue, (-spec.priority, record.order, record))
+        self.scheduler.enqueue(record)
         self._schedule()
         return task_id
 
+    def _check_limits(self, spec: SpawnSpec, leaving: list[TaskRecord] | None = None) -> None:
+        live = [
+            r.spec.task_type for r in self.records.values() if r.live and r not in (leaving or ())
+        ]
+        check_live(self.limits, self.session_id, live, spec.task_type)
+
     # ------------------------------------------------------------------------ schedule
     def _schedule(self) -> None:
-        if self.phase != "open":
-            return
-        if self._foreground is None:
-            while self._foreground_queue:
-                record = self._foreground_queue.popleft()
-                if record.status is TaskStatus.PENDING:
-                    self._foreground = record
-                    self._start(record)
-                    break
-        limit = self.limits.max_concurrent_tasks
-        while self.background_queue and (limit is None or self._background_running < limit):
-            _, _, record = heapq.heappop(self.background_queue)
-            if record.status is TaskStatus.PENDING:
-                self._background_running += 1
-                self._start(record)
+        if self.phase == "open":
+            self.scheduler.schedule()
 
     def _start(self, record: TaskRecord) -> None:
         assert self._tg is not None
@@ -270,13 +318,10 @@ class Engine:
         self._tg.start_soon(self._run, record, name=f"penguiflow.sessions task {record.task_id}")
 
     def _release(self, record: TaskRecord) -> None:
-        if record.spec.task_type is TaskType.FOREGROUND:
-            if self._foreground is record:
-                self._foreground = None
-        elif record.started_at is not None:
-            self._background_running -= 1
+        self.scheduler.finished(record)
         self.steerer.drop_task(record.task_id)
         record.done.set()
+        self.groups.member_finished(record)
         self._schedule()
 
     # ----------------------------------------------------------------------------- run
@@ -284,8 +329,9 @@ class Engine:
         assert record.scope is not None and record.runtime is not None
         value: Any = None
         error: Exception | None = None
+        timer = record.start_clock(self.limits.max_task_runtime_s)
         try:
-            with record.scope:
+            with record.scope, timer:
                 value = await record.pipeline(record.runtime)
         except anyio.get_cancelled_exc_class():
             # Not ours (ours is swallowed by record.scope): record the end, then propagate.
@@ -295,6 +341,17 @@ class Engine:
             error = exc
         if record.cancel_reason is not None:
             self._cancelled(record, record.cancel_reason)
+        elif timer.cancel_called:
+            limit = self.limits.max_task_runtime_s
+            self._fail(
+                record,
+                TaskError(
+                    code=TaskErrorCode.TASK_TIMEOUT,
+                    message=f"task {record.task_id!r} ran longer than "
+                    f"SessionLimits.max_task_runtime_s={limit} (paused time excluded)",
+                ),
+                reason="timeout",
+            )
         elif error is not None:
             self._fail(
                 record,
@@ -308,83 +365,18 @@ class Engine:
             self._complete(record, value)
 
     def _complete(self, record: TaskRecord, value: object) -> None:
-        result = value if isinstance(value, TaskResult) else None
-        try:
-            if result is None:
-                payload = to_json(value, what="the pipeline's return value")
-                result = TaskResult(payload=value if isinstance(value, BaseModel) else payload)
-            else:
-                payload = to_json(result.payload, what="TaskResult.payload")
-        except TypeError as exc:
-            self._fail(
-                record,
-                TaskError(
-                    code=TaskErrorCode.INVALID_RESULT, message=str(exc), error_type="TypeError"
-                ),
-            )
-            return
-        record.result = payload
-        record.task_result = result
-        self.publish(
-            record.task_id,
-            UpdateType.RESULT,
-            {
-                "payload": payload,
-                "digest": list[JsonValue](result.digest),
-                "artifacts": result.artifacts,
-                "sources": result.sources,
-                "patch_id": None,
-            },
-            trace_id=record.spec.trace_id,
-        )
-        if record.spec.task_type is TaskType.BACKGROUND and record.spec.notify_on_complete:
-            label = record.spec.description or record.pipeline_name
-            note = result.notification or NotificationPayload(
-                title=f"Background task completed: {label}", body="\n".join(result.digest)
-            )
-            self._notify(record, note)
-        self._transition(record, TaskStatus.COMPLETE, "completed")
-        self._release(record)
+        finish.complete(self, record, value)
 
     def _fail(self, record: TaskRecord, error: TaskError, reason: str = "failed") -> None:
-        record.error = error
-        self.publish(
-            record.task_id,
-            UpdateType.ERROR,
-            error.model_dump(mode="json"),
-            trace_id=record.spec.trace_id,
-        )
-        if record.spec.task_type is TaskType.BACKGROUND:
-            label = record.spec.description or record.pipeline_name
-            self._notify(
-                record,
-                NotificationPayload(
-                    severity="error", title=f"Background task failed: {label}", body=error.message
-                ),
-            )
-        self._transition(record, TaskStatus.FAILED, reason)
-        self._release(record)
+        finish.fail(self, record, error, reason)
 
     def _cancelled(self, record: TaskRecord, reason: str) -> None:
-        record.cancel_reason = reason
-        if record.spec.task_type is TaskType.BACKGROUND:
-            label = record.spec.description or record.pipeline_name
-            self._notify(
-                record,
-                NotificationPayload(
-                    severity="warning", title=f"Background task cancelled: {label}", body=reason
-                ),
-            )
-        self._transition(record, TaskStatus.CANCELLED, reason)
-        self._release(record)
+        finish.cancelled(self, record, reason)
 
-    def _notify(self, record: TaskRecord, note: BaseModel) -> None:
-        self.publish(
-            record.task_id,
-            UpdateType.NOTIFICATION,
-            note.model_dump(mode="json"),
-            trace_id=record.spec.trace_id,
-        )
+    def end(self, record: TaskRecord, status: TaskStatus, reason: str) -> None:
+        """Publish the task's terminal STATUS_CHANGE and free what it held."""
+        self._transition(record, status, reason)
+        self._release(record)
 
     def answer_patch(self, patch_id: str, *, approve: bool, strategy: str | None) -> bool:
         """Apply or drop a pending patch; False when there is no such patch."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
@@ -12,7 +13,7 @@ from pydantic import JsonValue
 
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
 from ._steering import SteeringInbox
-from ._tasks import FINAL_STATUSES, TaskError, TaskResult, TaskState, TaskStatus
+from ._tasks import FINAL_STATUSES, CheckpointInfo, TaskError, TaskResult, TaskState, TaskStatus
 
 __all__ = ["TaskRecord", "check_spawn", "now", "pipeline_name"]
 
@@ -54,6 +55,8 @@ class TaskRecord:
     task_result: TaskResult | None = None
     error: TaskError | None = None
     cancel_reason: str | None = None
+    checkpoint: CheckpointInfo | None = None
+    holds_slot: bool = False
     created_at: datetime = field(default_factory=now)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -61,6 +64,27 @@ class TaskRecord:
     scope: anyio.CancelScope | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     children: list[TaskRecord] = field(default_factory=list["TaskRecord"])
+
+    timer: anyio.CancelScope | None = None
+    remaining_s: float | None = None
+
+    def start_clock(self, limit_s: float | None) -> anyio.CancelScope:
+        """The inner scope whose deadline is ``max_task_runtime_s`` of running time."""
+        self.remaining_s = limit_s
+        deadline = anyio.current_time() + limit_s if limit_s is not None else math.inf
+        self.timer = anyio.CancelScope(deadline=deadline)
+        return self.timer
+
+    def stop_clock(self) -> None:
+        """Parked: keep the running time left and let no deadline pass meanwhile."""
+        if self.timer is not None and self.remaining_s is not None:
+            self.remaining_s = max(0.0, self.timer.deadline - anyio.current_time())
+            self.timer.deadline = math.inf
+
+    def run_clock(self) -> None:
+        """Running again: the deadline is the time left from now."""
+        if self.timer is not None and self.remaining_s is not None:
+            self.timer.deadline = anyio.current_time() + self.remaining_s
 
     @property
     def live(self) -> bool:
@@ -80,6 +104,8 @@ class TaskRecord:
             description=spec.description,
             pipeline=self.pipeline_name,
             parent_task_id=spec.parent_task_id,
+            group_id=spec.group_id,
+            merge_strategy=spec.merge_strategy,
             propagate_on_cancel=spec.propagate_on_cancel,
             notify_on_complete=spec.notify_on_complete,
             trace_id=spec.trace_id,
@@ -87,6 +113,7 @@ class TaskRecord:
             result=self.result,
             error=self.error,
             cancel_reason=self.cancel_reason,
+            checkpoint=self.checkpoint,
             context_version=self.context_version,
             created_at=self.created_at,
             started_at=self.started_at,

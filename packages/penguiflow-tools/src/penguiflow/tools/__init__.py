@@ -1,4 +1,4 @@
-"""PenguiFlow tools: remote MCP servers as catalog entries that planners call like local tools.
+"""PenguiFlow tools: remote MCP, UTCP and A2A sources as catalog entries planners call alike.
 
 One :class:`ToolNode` per source (configured by :class:`ExternalToolConfig`) holds one session
 in a task of its own, turns each remote tool into a core ``NodeSpec`` named ``{ns}.{remote}``
@@ -41,7 +41,6 @@ A2A name is first used, never by ``import penguiflow.tools``.
 
 import importlib as _importlib
 import typing as _typing
-from importlib.metadata import version as _version
 
 from ._artifacts import (
     ArtifactExtractionConfig,
@@ -50,21 +49,6 @@ from ._artifacts import (
     ArtifactStore,
     DurableArtifactStore,
     InMemoryArtifactStore,
-)
-from ._auth import (
-    ConsentRequest,
-    ConsentResult,
-    DurableTokenStore,
-    InMemoryTokenStore,
-    OAuthManager,
-    OAuthProviderConfig,
-    OAuthStateError,
-    OAuthToken,
-    OAuthTokenError,
-    PendingConsent,
-    TokenStore,
-    ToolAuthRequired,
-    oauth_callback_route,
 )
 from ._config import (
     AuthType,
@@ -90,8 +74,6 @@ from ._errors import (
     ToolTimeoutError,
     adapt_exception,
 )
-from ._node import ToolNode
-from ._schema import json_schema_to_model
 from ._types import ToolCallContext, ToolNodeStatistics, ToolResult
 
 if _typing.TYPE_CHECKING:
@@ -99,6 +81,19 @@ if _typing.TYPE_CHECKING:
     from ._a2a_card import A2ASkill, agent_card
     from ._a2a_server import A2AServer, create_a2a_app, serve_a2a
     from ._a2a_transport import A2ATransport
+    from ._node import ToolNode
+    from ._oauth import OAuthManager, oauth_callback_route
+    from ._oauth_types import (
+        ConsentRequest,
+        ConsentResult,
+        OAuthProviderConfig,
+        OAuthStateError,
+        OAuthToken,
+        OAuthTokenError,
+        PendingConsent,
+        ToolAuthRequired,
+    )
+    from ._schema import json_schema_to_model
     from ._serve_mcp import (
         McpHttpServer,
         create_mcp_server,
@@ -106,10 +101,24 @@ if _typing.TYPE_CHECKING:
         serve_mcp,
         serve_mcp_stdio,
     )
-
-__version__: str = _version("penguiflow-tools")
+    from ._token_store import DurableTokenStore, InMemoryTokenStore, TokenStore
 
 _LAZY = {
+    "ToolNode": "_node",
+    "json_schema_to_model": "_schema",
+    "OAuthManager": "_oauth",
+    "oauth_callback_route": "_oauth",
+    "ConsentRequest": "_oauth_types",
+    "ConsentResult": "_oauth_types",
+    "OAuthProviderConfig": "_oauth_types",
+    "OAuthStateError": "_oauth_types",
+    "OAuthToken": "_oauth_types",
+    "OAuthTokenError": "_oauth_types",
+    "PendingConsent": "_oauth_types",
+    "ToolAuthRequired": "_oauth_types",
+    "DurableTokenStore": "_token_store",
+    "InMemoryTokenStore": "_token_store",
+    "TokenStore": "_token_store",
     "A2AServer": "_a2a_server",
     "create_a2a_app": "_a2a_server",
     "serve_a2a": "_a2a_server",
@@ -127,10 +136,17 @@ _LAZY = {
     "serve_mcp": "_serve_mcp",
     "serve_mcp_stdio": "_serve_mcp",
 }
-"""SDK-backed names: each loads its module (and its SDK) on first use."""
+"""Names loaded on first use: the SDK-backed ones (with their SDK), the node and the OAuth flow
+(``import penguiflow.tools`` stays cheap: ~10 ms beyond core)."""
 
-_EXTRA = {"_serve_mcp": ("mcp", "mcp")}
-"""Module → (SDK import, extra) for the names not in the a2a extra."""
+_SDK = {
+    "_a2a_server": ("a2a", "a2a"),
+    "_a2a_card": ("a2a", "a2a"),
+    "_a2a_agents": ("a2a", "a2a"),
+    "_a2a_transport": ("a2a", "a2a"),
+    "_serve_mcp": ("mcp", "mcp"),
+}
+"""Module → (SDK import, extra) of the SDK-backed names."""
 
 __all__ = [
     # sources
@@ -207,15 +223,21 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
+    if module is None and name == "__version__":  # importlib.metadata alone costs ~12 ms
+        from importlib.metadata import version
+
+        return version("penguiflow-tools")
     if module is None:
         raise AttributeError(f"module 'penguiflow.tools' has no attribute {name!r}")
-    sdk, extra = _EXTRA.get(module, ("a2a", "a2a"))
-    try:
-        _importlib.import_module(sdk)
-    except ImportError as exc:
-        raise ImportError(
-            f'penguiflow.tools.{name} needs the {sdk} SDK: pip install "penguiflow-tools[{extra}]"'
-        ) from exc
+    if module in _SDK:
+        sdk, extra = _SDK[module]
+        try:
+            _importlib.import_module(sdk)
+        except ImportError as exc:
+            raise ImportError(
+                f"penguiflow.tools.{name} needs the {sdk} SDK: "
+                f'pip install "penguiflow-tools[{extra}]"'
+            ) from exc
     value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value

@@ -20,7 +20,12 @@ def json_safe(value: Any) -> Any:
 
 
 def to_parts(value: Any) -> list[Part]:
-    """One part for ``value``: text for ``str``/``FinalAnswer``, raw for bytes, else data."""
+    """One part for ``value``: text for ``str``/``FinalAnswer``, raw for bytes, else data.
+
+    A non-empty list of ``Part``s is sent as it is (an A2A source's text and data parts).
+    """
+    if isinstance(value, list) and value and all(isinstance(p, Part) for p in value):  # pyright: ignore[reportUnknownVariableType]
+        return list(cast(list[Part], value))
     if isinstance(value, str):
         return [new_text_part(value)]
     if isinstance(value, FinalAnswer):

@@ -9,8 +9,9 @@ from typing import Any
 
 import anyio
 import httpx
-from a2a.client import Client, ClientConfig, ClientFactory
+from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
 from a2a.types import (
+    AgentCard,
     Artifact,
     CancelTaskRequest,
     Message,
@@ -210,6 +211,7 @@ class A2ATransport:
         self._http = httpx_client
         self._owns_http = httpx_client is None
         self._clients: dict[str, Client] = {}
+        self._cards: dict[str, AgentCard] = {}
         self._lock = anyio.Lock()
 
     async def __aenter__(self) -> A2ATransport:
@@ -221,6 +223,7 @@ class A2ATransport:
     async def aclose(self) -> None:
         """Close every agent client and the owned HTTP client. Idempotent."""
         clients, self._clients = list(self._clients.values()), {}
+        self._cards = {}
         with CancelScope(shield=True):
             for client in clients:
                 await client.close()
@@ -228,28 +231,55 @@ class A2ATransport:
                 await self._http.aclose()
                 self._http = None
 
+    async def agent_card(self, agent_url: str, *, refresh: bool = False) -> AgentCard:
+        """The agent's card, resolved once per URL (``refresh=True``: fetch it again).
+
+        Raises:
+            ToolConnectionError: The card cannot be fetched or parsed (the message names the URL).
+        """
+        async with self._lock:
+            if refresh:
+                stale = self._clients.pop(agent_url, None)
+                self._cards.pop(agent_url, None)
+                if stale is not None:
+                    with CancelScope(shield=True):
+                        await stale.close()
+            return await self._card(agent_url)
+
+    async def _card(self, url: str) -> AgentCard:
+        card = self._cards.get(url)
+        if card is not None:
+            return card
+        if self._http is None:
+            # no read timeout: an SSE stream is quiet while the agent works
+            self._http = httpx.AsyncClient(
+                headers=self._headers, timeout=httpx.Timeout(30.0, read=None)
+            )
+        try:
+            card = await A2ACardResolver(self._http, url).get_agent_card(
+                http_kwargs={"headers": self._headers} if self._headers else None
+            )
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            error = ToolConnectionError(
+                f"could not resolve the agent card of {url}: {exc}",
+                source="a2a",
+                tool=url,
+                detail={"sent": False},
+            )
+            raise error from cause
+        self._cards[url] = card
+        return card
+
     async def _client(self, url: str) -> Client:
         async with self._lock:
             client = self._clients.get(url)
-            if client is not None:
-                return client
-            if self._http is None:
-                # no read timeout: an SSE stream is quiet while the agent works
-                self._http = httpx.AsyncClient(
-                    headers=self._headers, timeout=httpx.Timeout(30.0, read=None)
-                )
-            config = ClientConfig(streaming=True, httpx_client=self._http)
-            try:
-                client = await ClientFactory(config).create_from_url(
-                    url, resolver_http_kwargs={"headers": self._headers} if self._headers else None
-                )
-            except Exception as exc:
-                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-                error = ToolConnectionError(
-                    f"could not resolve the agent card of {url}: {exc}", source="a2a", tool=url
-                )
-                raise error from cause
-            self._clients[url] = client
+            if client is None:
+                card = await self._card(url)
+                assert self._http is not None
+                config = ClientConfig(streaming=True, httpx_client=self._http)
+                client = ClientFactory(config).create(card)
+                self._clients[url] = client
             return client
 
     async def _events(

@@ -54,7 +54,7 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 class ArtifactExtractionConfig(BaseModel):
     """Which parts of a result are stored as artifacts instead of returned inline."""
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     max_inline_size: int = Field(default=10_000, ge=1)
     """Strings longer than this (characters) become text artifacts."""
@@ -71,7 +71,7 @@ class ArtifactExtractionConfig(BaseModel):
 class ArtifactRef(BaseModel):
     """What a result holds in place of a stored part."""
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, defer_build=True)
 
     kind: Literal["artifact"] = "artifact"
     """Always ``"artifact"`` (tells a reference from a value)."""

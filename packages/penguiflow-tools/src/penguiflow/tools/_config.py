@@ -36,7 +36,7 @@ class TransportType(StrEnum):
     UTCP = "utcp"
     """Universal Tool Calling Protocol: a UTCP manual or an OpenAPI document over HTTP."""
     A2A = "a2a"
-    """Agent-to-agent protocol (not in this release)."""
+    """Agent-to-agent protocol: each skill on the remote agent's card is a tool."""
 
 
 class McpTransportMode(StrEnum):
@@ -83,7 +83,7 @@ class RetryPolicy(BaseModel):
     cancellation are never retried.
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     max_attempts: int = Field(default=3, ge=1, le=10)
     """Attempts in all, the first included."""
@@ -108,7 +108,7 @@ class RetryPolicy(BaseModel):
 class CircuitBreakerPolicy(BaseModel):
     """When a failing source stops being contacted (checked before each call)."""
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     failure_threshold: int = Field(default=5, ge=1)
     """Consecutive failed calls (connection, timeout, server, rate limit) that open it."""
@@ -187,7 +187,7 @@ class ExternalToolConfig(BaseModel):
         pydantic.ValidationError: A field is out of range or malformed (the message names it).
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str
     """The namespace: ``^[A-Za-z][A-Za-z0-9_-]{0,47}$``; spec names are ``{name}.{remote}``."""
@@ -195,7 +195,7 @@ class ExternalToolConfig(BaseModel):
     """The protocol of the source."""
     connection: str | tuple[str, ...] | list[str]
     """MCP: a command line (``shlex``-split) or argv list → stdio, or an ``http(s)://`` URL;
-    UTCP: the URL of a UTCP manual or an OpenAPI document."""
+    UTCP: the URL of a UTCP manual or an OpenAPI document; A2A: the agent's base URL."""
     mcp_transport_mode: McpTransportMode = McpTransportMode.AUTO
     """How an MCP source is reached."""
     mcp_mode: str = "auto"
@@ -337,7 +337,7 @@ class ExternalToolConfig(BaseModel):
 class ResolvedConfig(BaseModel):
     """The substituted settings a connector uses (never logged, never in errors)."""
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, defer_build=True)
 
     argv: tuple[str, ...] = Field(default=(), repr=False)
     url: str = Field(default="", repr=False)

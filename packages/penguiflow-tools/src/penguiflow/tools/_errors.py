@@ -6,9 +6,9 @@
     │                         .to_payload()
     ├── ToolConfigError       missing ${VAR}, spec-name collision
     ├── ToolAuthError         401/403
-    │   ├── ToolAuthRequired       a user's consent is needed and nobody can pause (_auth)
-    │   ├── OAuthStateError        unknown, used or expired consent state (_auth)
-    │   └── OAuthTokenError        the token endpoint refused the code or refresh (_auth)
+    │   ├── ToolAuthRequired       a user's consent is needed and nobody can pause (_oauth_types)
+    │   ├── OAuthStateError        unknown, used or expired consent state (_oauth_types)
+    │   └── OAuthTokenError        the token endpoint refused the code or refresh (_oauth_types)
     ├── ToolTimeoutError      an attempt exceeded timeout_s (.timeout_s)
     ├── ToolConnectionError   spawn/connect/handshake failed, session lost
     │   └── ToolCircuitOpenError   the breaker is open (.retry_after_s = time left)

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
 from ._config import ExternalToolConfig, McpTransportMode, ResolvedConfig
+from ._errors import (
+    ToolClientError,
+    ToolConnectionError,
+    ToolTimeoutError,
+    adapt_exception,
+)
+from ._results import builtin_call, json_content, text_of, value_of
+from ._specs import CallFn, Remote, builtin_remotes, tool_remote
 
 if TYPE_CHECKING:
     import httpx2
@@ -123,6 +133,77 @@ class McpSession:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([task])
         self.dead = True
+
+    async def remotes(self, call: CallFn, *, reload: bool) -> list[Remote]:
+        """The server's tools kept by ``tool_filter``, then its resource and prompt tools."""
+        client = self.client
+        if client is None:
+            raise ToolConnectionError(
+                "the MCP session is closed", source=self._config.name, detail={"sent": False}
+            )
+        with anyio.fail_after(self._config.connect_timeout_s):
+            tools: list[Any] = []
+            cursor: str | None = None
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+        found = [tool_remote(self._config, t, call) for t in tools if self._config.keeps(t.name)]
+        return found + builtin_remotes(self._config, client.server_capabilities, call)
+
+    async def send(
+        self, remote: Remote, payload: dict[str, Any], headers: Mapping[str, str]
+    ) -> Any:
+        """One attempt under ``timeout_s``; the call's headers tied to its requests by a token."""
+        client = self.client
+        token = uuid.uuid4().hex
+        source, tool = self._config.name, remote.spec.name
+        if headers:
+            self.call_headers[token] = dict(headers)
+        try:
+            if client is None:
+                raise ToolConnectionError("the MCP session is closed", source=source, tool=tool)
+            meta: Any = {CALL_META_KEY: token}
+            with anyio.fail_after(self._config.timeout_s):
+                if remote.kind != "tool":
+                    return await builtin_call(client, remote.kind, payload, meta)
+                result = await client.call_tool(remote.remote, payload, meta=meta)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except TimeoutError as exc:
+            raise ToolTimeoutError(
+                f"{tool} took longer than timeout_s={self._config.timeout_s}",
+                source=source,
+                tool=tool,
+                retryable=True,
+                timeout_s=self._config.timeout_s,
+            ) from exc
+        except Exception as exc:
+            status, retry_after = self.statuses.pop(token, (None, None))
+            error = adapt_exception(
+                exc, source=source, tool=tool, http_status=status, retry_after_s=retry_after
+            )
+            if isinstance(error, ToolConnectionError) or status == 404:
+                self.dead = True
+                if status == 404:
+                    error = ToolConnectionError(
+                        f"MCP session of {source!r} is gone (HTTP 404)", source=source, tool=tool
+                    )
+                    error.__cause__ = exc
+            raise error from exc
+        finally:
+            self.statuses.pop(token, None)
+            self.call_headers.pop(token, None)
+        if result.is_error:
+            raise ToolClientError(
+                text_of(result.content) or f"{tool} reported an error",
+                source=source,
+                tool=tool,
+                detail={"content": json_content(result.content)},
+            )
+        return value_of(result)
 
     def _on_request(self, request: httpx2.Request) -> None:
         """Set the credentials of the call this request belongs to (else the source's own).

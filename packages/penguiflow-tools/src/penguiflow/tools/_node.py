@@ -1,12 +1,10 @@
-"""``ToolNode``: one remote MCP or UTCP source as core ``NodeSpec``s, with one call path."""
+"""``ToolNode``: one remote MCP, UTCP or A2A source as core ``NodeSpec``s, with one call path."""
 
 from __future__ import annotations
 
-import difflib
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -14,7 +12,6 @@ from pydantic import BaseModel, ValidationError
 from penguiflow.core import NodeSpec
 
 from ._artifacts import ArtifactStore, InMemoryArtifactStore, extract_artifacts, scope_of
-from ._auth import OAuthManager, ToolAuthRequired
 from ._config import (
     AuthType,
     ExternalToolConfig,
@@ -22,26 +19,23 @@ from ._config import (
     ResolvedConfig,
     TransportType,
     resolve,
-    static_auth_headers,
 )
+from ._credentials import with_credentials
 from ._errors import (
     ToolArgumentsError,
-    ToolAuthError,
-    ToolClientError,
     ToolConfigError,
     ToolConnectionError,
     ToolError,
     ToolNotFoundError,
-    ToolTimeoutError,
-    adapt_exception,
 )
-from ._mcp import CALL_META_KEY, McpSession, import_mcp
 from ._resilience import Breaker, backoff_s, should_retry
-from ._results import builtin_call, json_content, text_of, value_of
 from ._schema import dump_arguments
-from ._specs import Remote, builtin_remotes, tool_remote
+from ._session import Session, import_sdk, open_session
+from ._specs import Remote
 from ._types import ToolNodeStatistics, ToolResult
-from ._utcp import UtcpSession, import_utcp, utcp_remotes, utcp_send
+
+if TYPE_CHECKING:
+    from ._oauth import OAuthManager
 
 __all__ = ["ToolNode"]
 
@@ -52,8 +46,9 @@ class ToolNode:
     ``async with ToolNode(config) as node`` (or ``connect()`` / ``aclose()``, from any tasks)
     opens one session held by a task of the node; ``node.specs`` are core ``NodeSpec``s named
     ``{config.name}.{remote}``; ``await node.call(name, args)`` validates, limits, retries and
-    translates errors. This release speaks MCP (stdio, streamable HTTP, SSE) and UTCP (a UTCP
-    manual or an OpenAPI document over HTTP, via utcp-http).
+    translates errors. Sources: MCP (stdio, streamable HTTP, SSE), UTCP (a UTCP manual or an
+    OpenAPI document over HTTP, via utcp-http) and A2A (each skill on a remote agent's card,
+    called through ``A2ATransport``).
 
     Credentials are set on each request of a call (never baked into the session):
     ``API_KEY``/``BEARER`` from ``auth_config``, ``OAUTH2_USER`` the calling user's token
@@ -62,9 +57,9 @@ class ToolNode:
     and replaced by ``ArtifactRef``s.
 
     Raises:
-        ValueError: The transport is not supported here; OAUTH2_USER without ``oauth=`` or
-            over stdio/SSE.
-        ImportError: The ``mcp`` or ``utcp`` extra is not installed (with the pip line).
+        ValueError: OAUTH2_USER without ``oauth=`` or over stdio/SSE.
+        ImportError: The ``mcp``, ``utcp`` or ``a2a`` extra is not installed (with the pip
+            line).
     """
 
     def __init__(
@@ -74,11 +69,6 @@ class ToolNode:
         oauth: OAuthManager | None = None,
         artifacts: ArtifactStore | None = None,
     ) -> None:
-        if config.transport not in (TransportType.MCP, TransportType.UTCP):
-            raise ValueError(
-                f"transport={config.transport.value} is not supported by this release of "
-                "penguiflow-tools; use TransportType.MCP or TransportType.UTCP"
-            )
         if config.auth_type is AuthType.OAUTH2_USER:
             if oauth is None:
                 raise ValueError("auth_type=OAUTH2_USER needs ToolNode(..., oauth=OAuthManager)")
@@ -88,19 +78,16 @@ class ToolNode:
             ):
                 raise ValueError(
                     "auth_type=OAUTH2_USER needs per-call tokens: use streamable HTTP, not "
-                    f"{config.effective_mcp_mode.value}"
+                    f"{config.effective_mcp_mode.value} (UTCP and A2A sources carry them too)"
                 )
             oauth.provider(str(config.auth_config["provider"]))  # a ToolAuthError when unknown
-        if config.transport is TransportType.UTCP:
-            import_utcp()
-        else:
-            import_mcp()
+        import_sdk(config)
         self._config = config
         self._oauth = oauth
         self._artifacts: ArtifactStore = artifacts or InMemoryArtifactStore()
         self._resolved: ResolvedConfig | None = None
         self._lock = anyio.Lock()
-        self._session: McpSession | UtcpSession | None = None
+        self._session: Session | None = None
         self._remotes: dict[str, Remote] = {}
         self._limiter = anyio.Semaphore(config.max_concurrency)
         self._breaker = Breaker(config.circuit_breaker, config.name)
@@ -156,15 +143,11 @@ class ToolNode:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        session: McpSession | UtcpSession = (
-            UtcpSession(self._config, resolved)
-            if self._config.transport is TransportType.UTCP
-            else McpSession(self._config, resolved)
-        )
+        session = open_session(self._config, resolved)
         kind = self._config.transport.value.upper()
         try:
             await session.start()
-            self._remotes = await self._discover(session)
+            self._remotes = await self._discover(session, reload=False)
         except ToolError:
             await session.close()
             raise
@@ -192,33 +175,16 @@ class ToolNode:
         self._connected_once = True
         self._session = session
 
-    async def _discover(self, session: McpSession | UtcpSession) -> dict[str, Remote]:
-        remotes: dict[str, Remote] = {}
-        tools: list[Any] = []
-        if isinstance(session, UtcpSession):
-            if session is self._session:  # refresh(): load the manual again
-                with anyio.fail_after(self._config.connect_timeout_s):
-                    await session.discover()
-        else:
-            tools = await self._mcp_tools(session)
+    async def _discover(self, session: Session, *, reload: bool) -> dict[str, Remote]:
         try:
-            if isinstance(session, UtcpSession):
-                candidates = utcp_remotes(self._config, session, self._call)
-            else:
-                assert session.client is not None
-                candidates = [
-                    tool_remote(self._config, t, self._call)
-                    for t in tools
-                    if self._config.keeps(t.name)
-                ]
-                capabilities = session.client.server_capabilities
-                candidates += builtin_remotes(self._config, capabilities, self._call)
+            candidates = await session.remotes(self._call, reload=reload)
         except ValueError as exc:  # NodeSpec refused a name (over 64 characters)
             raise ToolConfigError(
                 f"source {self._config.name!r}: {exc}; shorten the config name or filter the "
                 "tool out with tool_filter",
                 source=self._config.name,
             ) from exc
+        remotes: dict[str, Remote] = {}
         for remote in candidates:
             if remote.spec.name in remotes:
                 raise ToolConfigError(
@@ -228,20 +194,6 @@ class ToolNode:
                 )
             remotes[remote.spec.name] = remote
         return remotes
-
-    async def _mcp_tools(self, session: McpSession) -> list[Any]:
-        client = session.client
-        assert client is not None
-        with anyio.fail_after(self._config.connect_timeout_s):
-            tools: list[Any] = []
-            cursor: str | None = None
-            while True:
-                page = await client.list_tools(cursor=cursor)
-                tools.extend(page.tools)
-                cursor = page.next_cursor
-                if not cursor:
-                    break
-        return tools
 
     async def aclose(self) -> None:
         """End the session and terminate a stdio server (idempotent; any task may call it)."""
@@ -276,7 +228,7 @@ class ToolNode:
             if session is None or session.dead:
                 await self._open()
             else:
-                self._remotes = await self._discover(session)
+                self._remotes = await self._discover(session, reload=True)
         return self.specs
 
     def statistics(self) -> ToolNodeStatistics:
@@ -295,6 +247,8 @@ class ToolNode:
         specs = self.specs
         remote = self._remotes.get(name) or self._remotes.get(f"{self._config.name}.{name}")
         if remote is None:
+            import difflib
+
             names = [s.name for s in specs]
             close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {names}"
@@ -329,7 +283,14 @@ class ToolNode:
         trial = False
         try:
             trial = self._breaker.before_call(remote.spec.name)
-            result = await self._authorized(remote, payload, ctx)
+            result = await with_credentials(
+                self._config,
+                self._resolved,
+                self._oauth,
+                remote.spec.name,
+                ctx,
+                lambda headers: self._attempts(remote, payload, headers, ctx),
+            )
         except ToolError as error:
             self._failures += 1
             self._breaker.record(error, trial=trial)
@@ -363,75 +324,6 @@ class ToolNode:
             ) from exc
         return dump_arguments(validated)
 
-    def _user(self, remote: Remote, ctx: Any) -> tuple[str, str | None]:
-        raw: Any = getattr(ctx, "tool_context", None)
-        context: Mapping[str, Any] = (
-            cast(Mapping[str, Any], raw) if isinstance(raw, Mapping) else {}
-        )
-        user: Any = context.get("user_id")
-        if not user:
-            raise ToolAuthError(
-                f"{remote.spec.name} uses the calling user's OAuth token: pass "
-                "ctx.tool_context['user_id'] (a ToolCallContext or the planner's tool_context)",
-                source=self._config.name,
-                tool=remote.spec.name,
-            )
-        tenant: Any = context.get("tenant")
-        return str(user), str(tenant) if tenant else None
-
-    async def _consent(self, remote: Remote, ctx: Any, user: str, tenant: str | None) -> str:
-        """No usable token: pause for consent (when ``ctx`` can), then look again."""
-        assert self._oauth is not None
-        provider = str(self._config.auth_config["provider"])
-        context: Mapping[str, Any] = cast(Mapping[str, Any], ctx.tool_context)
-        scopes: Any = self._config.auth_config.get("scopes")
-        consent = await self._oauth.get_auth_request(
-            provider,
-            user_id=user,
-            tenant=tenant,
-            trace_id=_text(context.get("trace_id")) or _text(getattr(ctx, "trace_id", None)),
-            session_id=_text(context.get("session_id")),
-            scopes=[str(s) for s in cast(list[Any], scopes)] if scopes else None,
-        )
-        pause: Any = getattr(ctx, "pause", None)
-        if pause is not None and callable(pause):
-            ask = cast(Callable[[str, Mapping[str, Any]], Awaitable[Any]], pause)
-            await ask("external_event", consent.to_payload())  # what pause raises propagates
-            token = await self._oauth.get_token(user, provider, tenant=tenant)
-            if token is not None:
-                return token
-        raise ToolAuthRequired(
-            f"{remote.spec.name} needs {user!r} to consent at {consent.display_name}",
-            consent=consent,
-            source=self._config.name,
-            tool=remote.spec.name,
-        )
-
-    async def _authorized(self, remote: Remote, payload: dict[str, Any], ctx: Any) -> ToolResult:
-        """Resolve this call's credentials, then attempt (a 401 on a user token: refresh once).
-
-        Credentials are resolved before a concurrency slot is taken: a consent pause never
-        holds one.
-        """
-        if self._config.auth_type is not AuthType.OAUTH2_USER or self._oauth is None:
-            auth = self._resolved.auth_config if self._resolved is not None else {}
-            headers = static_auth_headers(self._config.auth_type, auth)
-            return await self._attempts(remote, payload, headers, ctx)
-        user, tenant = self._user(remote, ctx)
-        provider = str(self._config.auth_config["provider"])
-        token = await self._oauth.get_token(user, provider, tenant=tenant)
-        if token is None:
-            token = await self._consent(remote, ctx, user, tenant)
-        try:
-            return await self._attempts(remote, payload, _bearer(token), ctx)
-        except ToolAuthError as error:
-            if error.status_code != 401:
-                raise
-        token = await self._oauth.rejected(user, provider, tenant=tenant)
-        if token is None:
-            token = await self._consent(remote, ctx, user, tenant)
-        return await self._attempts(remote, payload, _bearer(token), ctx)
-
     async def _attempts(
         self, remote: Remote, payload: dict[str, Any], headers: dict[str, str], ctx: Any
     ) -> ToolResult:
@@ -450,7 +342,7 @@ class ToolNode:
                 self._retries += 1
                 await anyio.sleep(backoff_s(attempt, policy, error.retry_after_s))
 
-    async def _live_session(self) -> McpSession | UtcpSession:
+    async def _live_session(self) -> Session:
         session = self._session
         if session is not None and session.usable:
             return session
@@ -474,7 +366,7 @@ class ToolNode:
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             try:
                 session = await self._live_session()
-                value = await self._send(session, remote, payload, headers)
+                value = await session.send(remote, payload, headers)
             finally:
                 self._in_flight -= 1
         value, refs = await extract_artifacts(
@@ -486,68 +378,3 @@ class ToolNode:
             tool=remote.spec.name,
         )
         return remote.spec.out_model.model_validate({"result": value, "artifacts": refs})  # pyright: ignore[reportReturnType]
-
-    async def _send(
-        self,
-        session: McpSession | UtcpSession,
-        remote: Remote,
-        payload: dict[str, Any],
-        headers: dict[str, str],
-    ) -> Any:
-        if isinstance(session, UtcpSession):
-            return await utcp_send(session, remote, payload, headers, self._config)
-        client = session.client
-        token = uuid.uuid4().hex
-        source, tool = self._config.name, remote.spec.name
-        if headers:
-            session.call_headers[token] = headers
-        try:
-            if client is None:
-                raise ToolConnectionError("the MCP session is closed", source=source, tool=tool)
-            meta: Any = {CALL_META_KEY: token}
-            with anyio.fail_after(self._config.timeout_s):
-                if remote.kind != "tool":
-                    return await builtin_call(client, remote.kind, payload, meta)
-                result = await client.call_tool(remote.remote, payload, meta=meta)
-        except anyio.get_cancelled_exc_class():
-            raise
-        except TimeoutError as exc:
-            raise ToolTimeoutError(
-                f"{tool} took longer than timeout_s={self._config.timeout_s}",
-                source=source,
-                tool=tool,
-                retryable=True,
-                timeout_s=self._config.timeout_s,
-            ) from exc
-        except Exception as exc:
-            status, retry_after = session.statuses.pop(token, (None, None))
-            error = adapt_exception(
-                exc, source=source, tool=tool, http_status=status, retry_after_s=retry_after
-            )
-            if isinstance(error, ToolConnectionError) or status == 404:
-                session.dead = True
-                if status == 404:
-                    error = ToolConnectionError(
-                        f"MCP session of {source!r} is gone (HTTP 404)", source=source, tool=tool
-                    )
-                    error.__cause__ = exc
-            raise error from exc
-        finally:
-            session.statuses.pop(token, None)
-            session.call_headers.pop(token, None)
-        if result.is_error:
-            raise ToolClientError(
-                text_of(result.content) or f"{tool} reported an error",
-                source=source,
-                tool=tool,
-                detail={"content": json_content(result.content)},
-            )
-        return value_of(result)
-
-
-def _text(value: Any) -> str | None:
-    return str(value) if value is not None and value != "" else None
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

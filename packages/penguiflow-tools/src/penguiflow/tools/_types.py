@@ -23,7 +23,7 @@ class ToolResult(BaseModel):
     is an object or array, else the string), several blocks as a list.
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(arbitrary_types_allowed=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
     result: Any = None
     """The tool's value."""

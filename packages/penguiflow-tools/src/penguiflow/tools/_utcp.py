@@ -177,6 +177,19 @@ class UtcpSession:
         self.tools = tools
         return tools
 
+    async def remotes(self, call: CallFn, *, reload: bool) -> list[Remote]:
+        """The manual's tools kept by ``tool_filter`` (``reload``: load the manual again)."""
+        if reload:
+            with anyio.fail_after(self._config.connect_timeout_s):
+                await self.discover()
+        return utcp_remotes(self._config, self, call)
+
+    async def send(
+        self, remote: Remote, payload: dict[str, Any], headers: Mapping[str, str]
+    ) -> Any:
+        """One attempt of a call (``utcp_send``)."""
+        return await utcp_send(self, remote, payload, headers, self._config)
+
     def remote_name(self, tool: Any) -> str:
         """The tool's name without utcp's ``{manual}.`` prefix."""
         return str(tool.name).removeprefix(f"{self.manual}.")

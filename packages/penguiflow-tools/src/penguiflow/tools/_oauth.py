@@ -1,4 +1,4 @@
-"""OAuth2 user tokens (authorization code + PKCE S256): providers, consent, token stores.
+"""OAuth2 user tokens (authorization code + PKCE S256): the manager and the callback route.
 
 ``OAuthManager`` builds consent requests (a single-use ``state`` kept in a ``TokenStore``),
 exchanges the callback's code with the PKCE verifier for a token, refreshes tokens before they
@@ -10,319 +10,30 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from penguiflow.core import DurableStore, Scope
-
 from ._errors import ToolAuthError
+from ._oauth_types import (
+    ConsentRequest,
+    ConsentResult,
+    OAuthProviderConfig,
+    OAuthStateError,
+    OAuthToken,
+    OAuthTokenError,
+    PendingConsent,
+)
+from ._token_store import InMemoryTokenStore, TokenStore
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
 
-__all__ = [
-    "ConsentRequest",
-    "ConsentResult",
-    "DurableTokenStore",
-    "InMemoryTokenStore",
-    "OAuthManager",
-    "OAuthProviderConfig",
-    "OAuthStateError",
-    "OAuthToken",
-    "OAuthTokenError",
-    "PendingConsent",
-    "TokenStore",
-    "ToolAuthRequired",
-    "oauth_callback_route",
-]
-
-TOKENS_NAMESPACE = "tools.oauth.tokens"
-"""Durable namespace of user tokens (key ``{tenant}/{user_id}/{provider}``)."""
-PENDING_NAMESPACE = "tools.oauth.pending"
-"""Durable namespace of pending consents (key = state)."""
-DEFAULT_TENANT = "default"
-
-
-@dataclass(frozen=True, slots=True)
-class OAuthProviderConfig:
-    """One OAuth2 authorization server a user consents at."""
-
-    name: str
-    """The provider's name (``auth_config["provider"]`` refers to it)."""
-    auth_url: str
-    """The authorization endpoint."""
-    token_url: str
-    """The token endpoint."""
-    client_id: str
-    """This application's client id."""
-    redirect_uri: str
-    """Where the authorization server sends the user back (``oauth_callback_route``)."""
-    client_secret: str | None = field(default=None, repr=False)
-    """The client secret of a confidential client, or None (PKCE only)."""
-    scopes: tuple[str, ...] = ()
-    """Scopes asked for by default."""
-    display_name: str | None = None
-    """The name shown to the user (default ``name``)."""
-    extra_authorize_params: Mapping[str, str] = field(default_factory=dict[str, str])
-    """More query parameters of the authorization URL (e.g. ``access_type``)."""
-
-    def __post_init__(self) -> None:
-        for name in ("auth_url", "token_url", "redirect_uri"):
-            value: str = getattr(self, name)
-            if urlsplit(value).scheme not in ("http", "https"):
-                raise ValueError(
-                    f"OAuthProviderConfig.{name} must be an http(s) URL, got {value!r}"
-                )
-        if not self.name or not self.client_id:
-            raise ValueError("OAuthProviderConfig needs a name and a client_id")
-
-
-@dataclass(frozen=True, slots=True)
-class OAuthToken:
-    """A user's token for one provider."""
-
-    access_token: str = field(repr=False)
-    """The bearer token sent to the source."""
-    refresh_token: str | None = field(default=None, repr=False)
-    """The refresh token, if the provider issued one."""
-    expires_at: float | None = None
-    """Wall-clock expiry (``time.time()`` seconds), or None."""
-    scopes: tuple[str, ...] = ()
-    """The granted scopes."""
-    token_type: str = "Bearer"
-    """The token type."""
-
-    def to_json(self) -> bytes:
-        """The token as JSON bytes."""
-        return json.dumps(asdict(self)).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> OAuthToken:
-        """The token stored by ``to_json``."""
-        raw: dict[str, Any] = json.loads(data)
-        raw["scopes"] = tuple(raw.get("scopes") or ())
-        return cls(**raw)
-
-
-@dataclass(frozen=True, slots=True)
-class PendingConsent:
-    """What a consent state stands for until its callback arrives."""
-
-    provider: str
-    """The provider consented at."""
-    user_id: str
-    """Who consents."""
-    code_verifier: str = field(repr=False)
-    """The PKCE verifier of this state."""
-    expires_at: float
-    """Wall-clock expiry of the state."""
-    scopes: tuple[str, ...] = ()
-    """The scopes asked for."""
-    tenant: str | None = None
-    """The user's tenant."""
-    trace_id: str | None = None
-    """The trace that asked for consent."""
-    session_id: str | None = None
-    """The session that asked for consent."""
-
-    def to_json(self) -> bytes:
-        """The pending consent as JSON bytes."""
-        return json.dumps(asdict(self)).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> PendingConsent:
-        """The pending consent stored by ``to_json``."""
-        raw: dict[str, Any] = json.loads(data)
-        raw["scopes"] = tuple(raw.get("scopes") or ())
-        return cls(**raw)
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentRequest:
-    """What to show a user so that they consent (``to_payload()`` is the pause payload)."""
-
-    provider: str
-    """The provider's name."""
-    display_name: str
-    """The provider's display name."""
-    auth_url: str
-    """The URL the user opens (URL-encoded, with the state and the PKCE challenge)."""
-    state: str
-    """The single-use state of this request."""
-    scopes: tuple[str, ...]
-    """The scopes asked for."""
-    expires_at: float
-    """When the state expires (``time.time()`` seconds)."""
-
-    def to_payload(self) -> dict[str, Any]:
-        """``{"kind": "oauth_consent", …fields}`` (JSON-safe)."""
-        return {
-            "kind": "oauth_consent",
-            "provider": self.provider,
-            "display_name": self.display_name,
-            "auth_url": self.auth_url,
-            "state": self.state,
-            "scopes": list(self.scopes),
-            "expires_at": self.expires_at,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentResult:
-    """Who consented where (returned by ``handle_callback``)."""
-
-    user_id: str
-    """The user whose token is now stored."""
-    tenant: str | None
-    """The user's tenant."""
-    provider: str
-    """The provider."""
-    trace_id: str | None
-    """The trace that asked for consent (to resume it)."""
-    session_id: str | None
-    """The session that asked for consent."""
-
-
-class ToolAuthRequired(ToolAuthError):
-    """The call needs the user's consent first; ``consent`` says where to give it."""
-
-    def __init__(self, message: str, *, consent: ConsentRequest, **kwargs: Any) -> None:
-        detail = {**dict(kwargs.pop("detail", None) or {}), "consent": consent.to_payload()}
-        super().__init__(message, detail=detail, **kwargs)
-        self.consent: ConsentRequest = consent
-
-
-class OAuthStateError(ToolAuthError):
-    """A callback's state is unknown, already used or expired."""
-
-
-class OAuthTokenError(ToolAuthError):
-    """The token endpoint refused the code or the refresh token."""
-
-
-@runtime_checkable
-class TokenStore(Protocol):
-    """Where user tokens and pending consent states live."""
-
-    async def store(
-        self, user_id: str, provider: str, token: OAuthToken, *, tenant: str | None = None
-    ) -> None:
-        """Keep ``token`` for the user."""
-        ...
-
-    async def get(
-        self, user_id: str, provider: str, *, tenant: str | None = None
-    ) -> OAuthToken | None:
-        """The user's token, or None."""
-        ...
-
-    async def delete(self, user_id: str, provider: str, *, tenant: str | None = None) -> bool:
-        """Forget the user's token; True when there was one."""
-        ...
-
-    async def put_pending(self, state: str, pending: PendingConsent, *, ttl_s: float) -> None:
-        """Keep a consent state for ``ttl_s`` seconds."""
-        ...
-
-    async def take_pending(self, state: str) -> PendingConsent | None:
-        """The consent state, removed (of concurrent takes exactly one gets it), or None."""
-        ...
-
-
-def _key(tenant: str | None, user_id: str, provider: str) -> str:
-    return f"{tenant or DEFAULT_TENANT}/{user_id}/{provider}"
-
-
-class InMemoryTokenStore:
-    """Tokens and states in this process (the default; lost on restart)."""
-
-    def __init__(self) -> None:
-        self._tokens: dict[str, OAuthToken] = {}
-        self._pending: dict[str, tuple[PendingConsent, float]] = {}
-
-    async def store(
-        self, user_id: str, provider: str, token: OAuthToken, *, tenant: str | None = None
-    ) -> None:
-        """Keep ``token`` for the user."""
-        self._tokens[_key(tenant, user_id, provider)] = token
-
-    async def get(
-        self, user_id: str, provider: str, *, tenant: str | None = None
-    ) -> OAuthToken | None:
-        """The user's token, or None."""
-        return self._tokens.get(_key(tenant, user_id, provider))
-
-    async def delete(self, user_id: str, provider: str, *, tenant: str | None = None) -> bool:
-        """Forget the user's token; True when there was one."""
-        return self._tokens.pop(_key(tenant, user_id, provider), None) is not None
-
-    async def put_pending(self, state: str, pending: PendingConsent, *, ttl_s: float) -> None:
-        """Keep a consent state for ``ttl_s`` seconds."""
-        self._pending[state] = (pending, time.monotonic() + ttl_s)
-
-    async def take_pending(self, state: str) -> PendingConsent | None:
-        """The consent state, removed, or None when unknown or expired."""
-        entry = self._pending.pop(state, None)
-        if entry is None or entry[1] <= time.monotonic():
-            return None
-        return entry[0]
-
-
-class DurableTokenStore:
-    """Tokens and states in a core ``DurableStore``: a callback may reach another replica.
-
-    Tokens: namespace ``tools.oauth.tokens``, key ``{tenant}/{user_id}/{provider}``; states:
-    ``tools.oauth.pending``, key = state, with a TTL, consumed with ``take``. Records carry
-    ``Scope(tenant or "default", user=user_id)``, so ``store.erase(tenant, user=…)`` removes
-    a user's tokens.
-    """
-
-    def __init__(self, store: DurableStore) -> None:
-        self._store = store
-
-    async def store(
-        self, user_id: str, provider: str, token: OAuthToken, *, tenant: str | None = None
-    ) -> None:
-        """Keep ``token`` for the user."""
-        await self._store.put(
-            TOKENS_NAMESPACE,
-            _key(tenant, user_id, provider),
-            token.to_json(),
-            scope=Scope(tenant or DEFAULT_TENANT, user=user_id),
-        )
-
-    async def get(
-        self, user_id: str, provider: str, *, tenant: str | None = None
-    ) -> OAuthToken | None:
-        """The user's token, or None."""
-        record = await self._store.get(TOKENS_NAMESPACE, _key(tenant, user_id, provider))
-        return None if record is None else OAuthToken.from_json(record.value)
-
-    async def delete(self, user_id: str, provider: str, *, tenant: str | None = None) -> bool:
-        """Forget the user's token; True when there was one."""
-        return await self._store.delete(TOKENS_NAMESPACE, _key(tenant, user_id, provider))
-
-    async def put_pending(self, state: str, pending: PendingConsent, *, ttl_s: float) -> None:
-        """Keep a consent state for ``ttl_s`` seconds."""
-        await self._store.put(
-            PENDING_NAMESPACE,
-            state,
-            pending.to_json(),
-            scope=Scope(pending.tenant or DEFAULT_TENANT, user=pending.user_id),
-            ttl_s=ttl_s,
-        )
-
-    async def take_pending(self, state: str) -> PendingConsent | None:
-        """The consent state, removed atomically, or None when unknown, used or expired."""
-        record = await self._store.take(PENDING_NAMESPACE, state)
-        return None if record is None else PendingConsent.from_json(record.value)
+__all__ = ["OAuthManager", "oauth_callback_route"]
 
 
 def _challenge(verifier: str) -> str:
