@@ -534,3 +534,55 @@ async def test_a_result_published_before_a_worker_died_reaches_the_client_once(
     kinds = [o.kind async for _cursor, o in bus.outputs(trace_id)]
     assert kinds == ["result", "end"]
     assert (outcome.status, outcome.attempts, ghost.attempt) == ("completed", 2, 1)
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("claim"), st.sampled_from("abc"), st.just(0)),
+        st.tuples(st.just("renew"), st.sampled_from("abc"), st.just(0)),
+        st.tuples(st.just("settle"), st.sampled_from("abc"), st.integers(0, 2)),
+    ),
+    max_size=14,
+)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=_OPS)
+async def test_only_the_current_owner_can_renew_or_settle_an_entry(
+    redis_url: str, raw: Any, ops: list[tuple[str, str, int]]
+) -> None:
+    app = f"wbh{uuid.uuid4().hex[:10]}"
+    try:
+        async with RedisStreamsBus.open(redis_url, app=app, block_s=0.01) as bus:
+            items = [f"t{i}" for i in range(3)]
+            for trace_id in items:
+                await bus.submit(_item(trace_id))
+            owner: dict[str, str] = {}
+            settled: set[str] = set()
+            known: dict[str, Any] = {}
+            for op, consumer, index in ops:
+                if op == "claim":  # min_idle_s=0: every unsettled entry is taken over
+                    for delivery in await bus.claim(consumer, 10, min_idle_s=0.0):
+                        known[delivery.item.trace_id] = delivery
+                    for trace_id in items:
+                        if trace_id not in settled:
+                            owner[trace_id] = consumer
+                elif op == "renew":
+                    mine = [d for d in known.values() if d.item.trace_id not in settled]
+                    lost = {d.item.trace_id for d in await bus.renew(consumer, mine)}
+                    assert lost == {
+                        d.item.trace_id for d in mine if owner.get(d.item.trace_id) != consumer
+                    }
+                elif items[index] in known:
+                    trace_id = items[index]
+                    ok = await bus.settle(consumer, known[trace_id])
+                    expected = trace_id not in settled and owner.get(trace_id) == consumer
+                    assert ok is expected
+                    if ok:
+                        settled.add(trace_id)
+    finally:
+        keys = [key async for key in raw.scan_iter(match=f"pf:{{{app}}}:*")]
+        if keys:
+            await raw.delete(*keys)
