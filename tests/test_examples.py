@@ -255,6 +255,16 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "tool specs: ['narrator.narrate(external)']",
         "a2a_serve_flow done",
     ),
+    "redis_workers": (
+        "3 workers ready: ['w0', 'w1', 'w2']",
+        "emitted 20 orders",
+        "worker w0 killed while holding 3 orders in ship",
+        "20 of 20 orders completed",
+        "w0's orders finished by the others: True",
+        "charged once per order: True",
+        "each result fetched once: True",
+        "redis_workers done",
+    ),
 }
 LIVE_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 """Examples run without these, so that react_openai uses its ProviderServer (see test_live)."""

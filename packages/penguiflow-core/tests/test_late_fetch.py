@@ -132,3 +132,34 @@ async def test_a_router_that_drops_answers_the_waiting_fetch_after_earlier_resul
             second_half.set()
             with pytest.raises(TraceEnded):
                 await flow.fetch(trace_id="mixed")
+
+
+async def test_fetch_after_every_result_was_taken_raises_trace_ended() -> None:
+    async def echo(message: Message, ctx: Context) -> object:
+        return message.payload
+
+    flow = create(Node(echo).to())
+    with anyio.fail_after(5):
+        async with flow.running():
+            await flow.emit(msg("done", "answer"))
+            assert await flow.fetch(trace_id="done") == "answer"
+            await anyio.wait_all_tasks_blocked()
+            assert flow.statistics().live_traces == 0
+            # The trace delivered its result and ended: asking again is answered, not left waiting.
+            with pytest.raises(TraceEnded):
+                await flow.fetch(trace_id="done")
+
+
+async def test_results_buffered_before_a_late_fetch_come_before_trace_ended() -> None:
+    async def echo(message: Message, ctx: Context) -> object:
+        return message.payload
+
+    flow = create(Node(echo).to())
+    with anyio.fail_after(5):
+        async with flow.running():
+            await flow.emit(msg("buffered", "kept"))
+            await anyio.wait_all_tasks_blocked()
+            assert flow.statistics().live_traces == 0
+            assert await flow.fetch(trace_id="buffered") == "kept"
+            with pytest.raises(TraceEnded):
+                await flow.fetch(trace_id="buffered")

@@ -7,6 +7,7 @@ The tree::
     ├── TraceCancelled              the runtime cancelled the trace you were waiting on
     ├── TraceEnded                  the trace you were waiting on ended without delivering more
     ├── FlowStopped                 the flow stopped while you were waiting on it
+    ├── TraceNotFound (LookupError) no such trace on a WorkBus (penguiflow.core.distributed)
     ├── GraphError (ValueError)     the graph you built cannot run; fix it before run()
     │   └── CycleError              the graph has a cycle that was not allowed
     ├── RegistryError               run(registry=...) lacks nodes that validate
@@ -119,6 +120,9 @@ class FlowErrorCode(StrEnum):
     """A controller loop reached ``WM.budget_hops``."""
     TOKEN_BUDGET_EXHAUSTED = "TOKEN_BUDGET_EXHAUSTED"
     """A controller loop reached ``WM.budget_tokens``."""
+    DELIVERIES_EXHAUSTED = "DELIVERIES_EXHAUSTED"
+    """A distributed trace was delivered ``max_deliveries`` times without finishing (its
+    workers kept dying); it was moved to the dead-letter stream (see ``Worker``)."""
 
 
 class PenguiFlowError(Exception):

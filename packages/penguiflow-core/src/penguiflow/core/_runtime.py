@@ -177,8 +177,6 @@ class Runtime:
             value = item.value if type(item) is Carried else item
             if not self.rookery.offer(source, key, value):
                 return False
-            if state is not None:  # _delivered(), inlined: every stream chunk comes here
-                state.delivered = True
             if self.tapped:
                 self.dispatcher.publish(source, ROOKERY.name, key, item)
             return True
@@ -227,14 +225,14 @@ class Runtime:
         if not floes:
             rookery = self.rookery
             if not rookery.full(key):  # room again: the check above ran no await
-                self._to_rookery(source, key, item, state)
+                self._to_rookery(source, key, item)
             else:
                 await self._room(
                     key,
                     state,
                     outside,
                     rookery.wait_for_space,
-                    lambda state: self._to_rookery(source, key, item, state),
+                    lambda _state: self._to_rookery(source, key, item),
                 )
             return
         for index, floe in enumerate(floes):
@@ -322,15 +320,8 @@ class Runtime:
         if self.tapped:
             self.dispatcher.publish(source, floe.target, key, item)
 
-    def _to_rookery(
-        self, source: str, key: str | None, item: Any, state: TraceState | None
-    ) -> None:
+    def _to_rookery(self, source: str, key: str | None, item: Any) -> None:
         self.rookery.put_nowait(source, key, item.value if type(item) is Carried else item)
-        self._delivered(source, key, item, state)
-
-    def _delivered(self, source: str, key: str | None, item: Any, state: TraceState | None) -> None:
-        if state is not None:
-            state.delivered = True
         if self.tapped:
             self.dispatcher.publish(source, ROOKERY.name, key, item)
 
@@ -380,8 +371,8 @@ class Runtime:
             outcome = state.error
             traces.remember(key, state.error.detached())
         else:
-            if not state.delivered:  # every message dropped: late fetches learn it too
-                traces.remember(key, TraceEnded)
+            # Late trace-scoped fetches learn it too, once what it delivered has been taken.
+            traces.remember(key, TraceEnded)
             if not self.rookery.waiting(key):
                 return
             outcome = TraceEnded(key)

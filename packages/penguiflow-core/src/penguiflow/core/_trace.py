@@ -37,7 +37,6 @@ class TraceState:
         "aborts",
         "cancelled",
         "cleanups",
-        "delivered",
         "error",
         "failed",
         "finished",
@@ -53,8 +52,6 @@ class TraceState:
         self.inflight: int = 0
         """Node invocations of the trace running now."""
         self.cancelled: bool = False
-        self.delivered: bool = False
-        """Whether anything of the trace reached Rookery."""
         self.scopes: set[CancelScope] = set()
         """What to cancel to stop the trace's work: the scopes of workers running its lanes, and of
         callers blocked emitting it."""
@@ -77,12 +74,13 @@ Ending = FlowError | type[TraceCancelled] | type[TraceEnded]
 
 
 class TraceTable:
-    """Live traces by id, and how recent traces that delivered nothing ended.
+    """Live traces by id, and how recent traces ended.
 
-    The table remembers the last ``keep_endings`` traces that ended without delivering to Rookery
-    (cancelled, failed, or every message dropped), so that a ``fetch(trace_id=...)`` arriving after
-    the fact is still answered. Failures are kept detached (no traceback, no original exception, so
-    no payload stays alive); a reused trace id forgets its old ending.
+    The table remembers how the last ``keep_endings`` traces ended (completed, cancelled, failed),
+    so that a ``fetch(trace_id=...)`` arriving after the fact, once the trace's buffered results
+    are taken, is still answered instead of waiting forever. Failures are kept detached (no
+    traceback, no original exception, so no payload stays alive); a reused trace id forgets its
+    old ending.
     """
 
     __slots__ = ("_on_end", "endings", "keep_endings", "states")
