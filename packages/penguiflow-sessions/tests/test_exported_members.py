@@ -47,6 +47,8 @@ EXPECTED = {
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    # transports, the manager, the planner pipeline
+    "Transport",
 }
 
 

@@ -52,6 +52,7 @@ from ._tasks import (
     TaskStatus,
     TaskType,
 )
+from ._transport import Transport
 from ._updates import CRITICAL_UPDATE_TYPES, StateUpdate, UpdateType
 
 __all__ = [
@@ -99,6 +100,8 @@ __all__ = [
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    # transports, the manager, the planner pipeline
+    "Transport",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import ClassVar, Self
 
@@ -18,6 +19,7 @@ from ._runtime import IfBusy, Propagate, SpawnSpec, TaskPipeline
 from ._session_context import ContextMethods
 from ._steering import ControlPolicy, SteeringEvent, SteeringEventType, SteeringReceipt
 from ._tasks import TaskResult, TaskState, TaskStatus, TaskType
+from ._transport import Connection, ReceiptCallback, Transport, check_transport, open_connection
 from ._updates import StateUpdate, UpdateType
 
 __all__ = ["SessionStatistics", "StreamingSession"]
@@ -365,6 +367,34 @@ class StreamingSession(ContextMethods):
             if update is not None and (task_id is None or update.task_id == task_id):
                 page.append(update)
         return page
+
+    def connect(
+        self,
+        transport: Transport,
+        *,
+        since_id: str | None = None,
+        task_ids: Collection[str] | None = None,
+        update_types: Collection[UpdateType | str] | None = None,
+        on_receipt: ReceiptCallback | None = None,
+    ) -> AbstractAsyncContextManager[Connection]:
+        """Serve one peer: ``async with session.connect(transport) as connection:``.
+
+        The subscription (``since_id``, ``task_ids``, ``update_types`` as in
+        :meth:`subscribe`) goes to ``transport.send``; each event ``transport.receive()``
+        returns is steered as the user's (``source="user"``), its receipt passed to
+        ``on_receipt``. It runs until the peer is gone (``receive()`` returned None or the
+        transport raised), the session closes, or the block ends; then ``transport.aclose()``.
+
+        Raises:
+            TypeError: ``transport`` lacks ``send``/``receive``/``aclose``.
+            SessionClosed: the session is not open.
+            UnknownCursor: on entry, as :meth:`subscribe`.
+        """
+        checked = check_transport(transport)
+        subscription = self.subscribe(
+            task_ids=task_ids, update_types=update_types, since_id=since_id
+        )
+        return open_connection(subscription, checked, self.steer, on_receipt)
 
     def statistics(self) -> SessionStatistics:
         """A frozen snapshot of the session's counters."""
