@@ -1,6 +1,7 @@
 """session.connect(transport): updates out in order, the peer's steering in as the user's."""
 
 import math
+from collections.abc import Callable
 
 import anyio
 import pytest
@@ -51,10 +52,14 @@ class MemoryTransport:
     def peer_sends(self, event: SteeringEvent | None) -> None:
         self._send.send_nowait(event)
 
-    async def wait_for(self, predicate: object) -> None:
-        assert callable(predicate)
+    async def wait_for(self, predicate: Callable[[StateUpdate], bool]) -> None:
         while not any(predicate(u) for u in self.sent):
             await self.got_update.wait()
+
+
+def content_of(update: StateUpdate) -> dict[str, object]:
+    assert isinstance(update.content, dict)
+    return dict(update.content)
 
 
 class Gate:
@@ -85,7 +90,7 @@ async def test_connect_forwards_updates_in_order_then_closes_the_transport() -> 
                 await transport.wait_for(
                     lambda u: (
                         u.update_type is UpdateType.STATUS_CHANGE
-                        and u.content["status"] == "COMPLETE"
+                        and u.content == {**content_of(u), "status": "COMPLETE"}
                     )
                 )
         assert connection.closed
