@@ -49,6 +49,10 @@ EXPECTED = {
     "TaskCancelled",
     # transports, the manager, the planner pipeline
     "Transport",
+    "SessionManager",
+    "ManagerStatistics",
+    "SessionLimitExceeded",
+    "SessionTenantMismatch",
 }
 
 

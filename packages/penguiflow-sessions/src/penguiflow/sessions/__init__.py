@@ -24,6 +24,8 @@ from ._errors import (
     PatchNotFound,
     SessionClosed,
     SessionError,
+    SessionLimitExceeded,
+    SessionTenantMismatch,
     SubscriberLagged,
     TaskCancelled,
     TaskFailed,
@@ -31,6 +33,7 @@ from ._errors import (
     UnknownCursor,
 )
 from ._limits import SessionLimits
+from ._manager import ManagerStatistics, SessionManager
 from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
 from ._runtime import TaskPipeline, TaskRuntime
 from ._session import SessionStatistics, StreamingSession
@@ -102,6 +105,10 @@ __all__ = [
     "TaskCancelled",
     # transports, the manager, the planner pipeline
     "Transport",
+    "SessionManager",
+    "ManagerStatistics",
+    "SessionLimitExceeded",
+    "SessionTenantMismatch",
 ]
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "ForegroundBusy",
     "SessionClosed",
     "SessionError",
+    "SessionLimitExceeded",
+    "SessionTenantMismatch",
     "SubscriberLagged",
     "TaskCancelled",
     "TaskFailed",
@@ -132,3 +134,23 @@ class TaskCancelled(SessionError):
         super().__init__(message)
         self.task = task
         self.reason = reason
+
+
+class SessionLimitExceeded(SessionError):
+    """A spawn would exceed a :class:`SessionLimits` bound; nothing was recorded.
+
+    Attributes:
+        limit: The ``SessionLimits`` field (``"max_background_tasks"`` …).
+        value: Its configured value.
+        current: How many there are now.
+    """
+
+    def __init__(self, message: str, *, limit: str, value: int, current: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+        self.current = current
+
+
+class SessionTenantMismatch(SessionError, PermissionError):
+    """The session id belongs to another tenant; use that tenant or another session id."""
