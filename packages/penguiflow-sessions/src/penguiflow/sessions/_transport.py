@@ -5,7 +5,8 @@ double). ``async with session.connect(transport):`` runs two pumps in a task gro
 subscription's updates go to ``transport.send`` in order, and every event ``transport.receive``
 returns goes to ``session.steer`` as the user's. The connection ends when the peer is gone
 (``receive()`` returned None, or the transport raised), when the session closes, or when the
-block ends; either way both pumps are cancelled and awaited, and the transport is closed.
+block ends; either way both pumps are cancelled and awaited, and the transport is closed. A
+cursor that cannot be replayed raises ``UnknownCursor`` on entry, leaving the transport open.
 """
 
 from __future__ import annotations
@@ -98,17 +99,18 @@ async def open_connection(
 ) -> AsyncGenerator[Connection]:
     """Pump ``subscription`` into ``transport`` and its events into ``steer`` (see module)."""
     connection = Connection()
-    try:
-        async with subscription, anyio.create_task_group() as outer:
-            outer.start_soon(_pumps, subscription, transport, steer, on_receipt, connection)
-            try:
-                yield connection
-            finally:
-                outer.cancel_scope.cancel()
-    finally:
-        connection._closed.set()  # pyright: ignore[reportPrivateUsage]
-        with anyio.CancelScope(shield=True):
-            await transport.aclose()
+    async with subscription:  # an UnknownCursor leaves the transport to its owner
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(_pumps, subscription, transport, steer, on_receipt, connection)
+                try:
+                    yield connection
+                finally:
+                    outer.cancel_scope.cancel()
+        finally:
+            connection._closed.set()  # pyright: ignore[reportPrivateUsage]
+            with anyio.CancelScope(shield=True):
+                await transport.aclose()
 
 
 async def _pumps(
