@@ -30,7 +30,16 @@ from ._web_stream import sse_endpoint, ws_endpoint
 __all__ = ["build_app"]
 
 _SPAWN_FIELDS = frozenset(
-    {"pipeline", "query", "task_type", "priority", "merge_strategy", "group_id", "description"}
+    {
+        "pipeline",
+        "query",
+        "task_type",
+        "priority",
+        "merge_strategy",
+        "group_id",
+        "description",
+        "if_busy",
+    }
 )
 
 
@@ -106,6 +115,7 @@ def _routes(state: WebState) -> list[BaseRoute]:
                 query=_opt_str(body, "query"),
                 description=_opt_str(body, "description"),
                 priority=body.get("priority", 0),
+                if_busy=body.get("if_busy", "queue"),
                 **options,
             )
         except SessionLimitExceeded as exc:
