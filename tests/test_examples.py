@@ -217,6 +217,17 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         'observation sent back: {"observation": {"product": 391}}',
         "react_openai done",
     ),
+    "sessions_web": (
+        "server up on a free port",
+        "page: 200, has EventSource: True",
+        "POST /tasks -> 201",
+        "ws pause -> APPLIED",
+        "ws resume -> APPLIED",
+        "statuses: ['PENDING', 'RUNNING', 'PAUSED', 'RUNNING', 'COMPLETE']",
+        "contiguous: True",
+        "task: COMPLETE result={'done': True, 'from': 3}",
+        "sessions_web done",
+    ),
 }
 LIVE_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 """Examples run without these, so that react_openai uses its ProviderServer (see test_live)."""

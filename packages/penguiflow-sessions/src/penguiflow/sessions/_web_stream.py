@@ -178,7 +178,7 @@ class _WebSocketTransport:
         if self._ws.application_state is WebSocketState.CONNECTED:
             try:
                 await self._ws.close()
-            except RuntimeError:  # the peer closed first
+            except (RuntimeError, WebSocketDisconnect):  # the peer closed first
                 pass
 
 
