@@ -228,6 +228,17 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "task: COMPLETE result={'done': True, 'from': 3}",
         "sessions_web done",
     ),
+    "sessions_steering": (
+        "pause -> APPLIED; task is PAUSED",
+        "resume -> APPLIED; task is RUNNING",
+        "redirect -> DELIVERED; the pipeline says {'redirected_to': 'penguins'}",
+        "now working on: penguins",
+        "agent cancel -> PARKED, checkpoint confirm_steering for cancel",
+        "agent approves its own cancel -> REJECTED approval_requires_user",
+        "user rejects -> APPLIED; task is RUNNING",
+        "user approves -> APPLIED; task is CANCELLED (really)",
+        "sessions_steering done",
+    ),
 }
 LIVE_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 """Examples run without these, so that react_openai uses its ProviderServer (see test_live)."""
