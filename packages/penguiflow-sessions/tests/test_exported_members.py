@@ -47,11 +47,15 @@ EXPECTED = {
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    "CheckpointInfo",
+    "CheckpointAnswer",
+    "SessionLimitExceeded",
+    "GroupNotFound",
+    "GroupSealed",
     # transports, the manager, the planner pipeline
     "Transport",
     "SessionManager",
     "ManagerStatistics",
-    "SessionLimitExceeded",
     "SessionTenantMismatch",
 }
 

@@ -18,9 +18,12 @@ dropped and ``since_id`` cursors replay, then go live with no gap and no duplica
 """
 
 from ._broker import Subscription, UpdateBroker
+from ._checkpoint import CheckpointAnswer, CheckpointInfo
 from ._context import TaskContextSnapshot
 from ._errors import (
     ForegroundBusy,
+    GroupNotFound,
+    GroupSealed,
     PatchNotFound,
     SessionClosed,
     SessionError,
@@ -103,11 +106,16 @@ __all__ = [
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    # added with checkpoints, limits and groups
+    "CheckpointInfo",
+    "CheckpointAnswer",
+    "SessionLimitExceeded",
+    "GroupNotFound",
+    "GroupSealed",
     # transports, the manager, the planner pipeline
     "Transport",
     "SessionManager",
     "ManagerStatistics",
-    "SessionLimitExceeded",
     "SessionTenantMismatch",
 ]
 
