@@ -57,6 +57,8 @@ EXPECTED = {
     "SessionManager",
     "ManagerStatistics",
     "SessionTenantMismatch",
+    "PlannerTaskPipeline",
+    "task_tools",
 }
 
 

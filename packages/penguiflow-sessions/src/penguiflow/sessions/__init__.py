@@ -38,6 +38,7 @@ from ._errors import (
 from ._limits import SessionLimits
 from ._manager import ManagerStatistics, SessionManager
 from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
+from ._planner import PlannerTaskPipeline
 from ._runtime import TaskPipeline, TaskRuntime
 from ._session import SessionStatistics, StreamingSession
 from ._steering import (
@@ -48,6 +49,7 @@ from ._steering import (
     SteeringOutcome,
     SteeringReceipt,
 )
+from ._task_tools import task_tools
 from ._tasks import (
     NotificationAction,
     NotificationPayload,
@@ -117,6 +119,8 @@ __all__ = [
     "SessionManager",
     "ManagerStatistics",
     "SessionTenantMismatch",
+    "PlannerTaskPipeline",
+    "task_tools",
 ]
 
 
