@@ -60,6 +60,13 @@ async def test_post_tasks_spawns_and_refuses_what_it_cannot_run(serve: Serve) ->
             )
             extra = await client.post("/sessions/s1/tasks", json={"pipeline": "echo", "x": 1})
             not_json = await client.post("/sessions/s1/tasks", content=b"{nope")
+            no_group = await client.post(
+                "/sessions/s1/tasks",
+                json={"pipeline": "echo", "task_type": "BACKGROUND", "group_id": "grp_nope"},
+            )
+            bad_merge = await client.post(
+                "/sessions/s1/tasks", json={"pipeline": "echo", "merge_strategy": "sideways"}
+            )
             waits.release.set()
     assert created.status_code == 201 and set(created.json()) == {"task_id"}
     assert_error(busy, 409, "foreground_busy")
@@ -68,6 +75,8 @@ async def test_post_tasks_spawns_and_refuses_what_it_cannot_run(serve: Serve) ->
     assert_error(bad_type, 422, "invalid")
     assert_error(extra, 422, "invalid")
     assert_error(not_json, 422, "invalid")
+    assert_error(no_group, 404, "not_found")
+    assert_error(bad_merge, 422, "invalid")
 
 
 async def test_get_tasks_lists_task_state_json_and_404s_an_unknown_task(serve: Serve) -> None:

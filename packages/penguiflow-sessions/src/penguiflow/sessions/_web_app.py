@@ -105,9 +105,6 @@ def _routes(state: WebState) -> list[BaseRoute]:
         if pipeline is None:
             names = ", ".join(sorted(state.pipelines)) or "none configured"
             return error(404, "unknown_pipeline", f"no pipeline {name!r}; known: {names}")
-        options: dict[str, Any] = {
-            k: body[k] for k in ("merge_strategy", "group_id") if body.get(k) is not None
-        }
         try:
             task_id = await session.spawn_task(
                 pipeline,
@@ -116,7 +113,8 @@ def _routes(state: WebState) -> list[BaseRoute]:
                 description=_opt_str(body, "description"),
                 priority=body.get("priority", 0),
                 if_busy=body.get("if_busy", "queue"),
-                **options,
+                merge_strategy=body.get("merge_strategy", "append"),
+                group_id=_opt_str(body, "group_id"),
             )
         except SessionLimitExceeded as exc:
             return error(429, "session_limit", str(exc))
