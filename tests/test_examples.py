@@ -239,6 +239,18 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "user approves -> APPLIED; task is CANCELLED (really)",
         "sessions_steering done",
     ),
+    "sessions_planner_hitl": (
+        "checkpoint approval_required: refund {'order': 'A-1', 'amount': 40.0}",
+        "  user approves A-1 -> APPLIED",
+        "status: PAUSED (checkpoint)",
+        "status: RUNNING (checkpoint_answered)",
+        "tool call end: refund ok=True",
+        "checkpoint approval_required: refund {'order': 'B-2', 'amount': 900.0}",
+        "  user rejects B-2 -> APPLIED",
+        "task COMPLETE: Refunded A-1 (40.0); B-2 was rejected by the reviewer.",
+        "refund tool ran for: ['A-1']",
+        "sessions_planner_hitl done",
+    ),
 }
 LIVE_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 """Examples run without these, so that react_openai uses its ProviderServer (see test_live)."""
