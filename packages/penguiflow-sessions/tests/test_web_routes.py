@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from penguiflow.sessions import SessionManager, TaskRuntime, UpdateType
+from penguiflow.sessions import SessionLimits, SessionManager, TaskRuntime, UpdateType
 from penguiflow.sessions.web import create_app
 
 Serve = Callable[[Starlette], AbstractAsyncContextManager[str]]
@@ -188,3 +188,20 @@ def test_importing_penguiflow_sessions_does_not_load_the_web_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "[]"
+
+
+async def test_post_tasks_beyond_a_session_limit_is_429_and_records_nothing(serve: Serve) -> None:
+    waits = Waits()
+    manager = SessionManager(limits=SessionLimits(max_background_tasks=1))
+    app = create_app(manager, pipelines={"waits": waits})
+    with anyio.fail_after(20):
+        async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+            body = {"pipeline": "waits", "task_type": "BACKGROUND"}
+            first = await client.post("/sessions/s1/tasks", json=body)
+            second = await client.post("/sessions/s1/tasks", json=body)
+            listed = (await client.get("/sessions/s1/tasks")).json()
+            waits.release.set()
+    assert first.status_code == 201
+    assert_error(second, 429, "session_limit")
+    assert "max_background_tasks" in second.json()["error"]["message"]
+    assert len(listed) == 1
