@@ -35,21 +35,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-try:
-    import sse_starlette  # noqa: F401  # pyright: ignore[reportUnusedImport]
-    import starlette  # noqa: F401  # pyright: ignore[reportUnusedImport]
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "penguiflow.sessions.web needs starlette and sse-starlette: "
-        'pip install "penguiflow-sessions[web]"'
-    ) from exc
+from ._web_requires import require_web_extra
 
-from starlette.applications import Starlette
+require_web_extra()  # before starlette is imported: the error says what to install
 
-from ._manager import SessionManager
-from ._runtime import TaskPipeline
-from ._web_app import build_app
-from ._web_common import Authorize
+from starlette.applications import Starlette  # noqa: E402
+
+from ._manager import SessionManager  # noqa: E402
+from ._runtime import TaskPipeline  # noqa: E402
+from ._web_app import build_app  # noqa: E402
+from ._web_common import Authorize  # noqa: E402
 
 __all__ = ["Authorize", "create_app"]
 
