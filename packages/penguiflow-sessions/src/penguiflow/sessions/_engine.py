@@ -18,7 +18,7 @@ from ._checkpoint import CheckpointAnswer, CheckpointDesk
 from ._context import ContextState
 from ._errors import ForegroundBusy, GroupNotFound, SessionClosed, SessionError, TaskNotFound
 from ._limits import SessionLimits, check_count
-from ._merge import ContextDesk
+from ._patches import ContextDesk
 from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
 from ._scheduler import Scheduler
@@ -64,7 +64,7 @@ class Engine:
         self.scheduler = Scheduler(limits.max_concurrent_tasks, self._start)
         self.checkpoints = CheckpointDesk(self)
         self.steerer = Steerer(self, control_policy)
-        self.desk = ContextDesk(self.context, limits.max_pending_patches)
+        self.desk = ContextDesk(self.context, limits.max_pending_patches, self.publish)
 
     # ----------------------------------------------------------------------- lifecycle
     def open(self, tg: TaskGroup) -> None:
