@@ -251,6 +251,19 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "refund tool ran for: ['A-1']",
         "sessions_planner_hitl done",
     ),
+    "sessions_background_tasks": (
+        "[ 3] krill: None -> PENDING",
+        "krill: RESULT {'topic': 'krill'} patch_id=None",
+        "ice: NOTIFICATION 'Context changed while the task ran'",
+        "diet: RESULT {'topic': 'diet'} patch_id=yes",
+        "diet: CHECKPOINT context_patch digest=['Adelie penguins eat mostly krill.']",
+        "diet: NOTIFICATION 'Background task completed: research diet'",
+        "turn answered: I started three research tasks; I will tell you what they find.",
+        "pending patch (diverged=True): ['Adelie penguins eat mostly krill.']",
+        "user approves the gated patch -> APPLIED",
+        "the next turn sees 3 findings: Adelie penguins eat mostly krill.",
+        "sessions_background_tasks done",
+    ),
 }
 LIVE_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 """Examples run without these, so that react_openai uses its ProviderServer (see test_live)."""
