@@ -52,6 +52,8 @@ EXPECTED = {
     "SessionLimitExceeded",
     "GroupNotFound",
     "GroupSealed",
+    "TaskGroup",
+    "GroupStatus",
     # transports, the manager, the planner pipeline
     "Transport",
     "SessionManager",

@@ -35,6 +35,7 @@ from ._errors import (
     TaskNotFound,
     UnknownCursor,
 )
+from ._groups import GroupStatus, TaskGroup
 from ._limits import SessionLimits
 from ._manager import ManagerStatistics, SessionManager
 from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
@@ -114,6 +115,8 @@ __all__ = [
     "SessionLimitExceeded",
     "GroupNotFound",
     "GroupSealed",
+    "TaskGroup",
+    "GroupStatus",
     # transports, the manager, the planner pipeline
     "Transport",
     "SessionManager",

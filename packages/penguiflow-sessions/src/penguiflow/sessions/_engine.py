@@ -16,8 +16,9 @@ from . import _finish as finish
 from ._broker import Hub, ReplayLog
 from ._checkpoint import CheckpointAnswer, CheckpointDesk
 from ._context import ContextState
-from ._errors import ForegroundBusy, GroupNotFound, SessionClosed, SessionError, TaskNotFound
-from ._limits import SessionLimits, check_count
+from ._errors import ForegroundBusy, SessionClosed, SessionError, TaskNotFound
+from ._groups import GroupDesk
+from ._limits import SessionLimits, check_live
 from ._patches import ContextDesk
 from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
@@ -63,6 +64,7 @@ class Engine:
         self._order = itertools.count()
         self.scheduler = Scheduler(limits.max_concurrent_tasks, self._start)
         self.checkpoints = CheckpointDesk(self)
+        self.groups = GroupDesk(self)
         self.steerer = Steerer(self, control_policy)
         self.desk = ContextDesk(self.context, limits.max_pending_patches, self.publish)
 
@@ -239,8 +241,7 @@ class Engine:
         self.require_open()
         check_spawn(pipeline, spec)
         parent = self.get(spec.parent_task_id) if spec.parent_task_id is not None else None
-        if spec.group_id is not None:
-            raise GroupNotFound(f"session {self.session_id!r} has no task group {spec.group_id!r}")
+        group = self.groups.admit(spec.group_id) if spec.group_id is not None else None
         if spec.task_id is not None and spec.task_id in self.records:
             raise ValueError(f"task id {spec.task_id!r} is already used in this session")
         busy = [
@@ -257,6 +258,8 @@ class Engine:
                 self._check_limits(spec, leaving=busy)
                 await self.cancel_many(busy, reason="interrupted")
                 self.require_open()
+                if spec.group_id is not None:  # it may have been sealed meanwhile
+                    group = self.groups.admit(spec.group_id)
         self._check_limits(spec)
         task_id = spec.task_id if spec.task_id is not None else f"task_{uuid.uuid4().hex}"
         if task_id in self.records:  # taken while interrupting
@@ -290,24 +293,18 @@ class Engine:
         self.records[task_id] = record
         if parent is not None:
             parent.children.append(record)
+        if group is not None:
+            self.groups.join(group, record)
         self._transition(record, TaskStatus.PENDING, "created")
         self.scheduler.enqueue(record)
         self._schedule()
         return task_id
 
     def _check_limits(self, spec: SpawnSpec, leaving: list[TaskRecord] | None = None) -> None:
-        live = [r for r in self.records.values() if r.live and r not in (leaving or ())]
-        owner = f"session {self.session_id!r}"
-        check_count(self.limits, "max_tasks_per_session", len(live), owner=owner, what="live tasks")
-        if spec.task_type is TaskType.BACKGROUND:
-            background = sum(1 for r in live if r.spec.task_type is TaskType.BACKGROUND)
-            check_count(
-                self.limits,
-                "max_background_tasks",
-                background,
-                owner=owner,
-                what="live background tasks",
-            )
+        live = [
+            r.spec.task_type for r in self.records.values() if r.live and r not in (leaving or ())
+        ]
+        check_live(self.limits, self.session_id, live, spec.task_type)
 
     # ------------------------------------------------------------------------ schedule
     def _schedule(self) -> None:
@@ -324,6 +321,7 @@ class Engine:
         self.scheduler.finished(record)
         self.steerer.drop_task(record.task_id)
         record.done.set()
+        self.groups.member_finished(record)
         self._schedule()
 
     # ----------------------------------------------------------------------------- run

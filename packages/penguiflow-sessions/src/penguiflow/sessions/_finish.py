@@ -127,6 +127,9 @@ def _merge_patch(
         spawned_from_event_id=record.spec.spawned_from_event_id,
         snapshot=record.runtime.context,
     )
+    if record.spec.group_id is not None:
+        engine.groups.collect(record, patch)  # applied with the group's at its end
+        return None, None
     try:
         return engine.desk.apply([(patch, record.spec.merge_strategy)]), None
     except PendingPatchLimit as exc:

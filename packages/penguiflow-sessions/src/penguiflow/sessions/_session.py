@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from ._broker import Subscription
 from ._engine import Engine
+from ._groups import GroupMethods
 from ._limits import SessionLimits
 from ._session_context import ContextMethods
 from ._session_tasks import TaskMethods
@@ -49,9 +50,11 @@ class SessionStatistics(BaseModel):
     """Steering events passed to ``steer()`` (broadcasts count once per task)."""
     steering_rejected: int
     """Of those, the ones REJECTED."""
+    pending_patches: int = 0
+    """Context patches waiting for the user."""
 
 
-class StreamingSession(TaskMethods, ContextMethods):
+class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
     """One user's session: a foreground turn, background tasks, and their ordered updates.
 
     Use it as ``async with StreamingSession("s1") as session:``; every task runs in the
@@ -260,4 +263,5 @@ class StreamingSession(TaskMethods, ContextMethods):
             last_update_id=str(head) if head else None,
             steering_received=engine.steerer.received,
             steering_rejected=engine.steerer.rejected,
+            pending_patches=len(engine.desk.pending),
         )
