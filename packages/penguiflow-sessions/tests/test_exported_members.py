@@ -47,6 +47,7 @@ EXPECTED = {
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    "SessionTenantMismatch",
 }
 
 

@@ -24,6 +24,7 @@ from ._errors import (
     PatchNotFound,
     SessionClosed,
     SessionError,
+    SessionTenantMismatch,
     SubscriberLagged,
     TaskCancelled,
     TaskFailed,
@@ -99,6 +100,8 @@ __all__ = [
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    # durability
+    "SessionTenantMismatch",
 ]
 
 

@@ -12,11 +12,14 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, JsonValue
 
+from penguiflow.core import DurableStore
+
 from ._broker import Hub, ReplayLog
 from ._context import ContextState
 from ._errors import ForegroundBusy, SessionClosed, TaskNotFound
 from ._limits import SessionLimits
 from ._merge import ContextDesk
+from ._persist import Outbox
 from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
 from ._steer import Steerer
@@ -46,6 +49,7 @@ class Engine:
         tenant: str,
         limits: SessionLimits,
         control_policy: ControlPolicy,
+        store: DurableStore | None = None,
     ) -> None:
         self.session_id = session_id
         self.tenant = tenant
@@ -66,11 +70,13 @@ class Engine:
         self._background_running = 0
         self.steerer = Steerer(self, control_policy)
         self.desk = ContextDesk(self.context, limits.max_pending_patches)
+        self.outbox = Outbox(self, store)  # durability (_persist); passthrough without a store
 
     # ----------------------------------------------------------------------- lifecycle
     def open(self, tg: TaskGroup) -> None:
         self._tg = tg
         self.phase = "open"
+        self.outbox.start(tg)
 
     def require_open(self) -> None:
         if self.phase == "new":
@@ -95,6 +101,7 @@ class Engine:
             await self.cancel_many(
                 [r for r in self.records.values() if r.live], reason="session_closed"
             )
+            await self.outbox.aclose()
         self.phase = "closed"
         self.hub.close()
         self.closed.set()
@@ -121,7 +128,7 @@ class Engine:
             step_index=step_index,
             total_steps=total_steps,
         )
-        self.hub.publish(update)
+        self.outbox.publish(update)
         return update
 
     def emit_for(
@@ -151,6 +158,14 @@ class Engine:
         self._transition(record, TaskStatus.PAUSED, "paused")
         await record.inbox.wait_if_paused()
         self._transition(record, TaskStatus.RUNNING, "resumed")
+
+    def continue_seq(self, seq: int) -> None:
+        """Hydrate: the next update is ``seq + 1``."""
+        self._seq = seq
+
+    def next_order(self) -> int:
+        """Hydrate: a spawn-order number for a restored task."""
+        return next(self._order)
 
     def is_live(self, task_id: str) -> bool:
         record = self.records.get(task_id)
@@ -243,6 +258,7 @@ class Engine:
         else:
             heapq.heappush(self.background_queue, (-spec.priority, record.order, record))
         self._schedule()
+        await self.outbox.flush()
         return task_id
 
     # ------------------------------------------------------------------------ schedule
@@ -276,7 +292,7 @@ class Engine:
         elif record.started_at is not None:
             self._background_running -= 1
         self.steerer.drop_task(record.task_id)
-        record.done.set()
+        self.outbox.then(record.done.set)
         self._schedule()
 
     # ----------------------------------------------------------------------------- run

@@ -15,7 +15,9 @@ The tree::
         ├── SubscriberLagged        a subscriber fell so far behind that updates it must get are
         │                           gone; ``resume_from`` is its last delivered update id
         ├── TaskFailed              ``run_task``: the task ended FAILED (``.task``, ``.code``)
-        └── TaskCancelled           ``run_task``: the task ended CANCELLED (``.task``, ``.reason``)
+        ├── TaskCancelled           ``run_task``: the task ended CANCELLED (``.task``, ``.reason``)
+        └── SessionTenantMismatch   the session id is stored (or open) for another tenant
+            (PermissionError)
 
 Outer cancellation is never turned into one of these errors: it propagates as is.
 """
@@ -38,6 +40,7 @@ __all__ = [
     "TaskFailed",
     "TaskNotFound",
     "UnknownCursor",
+    "SessionTenantMismatch",
 ]
 
 
@@ -132,3 +135,7 @@ class TaskCancelled(SessionError):
         super().__init__(message)
         self.task = task
         self.reason = reason
+
+
+class SessionTenantMismatch(SessionError, PermissionError):
+    """The stored session (or the manager's open one) with that id belongs to another tenant."""

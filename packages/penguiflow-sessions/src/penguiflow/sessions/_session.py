@@ -10,9 +10,12 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from penguiflow.core import DurableStore
+
 from ._broker import Subscription
 from ._engine import Engine
 from ._errors import TaskCancelled, TaskFailed
+from ._hydrate import hydrate
 from ._limits import SessionLimits
 from ._runtime import IfBusy, Propagate, SpawnSpec, TaskPipeline
 from ._session_context import ContextMethods
@@ -48,6 +51,10 @@ class SessionStatistics(BaseModel):
     """Steering events passed to ``steer()`` (broadcasts count once per task)."""
     steering_rejected: int
     """Of those, the ones REJECTED."""
+    store_errors: int = 0
+    """Failed store writes so far (each was retried with the same idempotency key)."""
+    outbox: int = 0
+    """Writes queued for the store and not yet done (updates wait there to be seen)."""
 
 
 class StreamingSession(ContextMethods):
@@ -64,6 +71,7 @@ class StreamingSession(ContextMethods):
         tenant: str = "default",
         limits: SessionLimits | None = None,
         control_policy: ControlPolicy | None = None,
+        store: DurableStore | None = None,
     ) -> None:
         if not session_id:
             raise ValueError("session_id must be a non-empty str")
@@ -74,6 +82,7 @@ class StreamingSession(ContextMethods):
             tenant=tenant,
             limits=limits or SessionLimits(),
             control_policy=control_policy or ControlPolicy(),
+            store=store,
         )
         self._tg: TaskGroup | None = None
 
@@ -99,6 +108,11 @@ class StreamingSession(ContextMethods):
         await tg.__aenter__()
         self._tg = tg
         self._engine.open(tg)
+        try:
+            await hydrate(self._engine)  # with a store (§9)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
@@ -357,14 +371,7 @@ class StreamingSession(ContextMethods):
             raise ValueError(f"limit must be positive, not {limit!r}")
         log = self._engine.hub.log
         assert log is not None
-        seq = log.resolve(since_id) if since_id is not None else log.oldest - 1
-        page: list[StateUpdate] = []
-        while seq < log.head and len(page) < limit:
-            seq += 1
-            update = log.get(seq)
-            if update is not None and (task_id is None or update.task_id == task_id):
-                page.append(update)
-        return page
+        return await log.page(since_id, task_id=task_id, limit=limit)
 
     def statistics(self) -> SessionStatistics:
         """A frozen snapshot of the session's counters."""
@@ -385,4 +392,6 @@ class StreamingSession(ContextMethods):
             last_update_id=str(head) if head else None,
             steering_received=engine.steerer.received,
             steering_rejected=engine.steerer.rejected,
+            store_errors=engine.outbox.errors,
+            outbox=engine.outbox.pending,
         )

@@ -1,0 +1,461 @@
+"""Durability: the session's outbox writes to its ``DurableStore`` before anyone sees a thing.
+
+Every update of a session passes through its :class:`Outbox`. Without a store it goes straight
+to the subscribers. With one, the emitter only queues it (it never waits for the store); one
+writer task then, in emission order, brings the session's records up to date (tasks, context,
+pending patches, groups), appends each queued update to ``sessions.updates/{sid}`` with the
+idempotency key ``u{seq}``, and only after that append hands the update to the subscribers, so
+every update id a client ever saw is durable. A failed write is logged, counted
+(``statistics().store_errors``) and retried with the same key until it lands. Steering
+events are appended to ``sessions.steering/{sid}`` (key = ``event_id``) with their outcome.
+
+Records are brought up to date *before* the updates queued since the last pass are appended,
+so a stored task is never behind its own updates: a task the log shows live is live in its
+record too, and a restart marks it ``INTERRUPTED`` after its last update (``_hydrate``).
+Everything is written under ``Scope(tenant, session=session_id)``; ``tool_context`` never is.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+import anyio
+from anyio.abc import TaskGroup
+from pydantic import JsonValue, TypeAdapter
+
+from penguiflow.core import DurableStore, Scope
+
+from ._updates import StateUpdate
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+    from ._records import TaskRecord
+    from ._steering import SteeringEvent, SteeringReceipt
+
+__all__ = [
+    "NS_CONTEXT",
+    "NS_GROUPS",
+    "NS_META",
+    "NS_PATCHES",
+    "NS_TASKS",
+    "Outbox",
+    "encode_task",
+    "steering_stream",
+    "task_fingerprint",
+    "updates_stream",
+]
+
+_logger = logging.getLogger("penguiflow.sessions")
+
+NS_META: Final = "sessions.meta"
+NS_TASKS: Final = "sessions.tasks"
+NS_CONTEXT: Final = "sessions.context"
+NS_PATCHES: Final = "sessions.patches"
+NS_GROUPS: Final = "sessions.groups"
+
+_FIRST_DELAY_S: Final = 0.01
+_MAX_DELAY_S: Final = 1.0
+_CLOSE_ATTEMPTS: Final = 5  # while closing, give up on a write after this many failures
+
+
+def updates_stream(session_id: str) -> str:
+    """The log of a session's updates."""
+    return f"sessions.updates/{session_id}"
+
+
+def steering_stream(session_id: str) -> str:
+    """The log of a session's steering events and their outcomes."""
+    return f"sessions.steering/{session_id}"
+
+
+def _dumps(data: object) -> bytes:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+def task_fingerprint(record: TaskRecord) -> Hashable:
+    """What changes whenever a task's stored record must change (progress alone does not)."""
+    return (
+        record.status,
+        record.updated_at,
+        id(record.spec),
+        record.cancel_reason,
+        record.error,
+        id(getattr(record, "checkpoint", None)),
+    )
+
+
+def encode_task(engine: Engine, record: TaskRecord) -> bytes:
+    """A task's stored record: its ``TaskState`` JSON plus what a restart needs besides."""
+    state = record.state(engine.session_id, engine.tenant)
+    return _dumps(
+        {
+            "state": state.model_dump(mode="json"),
+            "order": record.order,
+            "spawned_from_event_id": record.spec.spawned_from_event_id,
+        }
+    )
+
+
+@dataclass(eq=False, slots=True)
+class _Item:
+    """One queued write: an update, a steering entry, a callback, or a plain sync marker."""
+
+    update: StateUpdate | None = None
+    data: bytes = b""
+    stream: str = ""
+    key: str | None = None
+    after: Callable[[], object] | None = None
+
+
+class _Records:
+    """The session's records as last written, so each pass writes only what changed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.tasks: dict[str, Hashable] = {}
+        self.context_version: int | None = None
+        self.patches: set[str] = set()
+        self.meta_written = False
+
+    def mark(self, record: TaskRecord) -> None:
+        """``record`` is stored as it is now (hydrated)."""
+        self.tasks[record.task_id] = task_fingerprint(record)
+
+    def changes(self) -> list[tuple[str, str, bytes | None, Callable[[], None]]]:
+        """(namespace, key, value or None to delete, commit) for each record to write."""
+        engine = self.engine
+        sid = engine.session_id
+        out: list[tuple[str, str, bytes | None, Callable[[], None]]] = []
+        if not self.meta_written:
+            meta = _dumps({"session_id": sid, "tenant": engine.tenant, "created_at": _utc_now()})
+            out.append((NS_META, sid, meta, self._meta_done))
+        for record in engine.records.values():
+            if record.status is None:
+                continue
+            mark = task_fingerprint(record)
+            if self.tasks.get(record.task_id) != mark:
+                out.append(
+                    (
+                        NS_TASKS,
+                        f"{sid}/{record.task_id}",
+                        encode_task(engine, record),
+                        _setter(self.tasks, record.task_id, mark),
+                    )
+                )
+        context = engine.context
+        if context.version != self.context_version:
+            version = context.version
+            data = _dumps(
+                {
+                    "llm_context": context.llm_context,
+                    "memory": context.memory,
+                    "artifacts": context.artifacts,
+                    "background_results": context.background_results,
+                    "version": version,
+                }
+            )
+            out.append((NS_CONTEXT, sid, data, lambda: setattr(self, "context_version", version)))
+        pending = engine.desk.pending
+        for patch_id in pending.keys() - self.patches:
+            data = pending[patch_id].model_dump_json().encode()
+            out.append((NS_PATCHES, f"{sid}/{patch_id}", data, _adder(self.patches, patch_id)))
+        for patch_id in self.patches - pending.keys():
+            out.append((NS_PATCHES, f"{sid}/{patch_id}", None, _remover(self.patches, patch_id)))
+        return out
+
+    def _meta_done(self) -> None:
+        self.meta_written = True
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _setter(table: dict[str, Hashable], key: str, value: Hashable) -> Callable[[], None]:
+    def commit() -> None:
+        table[key] = value
+
+    return commit
+
+
+def _adder(table: set[str], key: str) -> Callable[[], None]:
+    return lambda: table.add(key)
+
+
+def _remover(table: set[str], key: str) -> Callable[[], None]:
+    return lambda: table.discard(key)
+
+
+class Outbox:
+    """The path of every update from its emitter to the store, then to the subscribers."""
+
+    def __init__(self, engine: Engine, store: DurableStore | None) -> None:
+        self.engine = engine
+        self.store: DurableStore | None = store
+        self.scope = Scope(engine.tenant, session=engine.session_id)
+        self.records = _Records(engine)
+        self.errors = 0
+        """Failed store writes so far (each retried)."""
+        self._stream = updates_stream(engine.session_id)
+        self._queue: deque[_Item] = deque()
+        self._queued = 0  # items ever queued
+        self._written = 0  # items ever written (or given up)
+        self._waiters: list[tuple[int, anyio.Event]] = []
+        self._wakeup = anyio.Event()
+        self._stopping = False
+        self._running = False
+        self._finished = anyio.Event()
+
+    @property
+    def pending(self) -> int:
+        """Writes queued and not yet done."""
+        return len(self._queue)
+
+    # ------------------------------------------------------------------------ emitters
+    def publish(self, update: StateUpdate) -> None:
+        """Queue ``update`` (with a store) or hand it to the subscribers at once; never waits."""
+        if self.store is None:
+            self.engine.hub.publish(update)
+            return
+        item = _Item(update=update, data=update.model_dump_json().encode(), key=f"u{update.seq}")
+        self._push(item)
+
+    def then(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once everything queued so far is written (at once without a store)."""
+        if self.store is None:
+            callback()
+            return
+        self._push(_Item(after=callback))
+
+    async def steering(self, event: SteeringEvent, receipt: SteeringReceipt) -> None:
+        """Append a routed steering event with its outcome and wait until it is stored.
+
+        An accepted event is keyed by its ``event_id`` (a restart remembers it for dedup); a
+        rejected one is recorded unkeyed, so sending it again later can still succeed.
+        """
+        if self.store is None:
+            return
+        from ._steering import SteeringOutcome
+
+        accepted = receipt.outcome is not SteeringOutcome.REJECTED
+        entry: dict[str, JsonValue] = {
+            "event": _event_json(event),
+            "outcome": receipt.outcome.value,
+            "reason": receipt.reason,
+        }
+        self._push(
+            _Item(
+                data=_dumps(entry),
+                stream=steering_stream(self.engine.session_id),
+                key=event.event_id if accepted else None,
+            )
+        )
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every record change and everything queued so far is stored."""
+        if self.store is None:
+            return
+        self._push(_Item())  # a pass also writes records changed without an update
+        mark = self._queued
+        if self._written >= mark:
+            return
+        done = anyio.Event()
+        self._waiters.append((mark, done))
+        await done.wait()
+
+    def _push(self, item: _Item) -> None:
+        self._queue.append(item)
+        self._queued += 1
+        self._wakeup.set()
+
+    # ------------------------------------------------------------------------- writer
+    def start(self, tg: TaskGroup) -> None:
+        """Start the writer in the session's task group (with a store)."""
+        if self.store is not None and not self._running:
+            self._running = True
+            tg.start_soon(self._run, name=f"penguiflow.sessions outbox {self.engine.session_id}")
+
+    async def aclose(self) -> None:
+        """Write what is queued (giving up on a write after a few failures), stop the writer."""
+        if self.store is None or not self._running:
+            self._drain_unwritten()
+            return
+        self._stopping = True
+        self._wakeup.set()
+        await self._finished.wait()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                if not self._queue:
+                    if self._stopping:
+                        return
+                    self._wakeup = anyio.Event()
+                    await self._wakeup.wait()
+                    continue
+                await self._write_records()
+                for _ in range(len(self._queue)):
+                    item = self._queue[0]
+                    stored = await self._write_item(item)
+                    self._queue.popleft()
+                    self._done(item, stored=stored)
+        finally:
+            self._drain_unwritten()
+            self._finished.set()
+
+    def _drain_unwritten(self) -> None:
+        # Never stored (cancelled, or the store is gone): no subscriber may see them, but
+        # whoever waits for them is released.
+        while self._queue:
+            self._done(self._queue.popleft(), stored=self.store is None)
+
+    def _done(self, item: _Item, *, stored: bool) -> None:
+        self._written += 1
+        if item.update is not None and stored:
+            self.engine.hub.publish(item.update)
+        if item.after is not None:
+            item.after()
+        if self._waiters:
+            written = self._written
+            keep: list[tuple[int, anyio.Event]] = []
+            for mark, event in self._waiters:
+                if written >= mark:
+                    event.set()
+                else:
+                    keep.append((mark, event))
+            self._waiters = keep
+
+    async def _write_records(self) -> None:
+        for namespace, key, value, commit in self.records.changes():
+            if await self._write_record(namespace, key, value):
+                commit()
+
+    async def _write_record(self, namespace: str, key: str, value: bytes | None) -> bool:
+        store = self.store
+        assert store is not None
+        what = f"{namespace} {key!r}"
+        if value is None:
+            done = await self._retry(what, lambda: store.delete(namespace, key, scope=self.scope))
+        else:
+            done = await self._retry(
+                what, lambda: store.put(namespace, key, value, scope=self.scope)
+            )
+        return done is not None
+
+    async def _write_item(self, item: _Item) -> bool:
+        store = self.store
+        assert store is not None
+        if item.update is None and not item.stream:
+            return True
+        if item.update is not None:
+            update = item.update
+            seq = await self._retry(
+                f"update {update.seq}",
+                lambda: store.append(
+                    self._stream, item.data, scope=self.scope, idempotency_key=item.key
+                ),
+            )
+            if isinstance(seq, int) and seq != update.seq:
+                _logger.error(
+                    "session %r: update %d was stored as entry %d of %s; is another process "
+                    "writing this session? (one process owns a session at a time)",
+                    self.engine.session_id,
+                    update.seq,
+                    seq,
+                    self._stream,
+                )
+            return seq is not None
+        seq = await self._retry(
+            f"steering event {item.key or '(rejected)'}",
+            lambda: store.append(
+                item.stream, item.data, scope=self.scope, idempotency_key=item.key
+            ),
+        )
+        return seq is not None
+
+    async def _retry[T](self, what: str, op: Callable[[], Awaitable[T]]) -> T | None:
+        delay = _FIRST_DELAY_S
+        attempts = 0
+        while True:
+            try:
+                return await op()
+            except Exception as exc:
+                self.errors += 1
+                attempts += 1
+                if self._stopping and attempts >= _CLOSE_ATTEMPTS:
+                    _logger.error(
+                        "session %r: writing %s failed %d times while closing; giving up: %r",
+                        self.engine.session_id,
+                        what,
+                        attempts,
+                        exc,
+                    )
+                    return None
+                _logger.warning(
+                    "session %r: writing %s failed (attempt %d), retrying in %.2fs: %r",
+                    self.engine.session_id,
+                    what,
+                    attempts,
+                    delay,
+                    exc,
+                )
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _MAX_DELAY_S)
+
+
+@functools.cache
+def _event_adapter() -> TypeAdapter[SteeringEvent]:
+    from ._steering import SteeringEvent as Event
+
+    return TypeAdapter(Event)
+
+
+def _event_json(event: SteeringEvent) -> JsonValue:
+    return _event_adapter().dump_python(event, mode="json")
+
+
+class StoreLog:
+    """A session's ``sessions.updates/{sid}`` stream, read as a replay log's source."""
+
+    def __init__(self, store: DurableStore, session_id: str, scope: Scope) -> None:
+        self.store = store
+        self.stream = updates_stream(session_id)
+        self.scope = scope
+
+    async def oldest(self) -> int:
+        """The oldest stored seq (a number above any head when the stream is empty)."""
+        entries = await self.store.read(self.stream, 0, limit=1, scope=self.scope)
+        return entries[0].seq if entries else 1 << 62
+
+    async def read(self, after: int, limit: int) -> list[StateUpdate]:
+        """Up to ``limit`` stored updates with ``seq > after``, ascending."""
+        entries = await self.store.read(self.stream, after, limit=limit, scope=self.scope)
+        return [StateUpdate.model_validate_json(e.value) for e in entries]
+
+    async def last_seq(self) -> int:
+        """The newest stored seq (0 for none), in O(log n) reads of one entry each."""
+        read = self.store.read
+
+        async def beyond(seq: int) -> bool:
+            return bool(await read(self.stream, seq, limit=1, scope=self.scope))
+
+        if not await beyond(0):
+            return 0
+        low, high = 1, 2  # beyond(low - 1) holds; find high with not beyond(high)
+        while await beyond(high):
+            low, high = high + 1, high * 2
+        while low < high:  # the answer is in [low, high]: the largest seq that exists
+            mid = (low + high + 1) // 2
+            if await beyond(mid - 1):
+                low = mid
+            else:
+                high = mid - 1
+        return low
