@@ -353,62 +353,69 @@ class Outbox:
     async def _write_item(self, item: _Item) -> bool:
         store = self.store
         assert store is not None
-        if item.update is None and not item.stream:
+        update = item.update
+        if update is None and not item.stream:
             return True
-        if item.update is not None:
-            update = item.update
+        stream = self._stream if update is not None else item.stream
+        seq: int | None
+        try:  # the common case, without the retry machinery
+            seq = await store.append(stream, item.data, scope=self.scope, idempotency_key=item.key)
+        except Exception as exc:
+            what = f"update {update.seq}" if update is not None else f"steering {item.key}"
             seq = await self._retry(
-                f"update {update.seq}",
-                lambda: store.append(
-                    self._stream, item.data, scope=self.scope, idempotency_key=item.key
-                ),
+                what,
+                lambda: store.append(stream, item.data, scope=self.scope, idempotency_key=item.key),
+                first_error=exc,
             )
-            if isinstance(seq, int) and seq != update.seq:
-                _logger.error(
-                    "session %r: update %d was stored as entry %d of %s; is another process "
-                    "writing this session? (one process owns a session at a time)",
-                    self.engine.session_id,
-                    update.seq,
-                    seq,
-                    self._stream,
-                )
-            return seq is not None
-        seq = await self._retry(
-            f"steering event {item.key or '(rejected)'}",
-            lambda: store.append(
-                item.stream, item.data, scope=self.scope, idempotency_key=item.key
-            ),
-        )
+        if update is not None and seq is not None and seq != update.seq:
+            _logger.error(
+                "session %r: update %d was stored as entry %d of %s; is another process "
+                "writing this session? (one process owns a session at a time)",
+                self.engine.session_id,
+                update.seq,
+                seq,
+                stream,
+            )
         return seq is not None
 
-    async def _retry[T](self, what: str, op: Callable[[], Awaitable[T]]) -> T | None:
+    async def _retry[T](
+        self, what: str, op: Callable[[], Awaitable[T]], *, first_error: Exception | None = None
+    ) -> T | None:
+        """Run ``op`` until it succeeds; each failure is logged and counted.
+
+        While closing, it gives up after ``_CLOSE_ATTEMPTS`` failures (returning None).
+        """
         delay = _FIRST_DELAY_S
         attempts = 0
+        error = first_error
         while True:
-            try:
-                return await op()
-            except Exception as exc:
-                self.errors += 1
-                attempts += 1
-                if self._stopping and attempts >= _CLOSE_ATTEMPTS:
-                    _logger.error(
-                        "session %r: writing %s failed %d times while closing; giving up: %r",
-                        self.engine.session_id,
-                        what,
-                        attempts,
-                        exc,
-                    )
-                    return None
-                _logger.warning(
-                    "session %r: writing %s failed (attempt %d), retrying in %.2fs: %r",
+            if error is None:
+                try:
+                    return await op()
+                except Exception as exc:
+                    error = exc
+            self.errors += 1
+            attempts += 1
+            if self._stopping and attempts >= _CLOSE_ATTEMPTS:
+                _logger.error(
+                    "session %r: writing %s failed %d times while closing; giving up: %r",
                     self.engine.session_id,
                     what,
                     attempts,
-                    delay,
-                    exc,
+                    error,
                 )
-                await anyio.sleep(delay)
-                delay = min(delay * 2, _MAX_DELAY_S)
+                return None
+            _logger.warning(
+                "session %r: writing %s failed (attempt %d), retrying in %.2fs: %r",
+                self.engine.session_id,
+                what,
+                attempts,
+                delay,
+                error,
+            )
+            error = None
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _MAX_DELAY_S)
 
 
 @functools.cache
