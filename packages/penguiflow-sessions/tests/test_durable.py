@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from penguiflow.core import (
     DurableStore,
@@ -367,3 +369,134 @@ async def test_emitters_never_wait_while_the_store_is_slow() -> None:
                     assert [u.content for u in rest] == [{"i": i} for i in range(100)]
                     await session.wait_task(tid)
                 assert session.statistics().outbox == 0
+
+
+# Property: whatever writes fail and however often the process restarts, the stored log holds
+# every update exactly once, in emission order, with seq 1, 2, 3 …, and every failure is counted.
+Op = tuple[Literal["emit"], int] | tuple[Literal["fail"], int, bool]
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("emit"), st.integers(1, 8)),
+        st.tuples(st.just("fail"), st.just(1), st.booleans()),
+    ),
+    max_size=5,
+)
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.runtime: TaskRuntime | None = None
+        self.ready = anyio.Event()
+        self.finish = anyio.Event()
+
+    async def __call__(self, runtime: TaskRuntime) -> str:
+        self.runtime = runtime
+        self.ready.set()
+        await self.finish.wait()
+        return "done"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(segments=st.lists(ops, min_size=1, max_size=3))
+def test_the_log_is_exact_under_failures_and_restarts(segments: list[list[Op]]) -> None:
+    async def main() -> None:
+        async with InMemoryDurableStore() as inner:
+            flaky = FlakyStore(inner)
+            injected = errors = 0
+            seen: list[StateUpdate] = []
+            emitted: list[object] = []
+            with anyio.fail_after(30):
+                for index, segment in enumerate(segments):
+                    async with StreamingSession("s", store=flaky) as session:
+                        holder = Holder()
+                        tid = await session.spawn_task(holder)
+                        await holder.ready.wait()
+                        runtime = holder.runtime
+                        assert runtime is not None
+                        for op in segment:
+                            if op[0] == "emit":
+                                for i in range(op[1]):
+                                    content = {"segment": index, "i": len(emitted), "j": i}
+                                    emitted.append(content)
+                                    runtime.emit_update(UpdateType.PROGRESS, content)
+                            else:
+                                flaky.fail += op[1]
+                                flaky.after_write = op[2]
+                                injected += op[1]
+                        holder.finish.set()
+                        await session.wait_task(tid)
+                        cursor = seen[-1].update_id if seen else "0"
+                        seen += await session.list_updates(since_id=cursor, limit=10_000)
+                        errors += session.statistics().store_errors
+                        injected -= flaky.fail  # failures no write used up yet
+                        flaky.fail = 0
+            stored = await stored_updates(inner, "sessions.updates/s")
+            assert [u.seq for u in stored] == list(range(1, len(stored) + 1))
+            assert [u.model_dump() for u in stored] == [u.model_dump() for u in seen]
+            progress = [u.content for u in stored if u.update_type is UpdateType.PROGRESS]
+            assert progress == emitted
+            assert errors == injected
+
+    anyio.run(main)
+
+
+async def test_a_lagging_subscriber_catches_up_from_the_store_past_the_buffer(
+    store: DurableStore,
+) -> None:
+    go = anyio.Event()
+
+    async def errors(runtime: TaskRuntime) -> str:
+        await go.wait()
+        for i in range(10):
+            runtime.emit_update(UpdateType.ERROR, {"i": i})
+        return "done"
+
+    limits = SessionLimits(replay_buffer_size=5)
+    with anyio.fail_after(10):
+        async with StreamingSession(SID, store=store, limits=limits) as session:
+            async with session.subscribe(queue_size=2) as sub:
+                tid = await session.spawn_task(errors)
+                first = await anext(sub)
+                go.set()
+                await session.wait_task(tid)  # 10 critical updates while the queue holds 2
+                rest = [await anext(sub) for _ in range(13)]
+            assert [u.seq for u in rest] == list(range(first.seq + 1, first.seq + 14))
+            assert [u.content for u in rest if u.update_type is UpdateType.ERROR] == [
+                {"i": i} for i in range(10)
+            ]
+
+
+async def test_aclose_drains_the_outbox_into_the_store() -> None:
+    async with InMemoryDurableStore() as inner:
+        slow = FlakyStore(inner)
+        with anyio.fail_after(10):
+            async with StreamingSession(SID, store=slow) as session:
+                go = anyio.Event()
+
+                async def emits(runtime: TaskRuntime) -> None:
+                    await go.wait()
+                    for i in range(50):
+                        runtime.emit_update(UpdateType.PROGRESS, {"i": i})
+                    await anyio.sleep_forever()
+
+                tid = await session.spawn_task(emits)
+                gate = slow.gate = anyio.Event()
+                go.set()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(session.aclose)
+                    await anyio.wait_all_tasks_blocked()
+                    assert session.statistics().outbox > 50  # still queued behind the stall
+                    gate.set()
+            assert session.statistics().outbox == 0
+        stored = await stored_updates(inner)
+        assert [u.content for u in stored if u.update_type is UpdateType.PROGRESS] == [
+            {"i": i} for i in range(50)
+        ]
+        assert stored[-1].content == {
+            "status": "CANCELLED",
+            "previous": "RUNNING",
+            "reason": "session_closed",
+            "task_type": "FOREGROUND",
+        }
+        assert stored[-1].task_id == tid
