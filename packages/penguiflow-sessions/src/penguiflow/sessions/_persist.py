@@ -209,6 +209,7 @@ class Outbox:
         self._written = 0  # items ever written (or given up)
         self._waiters: list[tuple[int, anyio.Event]] = []
         self._wakeup = anyio.Event()
+        self._idle = False  # the writer waits for _wakeup
         self._stopping = False
         self._running = False
         self._finished = anyio.Event()
@@ -274,7 +275,9 @@ class Outbox:
     def _push(self, item: _Item) -> None:
         self._queue.append(item)
         self._queued += 1
-        self._wakeup.set()
+        if self._idle:
+            self._idle = False
+            self._wakeup.set()
 
     # ------------------------------------------------------------------------- writer
     def start(self, tg: TaskGroup) -> None:
@@ -289,6 +292,7 @@ class Outbox:
             self._drain_unwritten()
             return
         self._stopping = True
+        self._idle = False
         self._wakeup.set()
         await self._finished.wait()
 
@@ -299,6 +303,7 @@ class Outbox:
                     if self._stopping:
                         return
                     self._wakeup = anyio.Event()
+                    self._idle = True
                     await self._wakeup.wait()
                     continue
                 await self._write_records()
