@@ -306,8 +306,11 @@ class Outbox:
                     self._idle = True
                     await self._wakeup.wait()
                     continue
+                # Only what was queued before the records are read: each of those updates is
+                # then older than (or as old as) the records written for it.
+                batch = len(self._queue)
                 await self._write_records()
-                for _ in range(len(self._queue)):
+                for _ in range(batch):
                     item = self._queue[0]
                     stored = await self._write_item(item)
                     self._queue.popleft()
