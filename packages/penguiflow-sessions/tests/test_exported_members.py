@@ -47,7 +47,13 @@ EXPECTED = {
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    "CheckpointInfo",
+    "CheckpointAnswer",
+    "SessionLimitExceeded",
+    "GroupNotFound",
+    "GroupSealed",
     "SessionTenantMismatch",
+    "ResumablePipeline",
 }
 
 

@@ -18,12 +18,16 @@ dropped and ``since_id`` cursors replay, then go live with no gap and no duplica
 """
 
 from ._broker import Subscription, UpdateBroker
+from ._checkpoint import CheckpointAnswer, CheckpointInfo
 from ._context import TaskContextSnapshot
 from ._errors import (
     ForegroundBusy,
+    GroupNotFound,
+    GroupSealed,
     PatchNotFound,
     SessionClosed,
     SessionError,
+    SessionLimitExceeded,
     SessionTenantMismatch,
     SubscriberLagged,
     TaskCancelled,
@@ -31,6 +35,7 @@ from ._errors import (
     TaskNotFound,
     UnknownCursor,
 )
+from ._hydrate import ResumablePipeline
 from ._limits import SessionLimits
 from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
 from ._runtime import TaskPipeline, TaskRuntime
@@ -100,8 +105,15 @@ __all__ = [
     "SubscriberLagged",
     "TaskFailed",
     "TaskCancelled",
+    # added with checkpoints, limits and groups
+    "CheckpointInfo",
+    "CheckpointAnswer",
+    "SessionLimitExceeded",
+    "GroupNotFound",
+    "GroupSealed",
     # durability
     "SessionTenantMismatch",
+    "ResumablePipeline",
 ]
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import uuid
-from collections import deque
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import anyio
@@ -15,13 +15,16 @@ from pydantic import BaseModel, JsonValue
 from penguiflow.core import DurableStore
 
 from ._broker import Hub, ReplayLog
+from ._checkpoint import CheckpointAnswer, CheckpointDesk
 from ._context import ContextState
-from ._errors import ForegroundBusy, SessionClosed, TaskNotFound
+from ._errors import ForegroundBusy, GroupNotFound, SessionClosed, SessionError, TaskNotFound
+from ._hydrate import check_pipelines
 from ._limits import SessionLimits
 from ._merge import ContextDesk
 from ._persist import Outbox
 from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
+from ._scheduler import Scheduler
 from ._steer import Steerer
 from ._steering import ControlPolicy, SteeringInbox
 from ._tasks import (
@@ -50,6 +53,7 @@ class Engine:
         limits: SessionLimits,
         control_policy: ControlPolicy,
         store: DurableStore | None = None,
+        pipelines: Iterable[object] = (),
     ) -> None:
         self.session_id = session_id
         self.tenant = tenant
@@ -64,13 +68,12 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._seq = 0
         self._order = itertools.count()
-        self._foreground_queue: deque[TaskRecord] = deque()
-        self._foreground: TaskRecord | None = None
-        self.background_queue: list[tuple[int, int, TaskRecord]] = []  # (-priority, order, record)
-        self._background_running = 0
+        self.scheduler = Scheduler(limits.max_concurrent_tasks, self._start)
+        self.checkpoints = CheckpointDesk(self)
         self.steerer = Steerer(self, control_policy)
         self.desk = ContextDesk(self.context, limits.max_pending_patches)
-        self.outbox = Outbox(self, store)  # durability (_persist); passthrough without a store
+        # durability (_persist, _hydrate); a passthrough without a store
+        self.outbox = Outbox(self, store, check_pipelines(pipelines))
 
     # ----------------------------------------------------------------------- lifecycle
     def open(self, tg: TaskGroup) -> None:
@@ -98,9 +101,9 @@ class Engine:
             return
         self.phase = "closing"
         with anyio.CancelScope(shield=True):
-            await self.cancel_many(
-                [r for r in self.records.values() if r.live], reason="session_closed"
-            )
+            live = [r for r in self.records.values() if r.live]
+            self.outbox.detach(live)  # resumable checkpoints stay PAUSED in the store (§9)
+            await self.cancel_many(live, reason="session_closed")
             await self.outbox.aclose()
         self.phase = "closed"
         self.hub.close()
@@ -155,9 +158,58 @@ class Engine:
         record = self.records[task_id]
         if not record.inbox.paused or record.status is not TaskStatus.RUNNING:
             return
-        self._transition(record, TaskStatus.PAUSED, "paused")
-        await record.inbox.wait_if_paused()
-        self._transition(record, TaskStatus.RUNNING, "resumed")
+        async with self.parked(record, "paused", resumed="resumed", release_slot=False):
+            await record.inbox.wait_if_paused()
+
+    async def checkpoint(
+        self,
+        task_id: str,
+        prompt: str,
+        *,
+        kind: str,
+        payload: object,
+        options: Sequence[str],
+        token: str | None,
+        data: object,
+    ) -> CheckpointAnswer:
+        return await self.checkpoints.park(
+            self.records[task_id],
+            prompt,
+            kind=kind,
+            payload=payload,
+            options=options,
+            token=token,
+            data=data,
+        )
+
+    @asynccontextmanager
+    async def parked(
+        self, record: TaskRecord, reason: str, *, resumed: str, release_slot: bool
+    ) -> AsyncGenerator[None]:
+        """RUNNING -> PAUSED for the block, then (slot re-acquired) PAUSED -> RUNNING.
+
+        If the block raises because the session cancels the task, it stays PAUSED for its
+        end; if the pipeline itself abandoned the wait (its own cancel scope), it is RUNNING
+        again at once (taking its slot back even beyond the limit: it never gave up running).
+        """
+        if record.status is not TaskStatus.RUNNING:
+            raise SessionError(
+                f"task {record.task_id!r} is {record.status}, not RUNNING; it can park only "
+                "while it runs (one checkpoint or pause at a time)"
+            )
+        self._transition(record, TaskStatus.PAUSED, reason)
+        if release_slot:
+            self.scheduler.give_back(record)
+            self._schedule()
+        try:
+            yield
+        except BaseException:
+            if record.cancel_reason is None:  # still PAUSED: not the session's cancel
+                self.scheduler.take_back(record)
+                self._transition(record, TaskStatus.RUNNING, resumed)
+            raise
+        await self.scheduler.reacquire(record)
+        self._transition(record, TaskStatus.RUNNING, resumed)
 
     def continue_seq(self, seq: int) -> None:
         """Hydrate: the next update is ``seq + 1``."""
@@ -166,6 +218,12 @@ class Engine:
     def next_order(self) -> int:
         """Hydrate: a spawn-order number for a restored task."""
         return next(self._order)
+
+    def start_restored(self, record: TaskRecord) -> None:
+        """Hydrate: run a restored PAUSED task (its pipeline waits for the answer)."""
+        assert self._tg is not None
+        record.scope = anyio.CancelScope()
+        self._tg.start_soon(self._run, record, name=f"penguiflow.sessions task {record.task_id}")
 
     def is_live(self, task_id: str) -> bool:
         record = self.records.get(task_id)
@@ -203,6 +261,8 @@ class Engine:
         self.require_open()
         check_spawn(pipeline, spec)
         parent = self.get(spec.parent_task_id) if spec.parent_task_id is not None else None
+        if spec.group_id is not None:
+            raise GroupNotFound(f"session {self.session_id!r} has no task group {spec.group_id!r}")
         if spec.task_id is not None and spec.task_id in self.records:
             raise ValueError(f"task id {spec.task_id!r} is already used in this session")
         if spec.task_type is TaskType.FOREGROUND:
@@ -253,31 +313,15 @@ class Engine:
         if parent is not None:
             parent.children.append(record)
         self._transition(record, TaskStatus.PENDING, "created")
-        if spec.task_type is TaskType.FOREGROUND:
-            self._foreground_queue.append(record)
-        else:
-            heapq.heappush(self.background_queue, (-spec.priority, record.order, record))
+        self.scheduler.enqueue(record)
         self._schedule()
         await self.outbox.flush()
         return task_id
 
     # ------------------------------------------------------------------------ schedule
     def _schedule(self) -> None:
-        if self.phase != "open":
-            return
-        if self._foreground is None:
-            while self._foreground_queue:
-                record = self._foreground_queue.popleft()
-                if record.status is TaskStatus.PENDING:
-                    self._foreground = record
-                    self._start(record)
-                    break
-        limit = self.limits.max_concurrent_tasks
-        while self.background_queue and (limit is None or self._background_running < limit):
-            _, _, record = heapq.heappop(self.background_queue)
-            if record.status is TaskStatus.PENDING:
-                self._background_running += 1
-                self._start(record)
+        if self.phase == "open":
+            self.scheduler.schedule()
 
     def _start(self, record: TaskRecord) -> None:
         assert self._tg is not None
@@ -286,11 +330,7 @@ class Engine:
         self._tg.start_soon(self._run, record, name=f"penguiflow.sessions task {record.task_id}")
 
     def _release(self, record: TaskRecord) -> None:
-        if record.spec.task_type is TaskType.FOREGROUND:
-            if self._foreground is record:
-                self._foreground = None
-        elif record.started_at is not None:
-            self._background_running -= 1
+        self.scheduler.finished(record)
         self.steerer.drop_task(record.task_id)
         self.outbox.then(record.done.set)
         self._schedule()
@@ -309,7 +349,9 @@ class Engine:
             raise
         except Exception as exc:
             error = exc
-        if record.cancel_reason is not None:
+        if record.cancel_reason is not None and self.outbox.detached(record):
+            self._release(record)  # left PAUSED in the store for the next process (§9)
+        elif record.cancel_reason is not None:
             self._cancelled(record, record.cancel_reason)
         elif error is not None:
             self._fail(

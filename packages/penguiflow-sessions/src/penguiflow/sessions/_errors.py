@@ -8,6 +8,11 @@ The tree::
         ├── SessionClosed           the session is not open: enter it with ``async with`` first,
         │   (RuntimeError)          or it was closed by ``aclose()``
         ├── ForegroundBusy          ``if_busy="reject"`` while another foreground task is live
+        ├── SessionLimitExceeded    a spawn beyond a ``SessionLimits`` bound (``limit``,
+        │                           ``value``, ``current``); nothing was recorded
+        ├── GroupNotFound           no task group with that id in this session
+        │   (KeyError)
+        ├── GroupSealed             a spawn into a group that was sealed
         ├── TaskNotFound            no task with that id in this session
         │   (KeyError)
         ├── UnknownCursor           a ``since_id`` that is malformed, ahead of the log or no
@@ -33,6 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ForegroundBusy",
+    "GroupNotFound",
+    "GroupSealed",
+    "SessionLimitExceeded",
     "SessionClosed",
     "SessionError",
     "SubscriberLagged",
@@ -135,6 +143,41 @@ class TaskCancelled(SessionError):
         super().__init__(message)
         self.task = task
         self.reason = reason
+
+
+class SessionLimitExceeded(SessionError):
+    """A spawn would exceed a :class:`SessionLimits` bound; nothing was recorded.
+
+    Attributes:
+        limit: The ``SessionLimits`` field (``"max_background_tasks"`` …).
+        value: Its configured value.
+        current: How many there are now.
+    """
+
+    def __init__(self, message: str, *, limit: str, value: int, current: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+        self.current = current
+
+
+class GroupNotFound(SessionError, KeyError):
+    """No task group with that id exists in this session."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class GroupSealed(SessionError):
+    """The task group is sealed: no task can join it any more.
+
+    Attributes:
+        group_id: The sealed group.
+    """
+
+    def __init__(self, message: str, *, group_id: str) -> None:
+        super().__init__(message)
+        self.group_id = group_id
 
 
 class SessionTenantMismatch(SessionError, PermissionError):

@@ -5,32 +5,90 @@ It loads the session's tasks, context, pending patches, the steering event ids i
 continues and old cursors stay valid). A task the store shows PENDING, RUNNING or PAUSED was
 live in a process that is gone: it becomes FAILED with ``TaskError(code=INTERRUPTED)``,
 publishing ``ERROR{code:"INTERRUPTED"}`` and ``STATUS_CHANGE{reason:"interrupted"}`` like any
-failure, so nothing is silently lost.
+failure, so nothing is silently lost — unless it is PAUSED at a checkpoint of a
+:class:`ResumablePipeline` the session was given (``pipelines=``): then it stays PAUSED, its
+checkpoint stays answerable, and the answer runs ``pipeline.resume(runtime, checkpoint,
+answer)`` to the task's normal end (its ``runtime.context`` is the session context as
+hydrated). ``aclose()`` leaves such tasks PAUSED in the store for the next process.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from pydantic import JsonValue, TypeAdapter
 
 from penguiflow.core import Record
 
+from ._checkpoint import OpenCheckpoint
 from ._errors import SessionTenantMismatch
 from ._merge import PendingPatch
 from ._persist import NS_CONTEXT, NS_META, NS_PATCHES, NS_TASKS, StoreLog, steering_stream
 from ._records import TaskRecord
 from ._runtime import SpawnSpec, TaskRuntime
 from ._steering import SteeringEvent, SteeringInbox, SteeringOutcome
-from ._tasks import TaskError, TaskErrorCode, TaskState
+from ._tasks import (
+    CheckpointAnswer,
+    CheckpointInfo,
+    TaskError,
+    TaskErrorCode,
+    TaskState,
+    TaskStatus,
+    TaskType,
+)
 
 if TYPE_CHECKING:
     from ._engine import Engine
 
-__all__ = ["hydrate"]
+__all__ = ["ResumablePipeline", "check_pipelines", "hydrate"]
+
+
+@runtime_checkable
+class ResumablePipeline(Protocol):
+    """A pipeline whose checkpoints survive a restart: the next process resumes it.
+
+    Pass it in ``StreamingSession(..., pipelines=[...])`` (and ``SessionManager``); a task that
+    ran it and was PAUSED at ``runtime.checkpoint()`` when its process went away stays PAUSED
+    after hydrate, and the user's answer calls :meth:`resume` instead of re-running it. Keep what
+    ``resume`` needs in the checkpoint's ``data`` (stored with the task, never published).
+    """
+
+    name: str
+    """Identifies the pipeline across processes (``TaskState.pipeline``)."""
+
+    def __call__(self, runtime: TaskRuntime, /) -> Awaitable[object]:
+        """Run the task from the start (what a ``TaskPipeline`` does)."""
+        ...
+
+    def resume(
+        self, runtime: TaskRuntime, checkpoint: CheckpointInfo, answer: CheckpointAnswer, /
+    ) -> Awaitable[object]:
+        """Continue after ``checkpoint`` was answered; return what ``__call__`` returns."""
+        ...
+
+
+def check_pipelines(pipelines: Iterable[object]) -> dict[str, ResumablePipeline]:
+    """The resumable pipelines by name; ``TypeError``/``ValueError`` saying what to pass."""
+    by_name: dict[str, ResumablePipeline] = {}
+    for pipeline in pipelines:
+        name = getattr(pipeline, "name", None)
+        resume = getattr(pipeline, "resume", None)
+        call = getattr(pipeline, "__call__", None)  # noqa: B004 - the method is inspected
+        if not (isinstance(name, str) and name) or not inspect.iscoroutinefunction(resume):
+            raise TypeError(
+                f"pipelines takes ResumablePipelines: {pipeline!r} needs a non-empty str `name` "
+                "and `async def resume(self, runtime, checkpoint, answer)`"
+            )
+        if not inspect.iscoroutinefunction(call):
+            raise TypeError(f"{pipeline!r} needs `async def __call__(self, runtime)`")
+        if name in by_name:
+            raise ValueError(f"two pipelines are named {name!r}; give each a unique `name`")
+        by_name[name] = cast(ResumablePipeline, pipeline)
+    return by_name
+
 
 _SCAN = 100
 
@@ -95,7 +153,12 @@ async def hydrate(engine: Engine) -> None:
         if parent is not None:
             parent.children.append(record)
     for record in live:
-        _interrupt(engine, record)
+        pipeline = outbox.resumable.get(record.pipeline_name)
+        checkpoint = record.checkpoint
+        if record.status is TaskStatus.PAUSED and checkpoint is not None and pipeline is not None:
+            _keep_parked(engine, record, pipeline, checkpoint)
+        else:
+            _interrupt(engine, record)
     await outbox.flush()
 
 
@@ -151,6 +214,8 @@ def _restore(engine: Engine, value: bytes) -> TaskRecord:
         propagate_on_cancel=state.propagate_on_cancel,
         notify_on_complete=state.notify_on_complete,
         if_busy="queue",
+        merge_strategy=state.merge_strategy,
+        group_id=state.group_id,
         task_id=state.task_id,
         trace_id=state.trace_id,
         spawned_from_event_id=cast(str | None, data.get("spawned_from_event_id")),
@@ -172,6 +237,7 @@ def _restore(engine: Engine, value: bytes) -> TaskRecord:
         started_at=state.started_at,
         finished_at=state.finished_at,
         updated_at=state.updated_at,
+        checkpoint=state.checkpoint,
     )
     if not record.live:
         record.done.set()
@@ -182,9 +248,6 @@ def _restore(engine: Engine, value: bytes) -> TaskRecord:
 def _interrupt(engine: Engine, record: TaskRecord) -> None:
     previous = record.status
     assert previous is not None
-    started_at: datetime | None = record.started_at
-    # The slot it held belonged to the dead process: release nothing here.
-    record.started_at = None
     engine._fail(  # pyright: ignore[reportPrivateUsage]  # the one failure path
         record,
         TaskError(
@@ -196,4 +259,49 @@ def _interrupt(engine: Engine, record: TaskRecord) -> None:
         ),
         "interrupted",
     )
-    record.started_at = started_at
+
+
+def _keep_parked(
+    engine: Engine, record: TaskRecord, pipeline: ResumablePipeline, info: CheckpointInfo
+) -> None:
+    """Leave the task PAUSED at its checkpoint; its answer runs ``pipeline.resume``."""
+    limits = engine.limits
+    spec = record.spec
+    record.inbox = SteeringInbox(
+        limits.steering_queue_size or 1_000_000,
+        max_pending_user_messages=limits.max_pending_user_messages,
+    )
+    record.runtime = TaskRuntime(
+        engine,
+        task_id=record.task_id,
+        session_id=engine.session_id,
+        tenant=engine.tenant,
+        task_type=spec.task_type,
+        trace_id=spec.trace_id,
+        query=spec.query,
+        steering=record.inbox,
+        context=engine.context.snapshot(
+            parent_task_id=spec.parent_task_id, spawned_from_event_id=spec.spawned_from_event_id
+        ),
+    )
+    waiting = OpenCheckpoint(record, info)
+    engine.checkpoints.open[info.resume_token] = waiting
+    if spec.task_type is TaskType.FOREGROUND:
+        engine.scheduler.foreground = record  # still the session's foreground turn
+
+    async def resumed(runtime: TaskRuntime) -> object:
+        try:
+            await waiting.answered.wait()
+        finally:
+            engine.checkpoints.open.pop(info.resume_token, None)
+            record.checkpoint = None
+        answer = waiting.answer
+        assert answer is not None
+        await engine.scheduler.reacquire(record)
+        engine._transition(  # pyright: ignore[reportPrivateUsage]  # the one transition path
+            record, TaskStatus.RUNNING, "checkpoint_answered"
+        )
+        return await pipeline.resume(runtime, info, answer)
+
+    record.pipeline = resumed
+    engine.start_restored(record)

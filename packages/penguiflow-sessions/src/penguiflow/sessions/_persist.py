@@ -32,10 +32,12 @@ from pydantic import JsonValue, TypeAdapter
 
 from penguiflow.core import DurableStore, Scope
 
+from ._tasks import TaskStatus
 from ._updates import StateUpdate
 
 if TYPE_CHECKING:
     from ._engine import Engine
+    from ._hydrate import ResumablePipeline
     from ._records import TaskRecord
     from ._steering import SteeringEvent, SteeringReceipt
 
@@ -87,7 +89,7 @@ def task_fingerprint(record: TaskRecord) -> Hashable:
         id(record.spec),
         record.cancel_reason,
         record.error,
-        id(getattr(record, "checkpoint", None)),
+        id(record.checkpoint),
     )
 
 
@@ -123,6 +125,11 @@ class _Records:
         self.context_version: int | None = None
         self.patches: set[str] = set()
         self.meta_written = False
+        self.frozen: dict[str, tuple[Hashable, bytes]] = {}  # left PAUSED: stored as it was
+
+    def freeze(self, record: TaskRecord) -> None:
+        """Store ``record`` as it is now, whatever happens to it later (it is left PAUSED)."""
+        self.frozen[record.task_id] = (task_fingerprint(record), encode_task(self.engine, record))
 
     def mark(self, record: TaskRecord) -> None:
         """``record`` is stored as it is now (hydrated)."""
@@ -139,13 +146,14 @@ class _Records:
         for record in engine.records.values():
             if record.status is None:
                 continue
-            mark = task_fingerprint(record)
+            frozen = self.frozen.get(record.task_id)
+            mark = task_fingerprint(record) if frozen is None else frozen[0]
             if self.tasks.get(record.task_id) != mark:
                 out.append(
                     (
                         NS_TASKS,
                         f"{sid}/{record.task_id}",
-                        encode_task(engine, record),
+                        encode_task(engine, record) if frozen is None else frozen[1],
                         _setter(self.tasks, record.task_id, mark),
                     )
                 )
@@ -196,9 +204,16 @@ def _remover(table: set[str], key: str) -> Callable[[], None]:
 class Outbox:
     """The path of every update from its emitter to the store, then to the subscribers."""
 
-    def __init__(self, engine: Engine, store: DurableStore | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: DurableStore | None,
+        resumable: dict[str, ResumablePipeline],
+    ) -> None:
         self.engine = engine
         self.store: DurableStore | None = store
+        self.resumable = resumable
+        """The session's resumable pipelines by name (``pipelines=``)."""
         self.scope = Scope(engine.tenant, session=engine.session_id)
         self.records = _Records(engine)
         self.errors = 0
@@ -218,6 +233,27 @@ class Outbox:
     def pending(self) -> int:
         """Writes queued and not yet done."""
         return len(self._queue)
+
+    # ------------------------------------------------------------------------ closing
+    def detach(self, records: list[TaskRecord]) -> None:
+        """At close: leave each task parked at a resumable checkpoint PAUSED in the store.
+
+        Its record is stored as it is now and nothing it does while it is stopped is
+        recorded as its end (the engine releases it quietly: :meth:`detached`).
+        """
+        if self.store is None:
+            return
+        for record in records:
+            if (
+                record.status is TaskStatus.PAUSED
+                and record.checkpoint is not None
+                and record.pipeline_name in self.resumable
+            ):
+                self.records.freeze(record)
+
+    def detached(self, record: TaskRecord) -> bool:
+        """Whether ``record`` was left PAUSED in the store at close."""
+        return record.task_id in self.records.frozen
 
     # ------------------------------------------------------------------------ emitters
     def publish(self, update: StateUpdate) -> None:

@@ -12,7 +12,7 @@ from pydantic import JsonValue
 
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
 from ._steering import SteeringInbox
-from ._tasks import FINAL_STATUSES, TaskError, TaskResult, TaskState, TaskStatus
+from ._tasks import FINAL_STATUSES, CheckpointInfo, TaskError, TaskResult, TaskState, TaskStatus
 
 __all__ = ["TaskRecord", "check_spawn", "now", "pipeline_name"]
 
@@ -54,6 +54,8 @@ class TaskRecord:
     task_result: TaskResult | None = None
     error: TaskError | None = None
     cancel_reason: str | None = None
+    checkpoint: CheckpointInfo | None = None
+    holds_slot: bool = False
     created_at: datetime = field(default_factory=now)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -80,6 +82,8 @@ class TaskRecord:
             description=spec.description,
             pipeline=self.pipeline_name,
             parent_task_id=spec.parent_task_id,
+            group_id=spec.group_id,
+            merge_strategy=spec.merge_strategy,
             propagate_on_cancel=spec.propagate_on_cancel,
             notify_on_complete=spec.notify_on_complete,
             trace_id=spec.trace_id,
@@ -87,6 +91,7 @@ class TaskRecord:
             result=self.result,
             error=self.error,
             cancel_reason=self.cancel_reason,
+            checkpoint=self.checkpoint,
             context_version=self.context_version,
             created_at=self.created_at,
             started_at=self.started_at,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -10,8 +10,9 @@ from pydantic import JsonValue
 
 from ._context import TaskContextSnapshot
 from ._errors import SessionError
+from ._merge import MergeStrategy
 from ._steering import SteeringInbox
-from ._tasks import NotificationPayload, TaskType
+from ._tasks import CheckpointAnswer, NotificationPayload, TaskType
 from ._updates import UpdateType, to_json
 
 __all__ = ["IfBusy", "Propagate", "RuntimeHost", "SpawnSpec", "TaskPipeline", "TaskRuntime"]
@@ -39,6 +40,8 @@ class SpawnSpec:
     query: str | None
     description: str | None
     priority: int
+    merge_strategy: MergeStrategy
+    group_id: str | None
     parent_task_id: str | None
     propagate_on_cancel: Propagate
     notify_on_complete: bool
@@ -72,6 +75,20 @@ class RuntimeHost(Protocol):
 
     async def pause_point(self, task_id: str) -> None:
         """Park ``task_id`` while a PAUSE is in force (RUNNING -> PAUSED -> RUNNING)."""
+        ...
+
+    async def checkpoint(
+        self,
+        task_id: str,
+        prompt: str,
+        *,
+        kind: str,
+        payload: object,
+        options: Sequence[str],
+        token: str | None,
+        data: object,
+    ) -> CheckpointAnswer:
+        """Park ``task_id`` at a human checkpoint until it is answered."""
         ...
 
 
@@ -152,6 +169,42 @@ class TaskRuntime:
         """Park while a PAUSE is in force (the task shows PAUSED), else return at once."""
         await self._host.pause_point(self._task_id)
 
+    async def checkpoint(
+        self,
+        prompt: str,
+        *,
+        kind: str = "approval_required",
+        payload: object = None,
+        options: Sequence[str] = ("approve", "reject"),
+        token: str | None = None,
+        data: object = None,
+    ) -> CheckpointAnswer:
+        """Ask the user and park until answered; the task shows PAUSED meanwhile.
+
+        Publishes ``CHECKPOINT{kind, resume_token, prompt, payload, options}`` (``token``,
+        else a generated one, is the ``resume_token``) and sets ``TaskState.checkpoint``;
+        ``data`` (JSON kept for ``ResumablePipeline.resume``) is stored with the task but never
+        published. A background task gives its slot back while parked. The user answers with
+        APPROVE/REJECT carrying the ``resume_token``, or any USER_MESSAGE to the task; the
+        task then waits for a slot, shows RUNNING (``"checkpoint_answered"``) and gets the
+        :class:`CheckpointAnswer`.
+
+        Raises:
+            TypeError: ``prompt`` is not a str, ``options`` not strs, or ``payload``/``data``
+                not JSON data.
+            ValueError: an empty ``kind``, or a ``token`` already open in the session.
+            SessionError: the task already waits at a checkpoint, or has ended.
+        """
+        return await self._host.checkpoint(
+            self._task_id,
+            prompt,
+            kind=kind,
+            payload=payload,
+            options=options,
+            token=token,
+            data=data,
+        )
+
     def emit_update(
         self,
         update_type: UpdateType | str,
@@ -203,6 +256,8 @@ class TaskRuntime:
         query: str | None = None,
         description: str | None = None,
         priority: int = 0,
+        merge_strategy: MergeStrategy | str = MergeStrategy.APPEND,
+        group_id: str | None = None,
         propagate_on_cancel: Propagate = "cascade",
         notify_on_complete: bool = True,
         if_busy: IfBusy = "queue",
@@ -219,6 +274,8 @@ class TaskRuntime:
             query=query,
             description=description,
             priority=priority,
+            merge_strategy=MergeStrategy(merge_strategy),
+            group_id=group_id,
             parent_task_id=self._task_id,
             propagate_on_cancel=propagate_on_cancel,
             notify_on_complete=notify_on_complete,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import uuid
 from collections import deque
 from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
+from ._checkpoint import answer_from
 from ._steering import (
     ControlPolicy,
     SteeringEvent,
@@ -20,7 +20,6 @@ from ._steering import (
     json_size,
     sanitise,
 )
-from ._tasks import TaskStatus, TaskType
 from ._updates import UpdateType
 
 if TYPE_CHECKING:
@@ -148,7 +147,10 @@ class Steerer:
                 return self._reject(event, "unknown_patch")
             return SteeringReceipt(event_id=event.event_id, outcome=SteeringOutcome.APPLIED)
         token = event.payload.get("resume_token")
-        parked = self.parked.pop(token, None) if isinstance(token, str) else None
+        assert isinstance(token, str)  # check_required: exactly one of the two
+        if self.engine.checkpoints.answer(token, answer_from(event)):
+            return SteeringReceipt(event_id=event.event_id, outcome=SteeringOutcome.APPLIED)
+        parked = self.parked.pop(token, None)
         if parked is None:
             return self._reject(event, "unknown_token")
         if not approve:
@@ -182,17 +184,17 @@ class Steerer:
             assert isinstance(priority, int)
             self._reprioritise(record, priority)
             return applied
+        token = self.engine.checkpoints.token_of(record)
+        if kind is S.USER_MESSAGE and token is not None:
+            self.engine.checkpoints.answer(token, answer_from(event))
+            return applied
         if not inbox.push_nowait(event):
             return self._reject(event, "inbox_full")
         return SteeringReceipt(event_id=event.event_id, outcome=SteeringOutcome.DELIVERED)
 
     def _reprioritise(self, record: TaskRecord, priority: int) -> None:
-        engine = self.engine
         record.spec = dataclasses.replace(record.spec, priority=priority)
-        if record.status is TaskStatus.PENDING and record.spec.task_type is TaskType.BACKGROUND:
-            queue = [(-r.spec.priority, r.order, r) for _, _, r in engine.background_queue]
-            heapq.heapify(queue)
-            engine.background_queue[:] = queue
+        self.engine.scheduler.reprioritise(record)
 
     # ------------------------------------------------------------------------- fan-out
     async def broadcast(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from ._merge import ContextPatch, MergeStrategy
+
 __all__ = [
     "FINAL_STATUSES",
+    "CheckpointAnswer",
+    "CheckpointInfo",
     "NotificationAction",
     "NotificationPayload",
     "TaskError",
@@ -132,6 +136,8 @@ class TaskResult(BaseModel):
 
     payload: JsonValue | BaseModel = None
     """The answer: JSON data or a pydantic model (published in JSON mode)."""
+    context_patch: ContextPatch | None = None
+    """What to merge into the session context, by the task's ``merge_strategy``."""
     digest: list[str] = Field(default_factory=list[str])
     """Short lines summarising the result."""
     artifacts: list[JsonValue] = Field(default_factory=list[JsonValue])
@@ -142,6 +148,42 @@ class TaskResult(BaseModel):
     """The NOTIFICATION a background task publishes on completion (None: a default one)."""
     metadata: dict[str, JsonValue] = Field(default_factory=dict[str, JsonValue])
     """Anything else for the caller of ``run_task``; never published."""
+
+
+class CheckpointInfo(BaseModel):
+    """An open checkpoint of a task, as ``TaskState.checkpoint`` shows it."""
+
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+
+    resume_token: str
+    """What APPROVE/REJECT ``{resume_token}`` names."""
+    kind: str
+    """What is asked (``"approval_required"`` …)."""
+    prompt: str
+    """The question for the user."""
+    payload: JsonValue = None
+    """Details for the user (published with the CHECKPOINT)."""
+    options: tuple[str, ...] = ("approve", "reject")
+    """The answers a client should offer."""
+    data: JsonValue = None
+    """JSON the pipeline keeps for ``resume()``; stored with the task, never published."""
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    """When the task parked."""
+
+
+class CheckpointAnswer(BaseModel):
+    """How the user answered a checkpoint; what ``runtime.checkpoint()`` returns."""
+
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+
+    decision: Literal["approve", "reject", "message"]
+    """APPROVE, REJECT, or a USER_MESSAGE to the task."""
+    input: JsonValue = None
+    """APPROVE's ``payload.input``, or the message's text."""
+    reason: str | None = None
+    """REJECT's ``payload.reason``."""
+    event_id: str | None = None
+    """The steering event that answered."""
 
 
 class TaskState(BaseModel):
@@ -169,6 +211,10 @@ class TaskState(BaseModel):
     """The pipeline's ``name``, else its qualified name."""
     parent_task_id: str | None
     """The task that spawned it, if any."""
+    group_id: str | None
+    """Its task group, if any."""
+    merge_strategy: MergeStrategy
+    """How its result's ``context_patch`` reaches the session context."""
     propagate_on_cancel: Literal["cascade", "isolate"]
     """Whether cancelling its parent cancels it."""
     notify_on_complete: bool
@@ -183,6 +229,8 @@ class TaskState(BaseModel):
     """Why it failed, once FAILED."""
     cancel_reason: str | None
     """Why it was cancelled, once cancelling."""
+    checkpoint: CheckpointInfo | None
+    """The checkpoint it waits at (cleared once answered)."""
     context_version: int
     """The session context version its snapshot was taken at."""
     created_at: datetime
