@@ -9,7 +9,18 @@ from pathlib import Path
 import anyio
 
 from penguiflow.core import SQLiteDurableStore
-from penguiflow.sessions import StreamingSession, TaskErrorCode, TaskStatus, UpdateType
+from penguiflow.sessions import (
+    CheckpointAnswer,
+    CheckpointInfo,
+    SteeringEvent,
+    SteeringEventType,
+    SteeringOutcome,
+    StreamingSession,
+    TaskErrorCode,
+    TaskRuntime,
+    TaskStatus,
+    UpdateType,
+)
 
 CHILD = """
 import os, sys
@@ -75,3 +86,74 @@ async def test_a_task_live_in_a_killed_process_is_interrupted_on_hydrate(tmp_pat
                 assert len(updates) == 3
                 state = session.get_task(tid)
                 assert state is not None and state.status is TaskStatus.FAILED
+
+
+PARKS = """
+import os, sys
+import anyio
+from penguiflow.core import SQLiteDurableStore
+from penguiflow.sessions import StreamingSession, UpdateType
+
+class Refund:
+    name = "refund"
+
+    async def __call__(self, runtime):
+        await runtime.checkpoint("Refund 42 EUR?", data={"amount": 42})
+        return {"by": "first process"}
+
+    async def resume(self, runtime, checkpoint, answer):
+        raise AssertionError("not in this process")
+
+async def main(path):
+    async with SQLiteDurableStore.open(path) as store:
+        pipeline = Refund()
+        async with StreamingSession("s1", store=store, pipelines=[pipeline]) as session:
+            async with session.subscribe() as sub:
+                tid = await session.spawn_task(pipeline, task_type="BACKGROUND")
+                async for update in sub:
+                    if update.content.get("status") == "PAUSED":
+                        break
+            token = session.get_task(tid).checkpoint.resume_token
+            print(tid, token, update.update_id, flush=True)
+            os._exit(3)
+
+anyio.run(main, sys.argv[1])
+"""
+
+
+class Refund:
+    name = "refund"
+
+    async def __call__(self, runtime: TaskRuntime) -> dict[str, object]:
+        raise AssertionError("a resumed task does not run from the start")
+
+    async def resume(
+        self, runtime: TaskRuntime, checkpoint: CheckpointInfo, answer: CheckpointAnswer
+    ) -> dict[str, object]:
+        assert isinstance(checkpoint.data, dict)
+        return {"refunded": checkpoint.data["amount"], "decision": answer.decision}
+
+
+async def test_a_checkpoint_of_a_killed_process_is_answered_in_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    with anyio.fail_after(60):
+        child = await anyio.run_process([sys.executable, "-c", PARKS, str(path)], check=False)
+    assert child.returncode == 3, child.stderr.decode()
+    tid, token, last_id = child.stdout.decode().split()
+    with anyio.fail_after(10):
+        async with SQLiteDurableStore.open(path) as store:
+            async with StreamingSession("s1", store=store, pipelines=[Refund()]) as session:
+                task = session.get_task(tid)
+                assert task is not None and task.status is TaskStatus.PAUSED
+                event = SteeringEvent(
+                    session_id="s1",
+                    task_id=tid,
+                    event_type=SteeringEventType.APPROVE,
+                    payload={"resume_token": token},
+                )
+                assert (await session.steer(event)).outcome is SteeringOutcome.APPLIED
+                done = await session.wait_task(tid)
+                assert done.status is TaskStatus.COMPLETE
+                assert done.result == {"refunded": 42, "decision": "approve"}
+                updates = await session.list_updates(since_id=last_id)
+                assert updates[0].seq == int(last_id) + 1
