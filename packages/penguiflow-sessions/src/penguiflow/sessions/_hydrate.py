@@ -26,7 +26,7 @@ from penguiflow.core import Record
 from ._checkpoint import OpenCheckpoint
 from ._errors import SessionTenantMismatch
 from ._merge import PendingPatch
-from ._persist import NS_CONTEXT, NS_META, NS_PATCHES, NS_TASKS, StoreLog, steering_stream
+from ._persist_layout import NS_CONTEXT, NS_META, NS_PATCHES, NS_TASKS, StoreLog, steering_stream
 from ._records import TaskRecord
 from ._runtime import SpawnSpec, TaskRuntime
 from ._steering import SteeringEvent, SteeringInbox, SteeringOutcome
