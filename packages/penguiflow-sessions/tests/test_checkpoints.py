@@ -311,7 +311,9 @@ def test_parked_tasks_never_push_running_background_tasks_past_the_limit(
                 await runtime.checkpoint("ok?")
             await anyio.lowlevel.checkpoint()
 
-        limits = SessionLimits(max_concurrent_tasks=limit)
+        limits = SessionLimits(
+            max_concurrent_tasks=limit, max_tasks_per_session=None, max_background_tasks=None
+        )
         async with StreamingSession("s1", limits=limits) as session:
             with anyio.fail_after(10):
                 tids = [

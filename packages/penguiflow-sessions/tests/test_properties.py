@@ -84,7 +84,9 @@ async def read_what_is_there(reader: Reader, n: int) -> None:
 async def run_cursor_script(ops: list[Any]) -> tuple[list[StateUpdate], list[Reader]]:
     holder = Holder()
     readers: list[Reader] = []
-    limits = SessionLimits(replay_buffer_size=None)
+    limits = SessionLimits(
+        replay_buffer_size=None, max_tasks_per_session=None, max_background_tasks=None
+    )
     async with StreamingSession("s", limits=limits) as session:
         with anyio.fail_after(3):
             await session.spawn_task(holder)
@@ -199,7 +201,13 @@ async def run_machine(
     pipelines: list[Controlled] = []
     ids: list[str] = []
     async with StreamingSession(
-        "s", limits=SessionLimits(max_concurrent_tasks=slots, replay_buffer_size=None)
+        "s",
+        limits=SessionLimits(
+            max_concurrent_tasks=slots,
+            replay_buffer_size=None,
+            max_tasks_per_session=None,
+            max_background_tasks=None,
+        ),
     ) as session:
         with anyio.fail_after(3):
             for task_type, behaviour, if_busy, priority in tasks:

@@ -95,7 +95,9 @@ async def test_reject_raises_foreground_busy_and_records_nothing() -> None:
 async def test_background_tasks_start_by_priority_then_fifo_within_the_slots() -> None:
     started: list[str] = []
     gates = {name: Gate(name, started) for name in ("blocker", "low", "high1", "high2", "mid")}
-    limits = SessionLimits(max_concurrent_tasks=1)
+    limits = SessionLimits(
+        max_concurrent_tasks=1, max_tasks_per_session=None, max_background_tasks=None
+    )
     async with StreamingSession("s1", limits=limits) as session:
         with anyio.fail_after(5):
             ids = {
@@ -144,7 +146,12 @@ async def test_the_foreground_task_never_waits_for_a_background_slot() -> None:
 async def test_unlimited_concurrency_runs_every_background_task_at_once() -> None:
     started: list[str] = []
     gates = [Gate(str(i), started) for i in range(6)]
-    async with StreamingSession("s1", limits=SessionLimits(max_concurrent_tasks=None)) as session:
+    async with StreamingSession(
+        "s1",
+        limits=SessionLimits(
+            max_concurrent_tasks=None, max_tasks_per_session=None, max_background_tasks=None
+        ),
+    ) as session:
         with anyio.fail_after(5):
             ids = [await session.spawn_task(g, task_type="BACKGROUND") for g in gates]
             for gate in gates:

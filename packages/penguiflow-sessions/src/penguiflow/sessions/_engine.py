@@ -10,16 +10,17 @@ from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, JsonValue
+from pydantic import JsonValue
 
 from penguiflow.core import DurableStore
 
+from . import _finish as finish
 from ._broker import Hub, ReplayLog
 from ._checkpoint import CheckpointAnswer, CheckpointDesk
 from ._context import ContextState
 from ._errors import ForegroundBusy, GroupNotFound, SessionClosed, SessionError, TaskNotFound
 from ._hydrate import check_pipelines
-from ._limits import SessionLimits
+from ._limits import SessionLimits, check_count
 from ._merge import ContextDesk
 from ._persist import Outbox
 from ._records import TaskRecord, check_spawn, now, pipeline_name
@@ -29,15 +30,13 @@ from ._steer import Steerer
 from ._steering import ControlPolicy, SteeringInbox
 from ._tasks import (
     FINAL_STATUSES,
-    NotificationPayload,
     TaskError,
     TaskErrorCode,
-    TaskResult,
     TaskStatus,
     TaskType,
     check_transition,
 )
-from ._updates import StateUpdate, UpdateType, to_json
+from ._updates import StateUpdate, UpdateType
 
 __all__ = ["Engine"]
 
@@ -198,6 +197,7 @@ class Engine:
                 "while it runs (one checkpoint or pause at a time)"
             )
         self._transition(record, TaskStatus.PAUSED, reason)
+        record.stop_clock()
         if release_slot:
             self.scheduler.give_back(record)
             self._schedule()
@@ -206,9 +206,11 @@ class Engine:
         except BaseException:
             if record.cancel_reason is None:  # still PAUSED: not the session's cancel
                 self.scheduler.take_back(record)
+                record.run_clock()
                 self._transition(record, TaskStatus.RUNNING, resumed)
             raise
         await self.scheduler.reacquire(record)
+        record.run_clock()
         self._transition(record, TaskStatus.RUNNING, resumed)
 
     def continue_seq(self, seq: int) -> None:
@@ -265,21 +267,21 @@ class Engine:
             raise GroupNotFound(f"session {self.session_id!r} has no task group {spec.group_id!r}")
         if spec.task_id is not None and spec.task_id in self.records:
             raise ValueError(f"task id {spec.task_id!r} is already used in this session")
-        if spec.task_type is TaskType.FOREGROUND:
-            busy = [
-                r
-                for r in self.records.values()
-                if r.live and r.spec.task_type is TaskType.FOREGROUND
-            ]
-            if busy and spec.if_busy == "reject":
+        busy = [
+            r for r in self.records.values() if r.live and r.spec.task_type is TaskType.FOREGROUND
+        ]
+        if spec.task_type is TaskType.FOREGROUND and busy:
+            if spec.if_busy == "reject":
                 raise ForegroundBusy(
                     f"foreground task {busy[0].task_id!r} is still live; wait for it, or spawn "
                     "with if_busy='queue' or 'interrupt'",
                     active_task_id=busy[0].task_id,
                 )
-            if busy and spec.if_busy == "interrupt":
+            if spec.if_busy == "interrupt":
+                self._check_limits(spec, leaving=busy)
                 await self.cancel_many(busy, reason="interrupted")
                 self.require_open()
+        self._check_limits(spec)
         task_id = spec.task_id if spec.task_id is not None else f"task_{uuid.uuid4().hex}"
         if task_id in self.records:  # taken while interrupting
             raise ValueError(f"task id {task_id!r} is already used in this session")
@@ -318,6 +320,20 @@ class Engine:
         await self.outbox.flush()
         return task_id
 
+    def _check_limits(self, spec: SpawnSpec, leaving: list[TaskRecord] | None = None) -> None:
+        live = [r for r in self.records.values() if r.live and r not in (leaving or ())]
+        owner = f"session {self.session_id!r}"
+        check_count(self.limits, "max_tasks_per_session", len(live), owner=owner, what="live tasks")
+        if spec.task_type is TaskType.BACKGROUND:
+            background = sum(1 for r in live if r.spec.task_type is TaskType.BACKGROUND)
+            check_count(
+                self.limits,
+                "max_background_tasks",
+                background,
+                owner=owner,
+                what="live background tasks",
+            )
+
     # ------------------------------------------------------------------------ schedule
     def _schedule(self) -> None:
         if self.phase == "open":
@@ -340,8 +356,9 @@ class Engine:
         assert record.scope is not None and record.runtime is not None
         value: Any = None
         error: Exception | None = None
+        timer = record.start_clock(self.limits.max_task_runtime_s)
         try:
-            with record.scope:
+            with record.scope, timer:
                 value = await record.pipeline(record.runtime)
         except anyio.get_cancelled_exc_class():
             # Not ours (ours is swallowed by record.scope): record the end, then propagate.
@@ -353,6 +370,17 @@ class Engine:
             self._release(record)  # left PAUSED in the store for the next process (§9)
         elif record.cancel_reason is not None:
             self._cancelled(record, record.cancel_reason)
+        elif timer.cancel_called:
+            limit = self.limits.max_task_runtime_s
+            self._fail(
+                record,
+                TaskError(
+                    code=TaskErrorCode.TASK_TIMEOUT,
+                    message=f"task {record.task_id!r} ran longer than "
+                    f"SessionLimits.max_task_runtime_s={limit} (paused time excluded)",
+                ),
+                reason="timeout",
+            )
         elif error is not None:
             self._fail(
                 record,
@@ -366,83 +394,18 @@ class Engine:
             self._complete(record, value)
 
     def _complete(self, record: TaskRecord, value: object) -> None:
-        result = value if isinstance(value, TaskResult) else None
-        try:
-            if result is None:
-                payload = to_json(value, what="the pipeline's return value")
-                result = TaskResult(payload=value if isinstance(value, BaseModel) else payload)
-            else:
-                payload = to_json(result.payload, what="TaskResult.payload")
-        except TypeError as exc:
-            self._fail(
-                record,
-                TaskError(
-                    code=TaskErrorCode.INVALID_RESULT, message=str(exc), error_type="TypeError"
-                ),
-            )
-            return
-        record.result = payload
-        record.task_result = result
-        self.publish(
-            record.task_id,
-            UpdateType.RESULT,
-            {
-                "payload": payload,
-                "digest": list[JsonValue](result.digest),
-                "artifacts": result.artifacts,
-                "sources": result.sources,
-                "patch_id": None,
-            },
-            trace_id=record.spec.trace_id,
-        )
-        if record.spec.task_type is TaskType.BACKGROUND and record.spec.notify_on_complete:
-            label = record.spec.description or record.pipeline_name
-            note = result.notification or NotificationPayload(
-                title=f"Background task completed: {label}", body="\n".join(result.digest)
-            )
-            self._notify(record, note)
-        self._transition(record, TaskStatus.COMPLETE, "completed")
-        self._release(record)
+        finish.complete(self, record, value)
 
     def _fail(self, record: TaskRecord, error: TaskError, reason: str = "failed") -> None:
-        record.error = error
-        self.publish(
-            record.task_id,
-            UpdateType.ERROR,
-            error.model_dump(mode="json"),
-            trace_id=record.spec.trace_id,
-        )
-        if record.spec.task_type is TaskType.BACKGROUND:
-            label = record.spec.description or record.pipeline_name
-            self._notify(
-                record,
-                NotificationPayload(
-                    severity="error", title=f"Background task failed: {label}", body=error.message
-                ),
-            )
-        self._transition(record, TaskStatus.FAILED, reason)
-        self._release(record)
+        finish.fail(self, record, error, reason)
 
     def _cancelled(self, record: TaskRecord, reason: str) -> None:
-        record.cancel_reason = reason
-        if record.spec.task_type is TaskType.BACKGROUND:
-            label = record.spec.description or record.pipeline_name
-            self._notify(
-                record,
-                NotificationPayload(
-                    severity="warning", title=f"Background task cancelled: {label}", body=reason
-                ),
-            )
-        self._transition(record, TaskStatus.CANCELLED, reason)
-        self._release(record)
+        finish.cancelled(self, record, reason)
 
-    def _notify(self, record: TaskRecord, note: BaseModel) -> None:
-        self.publish(
-            record.task_id,
-            UpdateType.NOTIFICATION,
-            note.model_dump(mode="json"),
-            trace_id=record.spec.trace_id,
-        )
+    def end(self, record: TaskRecord, status: TaskStatus, reason: str) -> None:
+        """Publish the task's terminal STATUS_CHANGE and free what it held."""
+        self._transition(record, status, reason)
+        self._release(record)
 
     def answer_patch(self, patch_id: str, *, approve: bool, strategy: str | None) -> bool:
         """Apply or drop a pending patch; False when there is no such patch."""

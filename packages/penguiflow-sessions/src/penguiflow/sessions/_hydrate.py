@@ -23,6 +23,7 @@ from pydantic import JsonValue, TypeAdapter
 
 from penguiflow.core import Record
 
+from . import _finish as finish
 from ._checkpoint import OpenCheckpoint
 from ._errors import SessionTenantMismatch
 from ._merge import PendingPatch
@@ -248,7 +249,8 @@ def _restore(engine: Engine, value: bytes) -> TaskRecord:
 def _interrupt(engine: Engine, record: TaskRecord) -> None:
     previous = record.status
     assert previous is not None
-    engine._fail(  # pyright: ignore[reportPrivateUsage]  # the one failure path
+    finish.fail(
+        engine,
         record,
         TaskError(
             code=TaskErrorCode.INTERRUPTED,
@@ -290,6 +292,7 @@ def _keep_parked(
         engine.scheduler.foreground = record  # still the session's foreground turn
 
     async def resumed(runtime: TaskRuntime) -> object:
+        record.stop_clock()  # parked: waiting never counts toward max_task_runtime_s
         try:
             await waiting.answered.wait()
         finally:
@@ -298,6 +301,7 @@ def _keep_parked(
         answer = waiting.answer
         assert answer is not None
         await engine.scheduler.reacquire(record)
+        record.run_clock()
         engine._transition(  # pyright: ignore[reportPrivateUsage]  # the one transition path
             record, TaskStatus.RUNNING, "checkpoint_answered"
         )

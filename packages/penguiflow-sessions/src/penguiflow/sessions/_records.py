@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
@@ -63,6 +64,27 @@ class TaskRecord:
     scope: anyio.CancelScope | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     children: list[TaskRecord] = field(default_factory=list["TaskRecord"])
+
+    timer: anyio.CancelScope | None = None
+    remaining_s: float | None = None
+
+    def start_clock(self, limit_s: float | None) -> anyio.CancelScope:
+        """The inner scope whose deadline is ``max_task_runtime_s`` of running time."""
+        self.remaining_s = limit_s
+        deadline = anyio.current_time() + limit_s if limit_s is not None else math.inf
+        self.timer = anyio.CancelScope(deadline=deadline)
+        return self.timer
+
+    def stop_clock(self) -> None:
+        """Parked: keep the running time left and let no deadline pass meanwhile."""
+        if self.timer is not None and self.remaining_s is not None:
+            self.remaining_s = max(0.0, self.timer.deadline - anyio.current_time())
+            self.timer.deadline = math.inf
+
+    def run_clock(self) -> None:
+        """Running again: the deadline is the time left from now."""
+        if self.timer is not None and self.remaining_s is not None:
+            self.timer.deadline = anyio.current_time() + self.remaining_s
 
     @property
     def live(self) -> bool:
