@@ -52,6 +52,8 @@ EXPECTED = {
     "SessionLimitExceeded",
     "GroupNotFound",
     "GroupSealed",
+    "TaskGroup",
+    "GroupStatus",
     "SessionTenantMismatch",
     "ResumablePipeline",
 }

@@ -148,6 +148,7 @@ async def test_notify_publishes_a_notification() -> None:
         ]
     assert update.content == {
         "severity": "warning",
+        "code": None,
         "title": "Heads up",
         "body": "details",
         "actions": [{"id": "open", "label": "Open", "payload": {"x": 1}}],

@@ -35,6 +35,7 @@ from ._errors import (
     TaskNotFound,
     UnknownCursor,
 )
+from ._groups import GroupStatus, TaskGroup
 from ._hydrate import ResumablePipeline
 from ._limits import SessionLimits
 from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
@@ -111,6 +112,8 @@ __all__ = [
     "SessionLimitExceeded",
     "GroupNotFound",
     "GroupSealed",
+    "TaskGroup",
+    "GroupStatus",
     # durability
     "SessionTenantMismatch",
     "ResumablePipeline",

@@ -18,10 +18,11 @@ from . import _finish as finish
 from ._broker import Hub, ReplayLog
 from ._checkpoint import CheckpointAnswer, CheckpointDesk
 from ._context import ContextState
-from ._errors import ForegroundBusy, GroupNotFound, SessionClosed, SessionError, TaskNotFound
+from ._errors import ForegroundBusy, SessionClosed, SessionError, TaskNotFound
+from ._groups import GroupDesk
 from ._hydrate import check_pipelines
 from ._limits import SessionLimits, check_count
-from ._merge import ContextDesk
+from ._patches import ContextDesk
 from ._persist import Outbox
 from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
@@ -69,8 +70,9 @@ class Engine:
         self._order = itertools.count()
         self.scheduler = Scheduler(limits.max_concurrent_tasks, self._start)
         self.checkpoints = CheckpointDesk(self)
+        self.groups = GroupDesk(self)
         self.steerer = Steerer(self, control_policy)
-        self.desk = ContextDesk(self.context, limits.max_pending_patches)
+        self.desk = ContextDesk(self.context, limits.max_pending_patches, self.publish)
         # durability (_persist, _hydrate); a passthrough without a store
         self.outbox = Outbox(self, store, check_pipelines(pipelines))
 
@@ -263,8 +265,7 @@ class Engine:
         self.require_open()
         check_spawn(pipeline, spec)
         parent = self.get(spec.parent_task_id) if spec.parent_task_id is not None else None
-        if spec.group_id is not None:
-            raise GroupNotFound(f"session {self.session_id!r} has no task group {spec.group_id!r}")
+        group = self.groups.admit(spec.group_id) if spec.group_id is not None else None
         if spec.task_id is not None and spec.task_id in self.records:
             raise ValueError(f"task id {spec.task_id!r} is already used in this session")
         busy = [
@@ -281,6 +282,8 @@ class Engine:
                 self._check_limits(spec, leaving=busy)
                 await self.cancel_many(busy, reason="interrupted")
                 self.require_open()
+                if spec.group_id is not None:  # it may have been sealed meanwhile
+                    group = self.groups.admit(spec.group_id)
         self._check_limits(spec)
         task_id = spec.task_id if spec.task_id is not None else f"task_{uuid.uuid4().hex}"
         if task_id in self.records:  # taken while interrupting
@@ -314,6 +317,8 @@ class Engine:
         self.records[task_id] = record
         if parent is not None:
             parent.children.append(record)
+        if group is not None:
+            self.groups.join(group, record)
         self._transition(record, TaskStatus.PENDING, "created")
         self.scheduler.enqueue(record)
         self._schedule()
@@ -349,6 +354,7 @@ class Engine:
         self.scheduler.finished(record)
         self.steerer.drop_task(record.task_id)
         self.outbox.then(record.done.set)
+        self.groups.member_finished(record)
         self._schedule()
 
     # ----------------------------------------------------------------------------- run

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, JsonValue
 
+from ._patches import Merged, PendingPatchLimit, fill_patch
 from ._tasks import (
     NotificationPayload,
     TaskError,
@@ -41,6 +42,7 @@ def complete(engine: Engine, record: TaskRecord, value: object) -> None:
         return
     record.result = payload
     record.task_result = result
+    merged, refused = _merge_patch(engine, record, result)
     engine.publish(
         record.task_id,
         UpdateType.RESULT,
@@ -49,10 +51,14 @@ def complete(engine: Engine, record: TaskRecord, value: object) -> None:
             "digest": list[JsonValue](result.digest),
             "artifacts": result.artifacts,
             "sources": result.sources,
-            "patch_id": None,
+            "patch_id": merged.patch_id if merged is not None else None,
         },
         trace_id=record.spec.trace_id,
     )
+    if merged is not None:
+        engine.desk.announce(merged)
+    if refused is not None:
+        engine.desk.refused(record.task_id, refused)
     if record.spec.task_type is TaskType.BACKGROUND and record.spec.notify_on_complete:
         label = record.spec.description or record.pipeline_name
         note = result.notification or NotificationPayload(
@@ -106,3 +112,25 @@ def notify(engine: Engine, record: TaskRecord, note: BaseModel) -> None:
         note.model_dump(mode="json"),
         trace_id=record.spec.trace_id,
     )
+
+
+def _merge_patch(
+    engine: Engine, record: TaskRecord, result: TaskResult
+) -> tuple[Merged | None, str | None]:
+    """Merge the result's context patch by the task's strategy: (what happened, refusal)."""
+    if result.context_patch is None:
+        return None, None
+    assert record.runtime is not None
+    patch = fill_patch(
+        result.context_patch,
+        task_id=record.task_id,
+        spawned_from_event_id=record.spec.spawned_from_event_id,
+        snapshot=record.runtime.context,
+    )
+    if record.spec.group_id is not None:
+        engine.groups.collect(record, patch)  # applied with the group's at its end
+        return None, None
+    try:
+        return engine.desk.apply([(patch, record.spec.merge_strategy)]), None
+    except PendingPatchLimit as exc:
+        return None, f"the context patch of task {record.task_id!r} was dropped: {exc}"

@@ -26,8 +26,17 @@ from penguiflow.core import Record
 from . import _finish as finish
 from ._checkpoint import OpenCheckpoint
 from ._errors import SessionTenantMismatch
-from ._merge import PendingPatch
-from ._persist_layout import NS_CONTEXT, NS_META, NS_PATCHES, NS_TASKS, StoreLog, steering_stream
+from ._groups import GroupRecord, GroupStatus, TaskGroup
+from ._merge import ContextPatch, MergeStrategy, PendingPatch
+from ._persist_layout import (
+    NS_CONTEXT,
+    NS_GROUPS,
+    NS_META,
+    NS_PATCHES,
+    NS_TASKS,
+    StoreLog,
+    steering_stream,
+)
 from ._records import TaskRecord
 from ._runtime import SpawnSpec, TaskRuntime
 from ._steering import SteeringEvent, SteeringInbox, SteeringOutcome
@@ -153,6 +162,9 @@ async def hydrate(engine: Engine) -> None:
         parent = engine.records.get(record.spec.parent_task_id or "")
         if parent is not None:
             parent.children.append(record)
+    async for stored in _scan(engine, NS_GROUPS):  # before interrupting: members end in them
+        group = _restore_group(engine, stored.value)
+        outbox.records.groups[group.group.group_id] = (id(group.group), len(group.patches))
     for record in live:
         pipeline = outbox.resumable.get(record.pipeline_name)
         checkpoint = record.checkpoint
@@ -197,6 +209,23 @@ async def _load_steering(engine: Engine) -> None:
         if len(entries) < 500:
             return
         after = entries[-1].seq
+
+
+def _restore_group(engine: Engine, value: bytes) -> GroupRecord:
+    data = cast(dict[str, Any], json.loads(value))
+    group = TaskGroup.model_validate(data["group"])
+    record = GroupRecord(
+        group,
+        members=[engine.records[t] for t in group.task_ids if t in engine.records],
+        patches=[
+            (ContextPatch.model_validate(patch), MergeStrategy(strategy))
+            for patch, strategy in data["patches"]
+        ],
+    )
+    if group.status in (GroupStatus.COMPLETE, GroupStatus.FAILED):
+        record.done.set()
+    engine.groups.records[group.group_id] = record
+    return record
 
 
 async def _gone(runtime: TaskRuntime) -> None:

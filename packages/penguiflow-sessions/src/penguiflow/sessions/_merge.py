@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, cast
@@ -11,7 +12,6 @@ from typing import Any, ClassVar, cast
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from ._context import ContextState
-from ._updates import to_json
 
 __all__ = [
     "BackgroundResult",
@@ -107,6 +107,10 @@ class PendingPatch(BaseModel):
     """When it started waiting."""
     diverged: bool = False
     """Whether the context had changed since the task's snapshot."""
+    group_id: str | None = None
+    """The task group whose members' patches it bundles, if any."""
+    bundle: list[ContextPatch] = Field(default_factory=list[ContextPatch])
+    """A group's gated patches, applied together in this order (``patch`` sums them up)."""
 
 
 class SessionContext(BaseModel):
@@ -150,8 +154,22 @@ def new_patch_id() -> str:
     return f"patch_{uuid.uuid4().hex}"
 
 
-def merge(state: ContextState, patch: ContextPatch, strategy: MergeStrategy) -> None:
-    """Merge ``patch`` into ``state`` by APPEND or REPLACE with one version bump."""
+def merge(
+    state: ContextState,
+    items: Sequence[tuple[ContextPatch, MergeStrategy]],
+    *,
+    group_id: str | None = None,
+) -> None:
+    """Merge each patch by its APPEND or REPLACE, in order, with one version bump in all."""
+    for patch, strategy in items:
+        _merge_one(state, patch, strategy, group_id)
+    if items:
+        state.version += 1
+
+
+def _merge_one(
+    state: ContextState, patch: ContextPatch, strategy: MergeStrategy, group_id: str | None
+) -> None:
     llm = state.llm_context
     for key, value in patch.facts.items():
         if strategy is MergeStrategy.REPLACE:
@@ -167,6 +185,7 @@ def merge(state: ContextState, patch: ContextPatch, strategy: MergeStrategy) -> 
     task_id = patch.task_id or new_patch_id()
     result = BackgroundResult(
         task_id=task_id,
+        group_id=group_id,
         digest=patch.digest,
         facts=patch.facts,
         artifacts=patch.artifacts,
@@ -174,93 +193,3 @@ def merge(state: ContextState, patch: ContextPatch, strategy: MergeStrategy) -> 
         completed_at=patch.completed_at,
     )
     state.background_results[task_id] = cast(JsonValue, result.model_dump(mode="json"))
-    state.version += 1
-
-
-class ContextDesk:
-    """The session's context operations: updates, explicit patches, pending patches."""
-
-    def __init__(self, state: ContextState, max_pending: int | None) -> None:
-        self.state = state
-        self.max_pending = max_pending
-        self.pending: dict[str, PendingPatch] = {}
-
-    def update(
-        self,
-        *,
-        llm_context: dict[str, JsonValue] | None,
-        tool_context: dict[str, Any] | None,
-        memory: dict[str, JsonValue] | None,
-        artifacts: list[JsonValue] | None,
-        replace: bool,
-    ) -> int:
-        """Merge (or replace) the given parts; one version bump iff a hashed part changed."""
-        state = self.state
-        for name, value in (("llm_context", llm_context), ("memory", memory)):
-            if value is not None:
-                to_json(value, what=name)
-        if artifacts is not None:
-            to_json(artifacts, what="artifacts")
-        before = state.context_hash()
-        if llm_context is not None:
-            new = copy.deepcopy(llm_context)
-            state.llm_context = new if replace else {**state.llm_context, **new}
-        if memory is not None:
-            new = copy.deepcopy(memory)
-            state.memory = new if replace else {**state.memory, **new}
-        if artifacts is not None:
-            new_list = copy.deepcopy(artifacts)
-            state.artifacts = new_list if replace else [*state.artifacts, *new_list]
-        if tool_context is not None:
-            state.tool_context = (
-                dict(tool_context) if replace else {**state.tool_context, **tool_context}
-            )
-        if state.context_hash() != before:
-            state.version += 1
-        return state.version
-
-    def apply(self, patch: ContextPatch, strategy: MergeStrategy) -> str | None:
-        """Merge ``patch``; a pending patch id when it must wait (HUMAN_GATED, diverged REPLACE)."""
-        source = patch.source_context_version
-        diverged = source is not None and source != self.state.version
-        patch = patch.model_copy(update={"context_diverged": diverged})
-        if strategy is MergeStrategy.HUMAN_GATED or (
-            diverged and strategy is MergeStrategy.REPLACE
-        ):
-            if self.max_pending is not None and len(self.pending) >= self.max_pending:
-                raise PendingPatchLimit(
-                    f"{len(self.pending)} patches already wait for the user "
-                    f"(SessionLimits.max_pending_patches={self.max_pending}); answer one first"
-                )
-            pending = PendingPatch(
-                patch_id=new_patch_id(), task_id=patch.task_id, patch=patch, diverged=diverged
-            )
-            self.pending[pending.patch_id] = pending
-            return pending.patch_id
-        merge(self.state, patch, strategy)
-        return None
-
-    def answer(self, patch_id: str, *, approve: bool, strategy: str | None) -> bool:
-        """Apply (by ``strategy``, default APPEND) or drop a pending patch; False if unknown."""
-        pending = self.pending.pop(patch_id, None)
-        if pending is None:
-            return False
-        if approve:
-            merge(self.state, pending.patch, MergeStrategy(strategy or "append"))
-        return True
-
-    def mark_consumed(self, task_ids: list[str]) -> int:
-        """Mark background results consumed; how many changed (one version bump if any)."""
-        changed = 0
-        for task_id in task_ids:
-            result = self.state.background_results.get(task_id)
-            if isinstance(result, dict) and not result.get("consumed"):
-                result["consumed"] = True
-                changed += 1
-        if changed:
-            self.state.version += 1
-        return changed
-
-
-class PendingPatchLimit(ValueError):
-    """A patch would exceed ``max_pending_patches`` (internal; reported, never leaked)."""

@@ -20,6 +20,7 @@ from ._updates import StateUpdate
 
 if TYPE_CHECKING:
     from ._engine import Engine
+    from ._groups import GroupRecord
     from ._records import TaskRecord
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RecordSync",
     "StoreLog",
     "dumps",
+    "encode_group",
     "encode_task",
     "steering_stream",
     "task_fingerprint",
@@ -70,6 +72,18 @@ def task_fingerprint(record: TaskRecord) -> Hashable:
     )
 
 
+def encode_group(group: GroupRecord) -> bytes:
+    """A group's stored record: its ``TaskGroup`` JSON and the patches waiting for its end."""
+    return dumps(
+        {
+            "group": group.group.model_dump(mode="json"),
+            "patches": [
+                [patch.model_dump(mode="json"), strategy.value] for patch, strategy in group.patches
+            ],
+        }
+    )
+
+
 def encode_task(engine: Engine, record: TaskRecord) -> bytes:
     """A task's stored record: its ``TaskState`` JSON plus what a restart needs besides."""
     state = record.state(engine.session_id, engine.tenant)
@@ -90,6 +104,7 @@ class RecordSync:
         self.tasks: dict[str, Hashable] = {}
         self.context_version: int | None = None
         self.patches: set[str] = set()
+        self.groups: dict[str, Hashable] = {}
         self.meta_written = False
         self.frozen: dict[str, tuple[Hashable, bytes]] = {}  # left PAUSED: stored as it was
 
@@ -142,6 +157,17 @@ class RecordSync:
             out.append((NS_PATCHES, f"{sid}/{patch_id}", data, _adder(self.patches, patch_id)))
         for patch_id in self.patches - pending.keys():
             out.append((NS_PATCHES, f"{sid}/{patch_id}", None, _remover(self.patches, patch_id)))
+        for group_id, group in engine.groups.records.items():
+            mark = (id(group.group), len(group.patches))
+            if self.groups.get(group_id) != mark:
+                out.append(
+                    (
+                        NS_GROUPS,
+                        f"{sid}/{group_id}",
+                        encode_group(group),
+                        _setter(self.groups, group_id, mark),
+                    )
+                )
         return out
 
     def _meta_done(self) -> None:

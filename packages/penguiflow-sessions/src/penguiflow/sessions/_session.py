@@ -14,6 +14,7 @@ from penguiflow.core import DurableStore
 
 from ._broker import Subscription
 from ._engine import Engine
+from ._groups import GroupMethods
 from ._hydrate import ResumablePipeline, hydrate
 from ._limits import SessionLimits
 from ._session_context import ContextMethods
@@ -56,7 +57,7 @@ class SessionStatistics(BaseModel):
     """Writes queued for the store and not yet done (updates wait there to be seen)."""
 
 
-class StreamingSession(TaskMethods, ContextMethods):
+class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
     """One user's session: a foreground turn, background tasks, and their ordered updates.
 
     Use it as ``async with StreamingSession("s1") as session:``; every task runs in the

@@ -9,8 +9,7 @@ from pydantic import JsonValue
 from ._engine import Engine
 from ._errors import PatchNotFound
 from ._merge import ContextPatch, MergeStrategy, PendingPatch, SessionContext, to_session_context
-from ._tasks import NotificationPayload
-from ._updates import UpdateType
+from ._patches import PendingPatchLimit
 
 __all__ = ["ContextMethods"]
 
@@ -68,34 +67,14 @@ class ContextMethods:
         Raises:
             ValueError: a bad ``strategy``, or ``max_pending_patches`` patches already wait.
         """
-        engine = self._engine
-        kind = MergeStrategy(strategy)
-        source = patch.source_context_version
-        diverged = source is not None and source != engine.context.version
-        patch_id = engine.desk.apply(patch, kind)
-        if patch_id is None and diverged:
-            note = NotificationPayload(
-                severity="warning",
-                title="Context changed while the task ran",
-                body=f"merged a patch from context version {source} into version "
-                f"{engine.context.version - 1}",
-            )
-            engine.publish(patch.task_id, UpdateType.NOTIFICATION, note.model_dump(mode="json"))
-        if patch_id is not None:
-            pending = engine.desk.pending[patch_id]
-            engine.publish(
-                patch.task_id,
-                UpdateType.CHECKPOINT,
-                {
-                    "kind": "context_patch",
-                    "patch_id": patch_id,
-                    "task_id": patch.task_id,
-                    "digest": list[JsonValue](patch.digest),
-                    "diverged": pending.diverged,
-                },
-            )
-        await engine.outbox.flush()
-        return patch_id
+        desk = self._engine.desk
+        try:
+            merged = desk.apply([(patch, MergeStrategy(strategy))])
+        except PendingPatchLimit as exc:
+            raise ValueError(str(exc)) from None
+        desk.announce(merged)
+        await self._engine.outbox.flush()
+        return merged.patch_id
 
     async def apply_pending_patch(
         self, patch_id: str, *, strategy: MergeStrategy | str | None = None

@@ -42,7 +42,9 @@ class TaskMethods:
         it after that one ends, ``"interrupt"`` cancels that one (``"interrupted"``) first,
         ``"reject"`` raises ``ForegroundBusy``. The foreground task never waits for a
         background slot; PENDING background tasks start by priority (higher first, FIFO
-        within one) as ``max_concurrent_tasks`` slots free.
+        within one) as ``max_concurrent_tasks`` slots free. ``merge_strategy`` says how the
+        result's ``context_patch`` reaches the session context; a ``group_id`` member's patch
+        waits for the group's end.
 
         Raises:
             SessionClosed: the session is not open.
@@ -51,6 +53,10 @@ class TaskMethods:
                 ``task_id``.
             TaskNotFound: ``parent_task_id`` is not a task of this session.
             ForegroundBusy: ``if_busy="reject"`` and a foreground task is live.
+            GroupNotFound: ``group_id`` is not a group of this session.
+            GroupSealed: that group is sealed.
+            SessionLimitExceeded: ``max_tasks_per_session``, ``max_background_tasks`` or
+                ``max_tasks_per_group`` is reached; nothing was recorded.
         """
         spec = SpawnSpec(
             task_type=TaskType(task_type),

@@ -121,6 +121,8 @@ class NotificationPayload(BaseModel):
 
     severity: Literal["info", "warning", "error"] = "info"
     """How loudly a client should show it."""
+    code: str | None = None
+    """A stable machine-readable code, if any (``"PENDING_PATCH_LIMIT"`` …)."""
     title: str
     """A one-line summary."""
     body: str = ""
