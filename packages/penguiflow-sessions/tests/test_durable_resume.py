@@ -13,13 +13,16 @@ from penguiflow.core import DurableStore, InMemoryDurableStore, SQLiteDurableSto
 from penguiflow.sessions import (
     CheckpointAnswer,
     CheckpointInfo,
+    ContextPatch,
     ForegroundBusy,
+    GroupStatus,
     ResumablePipeline,
     SteeringEvent,
     SteeringEventType,
     SteeringOutcome,
     StreamingSession,
     TaskErrorCode,
+    TaskResult,
     TaskRuntime,
     TaskStatus,
     UpdateType,
@@ -219,3 +222,29 @@ def test_pipelines_must_be_resumable_and_uniquely_named() -> None:
     with pytest.raises(ValueError, match="unique"):
         StreamingSession(SID, pipelines=[Refund(), Refund()])
     assert isinstance(Refund(), ResumablePipeline)
+
+
+async def test_a_group_and_its_waiting_patches_survive_a_restart(store: DurableStore) -> None:
+    async def finds(runtime: TaskRuntime) -> TaskResult:
+        return TaskResult(payload="ok", context_patch=ContextPatch(facts={"tide": "high"}))
+
+    with anyio.fail_after(10):
+        async with StreamingSession(SID, store=store) as first:
+            group = await first.create_group("research")
+            tid = await first.spawn_task(finds, task_type="BACKGROUND", group_id=group.group_id)
+            await first.wait_task(tid)
+            assert "tide" not in first.get_context().llm_context  # waits for the group's end
+        stored = await store.get("sessions.groups", f"{SID}/{group.group_id}")
+        assert stored is not None
+        async with StreamingSession(SID, store=store) as second:
+            restored = second.get_group(group.group_id)
+            assert restored is not None
+            assert (restored.status, restored.completed_task_ids) == (GroupStatus.OPEN, [tid])
+            await second.seal_group(group.group_id)
+            ended = await second.wait_group(group.group_id)
+            assert ended.status is GroupStatus.COMPLETE
+            assert second.get_context().llm_context["tide"] == ["high"]
+        async with StreamingSession(SID, store=store) as third:
+            final = third.get_group(group.group_id)
+            assert final is not None and final.status is GroupStatus.COMPLETE
+            assert third.get_context().llm_context["tide"] == ["high"]
