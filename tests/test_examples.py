@@ -264,6 +264,14 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "the next turn sees 3 findings: Adelie penguins eat mostly krill.",
         "sessions_background_tasks done",
     ),
+    "sessions_durable_restart": (
+        "first process: the client's cursor is 4",
+        "second process: refund task is PAUSED, report task is FAILED (INTERRUPTED)",
+        "subscriber resumed after update 4:",
+        "APPROVE -> APPLIED",
+        "refund COMPLETE: {'order': 7, 'refunded': 42.0} via resume()",
+        "sessions_durable_restart done",
+    ),
 }
 LIVE_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 """Examples run without these, so that react_openai uses its ProviderServer (see test_live)."""

@@ -54,11 +54,12 @@ EXPECTED = {
     "GroupSealed",
     "TaskGroup",
     "GroupStatus",
+    "SessionTenantMismatch",
+    "ResumablePipeline",
     # transports, the manager, the planner pipeline
     "Transport",
     "SessionManager",
     "ManagerStatistics",
-    "SessionTenantMismatch",
     "PlannerTaskPipeline",
     "task_tools",
 }

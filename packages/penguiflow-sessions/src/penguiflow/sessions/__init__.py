@@ -36,6 +36,7 @@ from ._errors import (
     UnknownCursor,
 )
 from ._groups import GroupStatus, TaskGroup
+from ._hydrate import ResumablePipeline
 from ._limits import SessionLimits
 from ._manager import ManagerStatistics, SessionManager
 from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
@@ -117,11 +118,13 @@ __all__ = [
     "GroupSealed",
     "TaskGroup",
     "GroupStatus",
+    # durability
+    "SessionTenantMismatch",
+    "ResumablePipeline",
     # transports, the manager, the planner pipeline
     "Transport",
     "SessionManager",
     "ManagerStatistics",
-    "SessionTenantMismatch",
     "PlannerTaskPipeline",
     "task_tools",
 ]

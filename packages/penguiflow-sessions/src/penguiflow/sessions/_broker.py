@@ -8,6 +8,10 @@ a subscription of a hub with a replay log (the session's) stops queueing and rea
 its last delivered update instead, so it still gets every update in order; without a log
 (the broker) it raises :class:`SubscriberLagged` after what it had queued. Publishing never
 waits: it only appends to deques and sets events.
+
+A session with a store gives its log a :class:`LogSource` (the store's
+``sessions.updates/{sid}`` stream): cursors and lagging subscribers then read what the memory
+buffer no longer holds, including updates of an earlier process, from the store.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import re
 from collections import deque
 from collections.abc import Collection
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Protocol, Self
 
 import anyio
 import anyio.lowlevel
@@ -25,9 +29,22 @@ from pydantic import BaseModel, ConfigDict
 from ._errors import SessionClosed, SessionError, SubscriberLagged, UnknownCursor
 from ._updates import CRITICAL_UPDATE_TYPES, StateUpdate, UpdateType
 
-__all__ = ["BrokerStatistics", "Hub", "ReplayLog", "Subscription", "UpdateBroker"]
+__all__ = ["BrokerStatistics", "Hub", "LogSource", "ReplayLog", "Subscription", "UpdateBroker"]
 
 _CURSOR = re.compile(r"[0-9]{1,18}")
+_PAGE = 256  # updates read from a LogSource at once
+
+
+class LogSource(Protocol):
+    """Where a replay log finds updates its memory buffer no longer holds (a store's log)."""
+
+    async def oldest(self) -> int:
+        """The oldest seq the source still holds (``head + 1`` when it holds none)."""
+        ...
+
+    async def read(self, after: int, limit: int) -> list[StateUpdate]:
+        """Up to ``limit`` updates with ``seq > after``, ascending."""
+        ...
 
 
 class ReplayLog:
@@ -37,6 +54,13 @@ class ReplayLog:
         self._items: deque[StateUpdate] = deque(maxlen=maxlen)
         self.head: int = 0
         """The newest seq appended (0 before any)."""
+        self.source: LogSource | None = None
+        """The store's log behind the memory buffer, if the session has a store."""
+
+    def continue_from(self, head: int, source: LogSource) -> None:
+        """Continue a log whose first ``head`` updates are in ``source`` (a restart)."""
+        self.head = head
+        self.source = source
 
     def append(self, update: StateUpdate) -> None:
         """Keep ``update`` (the oldest falls off once the log is full)."""
@@ -69,14 +93,67 @@ class ReplayLog:
                 cursor=cursor,
                 head=str(self.head),
             )
-        if seq < self.oldest - 1:
-            raise UnknownCursor(
-                f"since_id {cursor!r} is no longer retained (the oldest kept update is "
-                f"{self.oldest}); start over without since_id or raise replay_buffer_size",
-                cursor=cursor,
-                head=str(self.head),
-            )
+        if seq < self.oldest - 1 and self.source is None:
+            raise self._gone(cursor, self.oldest)
         return seq
+
+    async def aresolve(self, cursor: str) -> int:
+        """:meth:`resolve`, also asking the store's log for cursors older than the memory."""
+        seq = self.resolve(cursor)
+        if seq < self.oldest - 1:
+            assert self.source is not None
+            oldest = min(await self.source.oldest(), self.oldest)
+            if seq < oldest - 1:
+                raise self._gone(cursor, oldest)
+        return seq
+
+    def _gone(self, cursor: str, oldest: int) -> UnknownCursor:
+        return UnknownCursor(
+            f"since_id {cursor!r} is no longer retained (the oldest kept update is "
+            f"{oldest}); start over without since_id or raise replay_buffer_size "
+            "(with a store: its retention of sessions.updates/)",
+            cursor=cursor,
+            head=str(self.head),
+        )
+
+    async def fetch(self, after: int, limit: int) -> list[StateUpdate]:
+        """Up to ``limit`` retained updates with ``seq > after`` (memory, else the store)."""
+        out: list[StateUpdate] = []
+        seq = after
+        while seq < self.head and len(out) < limit:
+            update = self.get(seq + 1)
+            if update is None:
+                if self.source is None:
+                    break
+                older = await self.source.read(seq, min(_PAGE, limit - len(out)))
+                older = [u for u in older if u.seq <= self.head]
+                if not older or older[0].seq != seq + 1:
+                    break
+                out.extend(older)
+                seq = older[-1].seq
+                continue
+            out.append(update)
+            seq = update.seq
+        return out
+
+    async def page(
+        self, since_id: str | None, *, task_id: str | None, limit: int
+    ) -> list[StateUpdate]:
+        """The first ``limit`` retained updates after ``since_id`` (None: the oldest)."""
+        if since_id is not None:
+            seq = await self.aresolve(since_id)
+        elif self.source is not None:
+            seq = min(await self.source.oldest(), self.oldest) - 1
+        else:
+            seq = self.oldest - 1
+        page: list[StateUpdate] = []
+        while len(page) < limit:
+            batch = await self.fetch(seq, _PAGE)
+            if not batch:
+                break
+            seq = batch[-1].seq
+            page.extend(u for u in batch if task_id is None or u.task_id == task_id)
+        return page[:limit]
 
 
 class BrokerStatistics(BaseModel):
@@ -157,6 +234,7 @@ class Subscription:
         self._lagged = False  # broker only: raise after the queue drains
         self._last: StateUpdate | None = None
         self._dropped = 0
+        self._older: deque[StateUpdate] = deque()  # a page read from the store's log
 
     @property
     def dropped(self) -> int:
@@ -177,7 +255,7 @@ class Subscription:
         if self._since_id is not None:
             if log is None:
                 raise ValueError("since_id needs a replay log; an UpdateBroker has none")
-            self._scan = log.resolve(self._since_id)
+            self._scan = await log.aresolve(self._since_id)
             self._from_log = True
         self._entered = True
         self._hub.subscribers[self] = None
@@ -202,7 +280,7 @@ class Subscription:
         await anyio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._from_log:
-                update = self._next_from_log()
+                update = await self._next_from_log()
                 if update is not None:
                     return self._deliver(update)
                 # Caught up: from here on every publish reaches the queue (no await between).
@@ -229,11 +307,13 @@ class Subscription:
             return False
         return self._types is None or update.update_type in self._types
 
-    def _next_from_log(self) -> StateUpdate | None:
+    async def _next_from_log(self) -> StateUpdate | None:
         log = self._hub.log
         assert log is not None
         while self._scan < log.head:
             update = log.get(self._scan + 1)
+            if update is None and log.source is not None:
+                update = await self._older_update(log, self._scan + 1)
             if update is None:
                 raise SubscriberLagged(
                     f"this subscriber fell behind past the replay buffer (update "
@@ -248,6 +328,14 @@ class Subscription:
             ):
                 return update
         return None
+
+    async def _older_update(self, log: ReplayLog, seq: int) -> StateUpdate | None:
+        older = self._older
+        while older and older[0].seq < seq:
+            older.popleft()
+        if not older:
+            older.extend(await log.fetch(seq - 1, _PAGE))
+        return older.popleft() if older and older[0].seq == seq else None
 
     def _count_drop(self) -> None:
         self._dropped += 1

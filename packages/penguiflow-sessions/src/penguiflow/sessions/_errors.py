@@ -22,7 +22,9 @@ The tree::
         ├── SubscriberLagged        a subscriber fell so far behind that updates it must get are
         │                           gone; ``resume_from`` is its last delivered update id
         ├── TaskFailed              ``run_task``: the task ended FAILED (``.task``, ``.code``)
-        └── TaskCancelled           ``run_task``: the task ended CANCELLED (``.task``, ``.reason``)
+        ├── TaskCancelled           ``run_task``: the task ended CANCELLED (``.task``, ``.reason``)
+        └── SessionTenantMismatch   the session id is stored (or open) for another tenant
+            (PermissionError)
 
 Outer cancellation is never turned into one of these errors: it propagates as is.
 """
@@ -49,6 +51,7 @@ __all__ = [
     "TaskFailed",
     "TaskNotFound",
     "UnknownCursor",
+    "SessionTenantMismatch",
 ]
 
 
@@ -181,4 +184,4 @@ class GroupSealed(SessionError):
 
 
 class SessionTenantMismatch(SessionError, PermissionError):
-    """The session id belongs to another tenant; use that tenant or another session id."""
+    """The stored session (or the manager's open one) with that id belongs to another tenant."""
