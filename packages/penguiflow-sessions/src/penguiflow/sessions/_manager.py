@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import anyio
 from anyio.abc import TaskGroup
@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict
 from penguiflow.core import DurableStore
 
 from ._errors import SessionClosed, SessionLimitExceeded, SessionTenantMismatch
+from ._hydrate import ResumablePipeline
 from ._limits import SessionLimits
 from ._records import pipeline_name
-from ._runtime import TaskPipeline
 from ._session import StreamingSession
 from ._steering import ControlPolicy
 from ._tasks import TaskStatus
@@ -75,7 +75,7 @@ class SessionManager:
         store: DurableStore | None = None,
         limits: SessionLimits | None = None,
         control_policy: ControlPolicy | None = None,
-        pipelines: Sequence[TaskPipeline] = (),
+        pipelines: Sequence[ResumablePipeline] = (),
         idle_timeout_s: float | None = 1800,
         sweep_interval_s: float | None = 60,
         max_sessions: int | None = None,
@@ -248,14 +248,15 @@ class SessionManager:
 
     # ------------------------------------------------------------------------- private
     def _open(self, tg: TaskGroup, session_id: str, tenant: str) -> _Entry:
-        options: dict[str, Any] = {"tenant": tenant, "limits": self._limits}
-        if self._policy is not None:
-            options["control_policy"] = self._policy
-        if self._store is not None:
-            options["store"] = self._store
-        if self._pipelines:
-            options["pipelines"] = self._pipelines
-        entry = _Entry(StreamingSession(session_id, **options), tenant, self._clock())
+        session = StreamingSession(
+            session_id,
+            tenant=tenant,
+            limits=self._limits,
+            control_policy=self._policy,
+            store=self._store,
+            pipelines=self._pipelines,
+        )
+        entry = _Entry(session, tenant, self._clock())
         self._entries[session_id] = entry
         self._created += 1
         tg.start_soon(self._host, session_id, entry, name=f"penguiflow.sessions {session_id}")
@@ -304,7 +305,7 @@ class SessionManager:
             return False
         if stats.paused:
             return self._store is not None and all(
-                getattr(task, "checkpoint", None) is not None and task.pipeline in self._resumable
+                task.checkpoint is not None and task.pipeline in self._resumable
                 for task in session.list_tasks(status=TaskStatus.PAUSED)
             )
         return True
