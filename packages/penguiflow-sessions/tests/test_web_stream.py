@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,6 +17,7 @@ from starlette.requests import HTTPConnection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from penguiflow.core import SQLiteDurableStore
 from penguiflow.sessions import SessionManager, TaskRuntime, TaskStatus, UpdateType
 from penguiflow.sessions.web import create_app
 
@@ -269,3 +271,42 @@ async def test_the_app_uses_a_manager_that_is_already_running(serve: Serve) -> N
         assert session is not None
         (task,) = session.list_tasks()
         assert task.status is TaskStatus.COMPLETE
+
+
+async def test_clients_resume_from_their_cursor_across_a_server_restart_on_one_sqlite_file(
+    serve: Serve, tmp_path: Path
+) -> None:
+    path = tmp_path / "sessions.db"
+    steps = Steps(3)
+    with anyio.fail_after(30):
+        # first server process: a task runs, an SSE client and a WS client read part of it
+        async with SQLiteDurableStore.open(path) as store:
+            app = create_app(SessionManager(store=store), pipelines={"steps": steps})
+            async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+                async with client.stream("GET", "/sessions/s1/events") as response:
+                    await client.post("/sessions/s1/tasks", json={"pipeline": "steps"})
+                    seen = await take(sse_events(response), 4)  # PENDING RUNNING P0 P1
+                async with connect(ws_url(base, "/sessions/s1/ws?since_id=0")) as ws:
+                    ws_seen = [json.loads(await ws.recv())["update"] for _ in range(2)]
+            # the server is gone; the task was cancelled at shutdown (not resumable)
+        last_sse, last_ws = seen[-1].id, ws_seen[-1]["update_id"]
+        # second server process on the same file
+        async with SQLiteDurableStore.open(path) as store:
+            app = create_app(SessionManager(store=store), pipelines={"echo": echo})
+            async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+                headers = {"Last-Event-ID": last_sse or ""}
+                async with client.stream("GET", "/sessions/s1/events", headers=headers) as resp:
+                    # the rest of the first run (P2, CANCELLED) then a new task, live
+                    events = sse_events(resp)
+                    rest = await take(events, 2)
+                    await client.post("/sessions/s1/tasks", json={"pipeline": "echo"})
+                    live = await take(events, 4)
+                url = ws_url(base, f"/sessions/s1/ws?since_id={last_ws}")
+                async with connect(url) as ws:
+                    ws_rest = json.loads(await ws.recv())["update"]
+    ids = [int(e.id or 0) for e in seen + rest + live]
+    assert ids == list(range(1, len(ids) + 1))  # no gap, no duplicate across the restart
+    assert rest[-1].json["content"]["status"] == "CANCELLED"
+    assert rest[-1].json["content"]["reason"] == "session_closed"
+    assert live[-1].event == "STATUS_CHANGE" and live[-1].json["content"]["status"] == "COMPLETE"
+    assert ws_rest["update_id"] == str(int(last_ws) + 1)
