@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from pydantic import BaseModel
 
-from penguiflow.core import tool
+from penguiflow.core import SQLiteDurableStore, tool
 from penguiflow.planner import MemoryKey, ReactPlanner, ToolContext
 from penguiflow.sessions import (
     PlannerTaskPipeline,
@@ -374,3 +375,44 @@ async def test_a_cancel_during_a_planner_run_ends_the_task_cancelled() -> None:
             state = await session.wait_task(tid)
     assert state.status is TaskStatus.CANCELLED
     assert state.cancel_reason == "stop"
+
+
+async def test_a_planner_checkpoint_answered_after_a_restart_resumes_the_planner(
+    tmp_path: Path,
+) -> None:
+    RAN.clear()
+    path = tmp_path / "sessions.db"
+    with anyio.fail_after(20):
+        async with SQLiteDurableStore.open(path) as store:
+            planner = ReactPlanner(
+                ScriptedLLM([call("refund", order="C-3")]), nodes=[refund], store=store
+            )
+            pipeline = PlannerTaskPipeline(planner)
+            async with StreamingSession("s1", store=store, pipelines=[pipeline]) as first:
+                async with first.subscribe() as sub:
+                    tid = await first.spawn_task(pipeline, query="refund C-3")
+                    token = content(await next_of(sub, UpdateType.CHECKPOINT))["resume_token"]
+                    await next_of(sub, UpdateType.STATUS_CHANGE, status="PAUSED")
+            # the process is gone; the task was left PAUSED in the store
+        async with SQLiteDurableStore.open(path) as store:
+            planner = ReactPlanner(
+                ScriptedLLM([answer("refunded C-3 after the restart")]), nodes=[refund], store=store
+            )
+            pipeline = PlannerTaskPipeline(planner)
+            async with StreamingSession("s1", store=store, pipelines=[pipeline]) as second:
+                task = second.get_task(tid)
+                assert task is not None and task.status is TaskStatus.PAUSED
+                receipt = await second.steer(
+                    SteeringEvent(
+                        session_id="s1",
+                        task_id=tid,
+                        event_type=S.APPROVE,
+                        payload={"resume_token": token},
+                    )
+                )
+                assert receipt
+                state = await second.wait_task(tid)
+    assert state.status is TaskStatus.COMPLETE
+    assert RAN == ["C-3"]
+    assert isinstance(state.result, dict)
+    assert state.result["answer"] == "refunded C-3 after the restart"
