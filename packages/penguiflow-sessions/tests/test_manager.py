@@ -243,3 +243,13 @@ async def test_a_manager_not_entered_or_misconfigured_says_what_to_do() -> None:
         SessionManager(idle_timeout_s=0)
     with pytest.raises(ValueError, match="max_sessions"):
         SessionManager(max_sessions=0)
+
+
+async def test_get_or_create_right_after_a_session_closed_itself_opens_a_new_one() -> None:
+    async with manager(Clock()) as m:
+        session = await m.get_or_create("s1")
+        await session.aclose()
+        with anyio.fail_after(5):
+            again = await m.get_or_create("s1")
+        assert again is not session
+        again.subscribe()  # open: no SessionClosed

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from penguiflow.core import DurableStore
 
+from ._engine import Engine
 from ._errors import SessionClosed, SessionLimitExceeded, SessionTenantMismatch
 from ._hydrate import ResumablePipeline
 from ._limits import SessionLimits
@@ -33,6 +34,11 @@ from ._tasks import TaskStatus
 __all__ = ["ManagerStatistics", "SessionManager"]
 
 _log = logging.getLogger("penguiflow.sessions")
+
+
+def _engine(session: StreamingSession) -> Engine:
+    # The manager hosts sessions, so it watches their lifecycle (same package, one owner).
+    return session._engine  # pyright: ignore[reportPrivateUsage]
 
 
 class ManagerStatistics(BaseModel):
@@ -173,8 +179,8 @@ class SessionManager:
                 if not await self._make_room():
                     continue  # awaited an eviction: look again
                 entry = self._open(tg, session_id, tenant)
-            elif entry.closing:
-                await entry.gone.wait()
+            elif entry.closing or (entry.ready.is_set() and _engine(entry.session).phase != "open"):
+                await entry.gone.wait()  # closing (also by its own aclose): open it anew
                 continue
             elif entry.tenant != tenant:
                 raise SessionTenantMismatch(
@@ -267,7 +273,7 @@ class SessionManager:
         try:
             async with session:
                 entry.ready.set()
-                await session._engine.closed.wait()  # pyright: ignore[reportPrivateUsage]
+                await _engine(session).closed.wait()
         except Exception as exc:
             if entry.ready.is_set():
                 _log.exception("session %r ended with an error", session_id)
