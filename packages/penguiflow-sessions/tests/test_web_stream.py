@@ -18,7 +18,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from penguiflow.core import SQLiteDurableStore
-from penguiflow.sessions import SessionManager, TaskRuntime, TaskStatus, UpdateType
+from penguiflow.sessions import (
+    NotificationPayload,
+    SessionLimits,
+    SessionManager,
+    TaskRuntime,
+    TaskStatus,
+    UpdateType,
+)
 from penguiflow.sessions.web import create_app
 
 Serve = Callable[[Starlette], AbstractAsyncContextManager[str]]
@@ -310,3 +317,29 @@ async def test_clients_resume_from_their_cursor_across_a_server_restart_on_one_s
     assert rest[-1].json["content"]["reason"] == "session_closed"
     assert live[-1].event == "STATUS_CHANGE" and live[-1].json["content"]["status"] == "COMPLETE"
     assert ws_rest["update_id"] == str(int(last_ws) + 1)
+
+
+async def test_an_sse_client_that_lagged_past_the_log_gets_a_reset_then_live_updates(
+    serve: Serve,
+) -> None:
+    async def burst(runtime: TaskRuntime) -> None:
+        for i in range(10):  # critical updates, faster than the queue and the log hold
+            runtime.notify(NotificationPayload(title=f"n{i}"))
+
+    limits = SessionLimits(update_queue_size=2, replay_buffer_size=3)
+    app = create_app(SessionManager(limits=limits), pipelines={"burst": burst, "echo": echo})
+    with anyio.fail_after(20):
+        async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+            async with client.stream("GET", "/sessions/s1/events") as response:
+                events = sse_events(response)
+                await client.post("/sessions/s1/tasks", json={"pipeline": "burst"})
+                got: list[SseEvent] = []
+                async for event in events:
+                    got.append(event)
+                    if event.event == "reset":
+                        break
+                head = int(got[-1].json["head"])
+                await client.post("/sessions/s1/tasks", json={"pipeline": "echo"})
+                live = await take(events, 4)
+    assert got[-1].json["reason"] == "unknown_cursor"
+    assert [int(e.id or 0) for e in live] == list(range(head + 1, head + 5))

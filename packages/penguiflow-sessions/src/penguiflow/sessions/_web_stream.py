@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any, cast
 
 import anyio
@@ -112,13 +113,16 @@ def sse_endpoint(state: WebState) -> Callable[[Request], Awaitable[Response]]:
             if head is not None:
                 yield ServerSentEvent(event="reset", data=json.dumps(_reset(head)))
             try:
-                async for item in _follow(session, filters, first):
-                    if isinstance(item, str):
-                        yield ServerSentEvent(event="reset", data=json.dumps(_reset(item)))
-                        continue
-                    yield ServerSentEvent(
-                        id=item.update_id, event=item.update_type.value, data=item.model_dump_json()
-                    )
+                async with aclosing(_follow(session, filters, first)) as items:
+                    async for item in items:
+                        if isinstance(item, str):
+                            yield ServerSentEvent(event="reset", data=json.dumps(_reset(item)))
+                            continue
+                        yield ServerSentEvent(
+                            id=item.update_id,
+                            event=item.update_type.value,
+                            data=item.model_dump_json(),
+                        )
             except SessionClosed:
                 return
 
