@@ -8,7 +8,7 @@ subscriber that lags past what the log retains is moved on the same way.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, cast
 
@@ -70,7 +70,7 @@ async def _open(
 
 async def _follow(
     session: StreamingSession, filters: _Filters, first: Subscription
-) -> AsyncIterator[StateUpdate | str]:
+) -> AsyncGenerator[StateUpdate | str]:
     """Updates of ``first``, then of a re-opened subscription after a lag; str: a reset head."""
     subscription = first
     while True:
