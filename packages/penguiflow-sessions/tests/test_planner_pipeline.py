@@ -416,3 +416,39 @@ async def test_a_planner_checkpoint_answered_after_a_restart_resumes_the_planner
     assert RAN == ["C-3"]
     assert isinstance(state.result, dict)
     assert state.result["answer"] == "refunded C-3 after the restart"
+
+
+async def test_parallel_interrupts_become_checkpoints_one_after_another_in_order() -> None:
+    RAN.clear()
+    plan = {
+        "thought": "both",
+        "next_node": "parallel",
+        "args": {
+            "steps": [
+                {"node": "refund", "args": {"order": "P-1"}},
+                {"node": "refund", "args": {"order": "P-2"}},
+            ]
+        },
+    }
+    planner = ReactPlanner(ScriptedLLM([plan, answer("one of two")]), nodes=[refund])
+    async with StreamingSession("s1") as session, session.subscribe() as sub:
+        tid = await session.spawn_task(PlannerTaskPipeline(planner), query="refund both")
+        seen: list[dict[str, Any]] = []
+        for decision in (S.APPROVE, S.REJECT):
+            with anyio.fail_after(10):
+                checkpoint = content(await next_of(sub, UpdateType.CHECKPOINT))
+            seen.append(checkpoint)
+            await session.steer(
+                SteeringEvent(
+                    session_id="s1",
+                    task_id=tid,
+                    event_type=decision,
+                    payload={"resume_token": checkpoint["resume_token"]},
+                )
+            )
+        with anyio.fail_after(10):
+            state = await session.wait_task(tid)
+    assert [c["payload"]["args"]["order"] for c in seen] == ["P-1", "P-2"]
+    assert [c["resume_token"] for c in seen] == [c["payload"]["interrupt_id"] for c in seen]
+    assert RAN == ["P-1"]
+    assert state.status is TaskStatus.COMPLETE
