@@ -253,3 +253,25 @@ async def test_get_or_create_right_after_a_session_closed_itself_opens_a_new_one
             again = await m.get_or_create("s1")
         assert again is not session
         again.subscribe()  # open: no SessionClosed
+
+
+async def test_a_session_being_dropped_is_no_longer_handed_out() -> None:
+    cleanup = anyio.Event()
+
+    async def slow_cleanup(runtime: TaskRuntime) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await cleanup.wait()
+
+    async with manager(Clock()) as m:
+        session = await m.get_or_create("s1")
+        await session.spawn_task(slow_cleanup)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(m.drop, "s1")
+            with anyio.fail_after(5):
+                await anyio.wait_all_tasks_blocked()
+            assert m.get("s1") is None  # closing: not handed out
+            cleanup.set()
+        assert m.statistics().sessions == 0

@@ -198,7 +198,7 @@ class SessionManager:
     def get(self, session_id: str) -> StreamingSession | None:
         """The open session ``session_id``, or None (this counts as activity)."""
         entry = self._entries.get(session_id)
-        if entry is None or not entry.ready.is_set() or entry.error is not None:
+        if entry is None or not entry.ready.is_set() or entry.error is not None or entry.closing:
             return None
         entry.last_active = self._clock()
         return entry.session
