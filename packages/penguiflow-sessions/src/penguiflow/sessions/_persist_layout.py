@@ -4,8 +4,8 @@ Records under ``Scope(tenant, session=session_id)``: ``sessions.meta`` ``{sid}``
 created_at), ``sessions.tasks`` ``{sid}/{task_id}`` (the ``TaskState`` JSON and what a restart
 needs besides), ``sessions.context`` ``{sid}`` (everything but ``tool_context``),
 ``sessions.patches`` ``{sid}/{patch_id}``, ``sessions.groups`` ``{sid}/{group_id}`` (the
-``TaskGroup`` and the members' patches waiting for its end). Logs: ``sessions.updates/{sid}`` (one ``StateUpdate``
-per entry, the entry's seq its ``seq``) and ``sessions.steering/{sid}``.
+``TaskGroup`` and the members' patches waiting for its end). Logs: ``sessions.updates/{sid}``
+(one ``StateUpdate`` per entry, the entry's seq its ``seq``) and ``sessions.steering/{sid}``.
 """
 
 from __future__ import annotations
