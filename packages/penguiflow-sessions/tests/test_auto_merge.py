@@ -189,7 +189,7 @@ async def test_past_max_pending_patches_the_task_completes_with_an_error_notific
         updates = await session.list_updates(task_id=tid)
         pending = session.pending_patches()
     assert final.status is TaskStatus.COMPLETE
-    assert len(pending) == 1
+    assert len(pending) == 1 and session.statistics().pending_patches == 1
     assert body(of(updates, UpdateType.RESULT)[0])["patch_id"] is None
     (note,) = [body(u) for u in of(updates, UpdateType.NOTIFICATION)]
     assert (note["severity"], note["code"]) == ("error", "PENDING_PATCH_LIMIT")

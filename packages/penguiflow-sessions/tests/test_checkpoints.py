@@ -343,3 +343,68 @@ def test_parked_tasks_never_push_running_background_tasks_past_the_limit(
             else:
                 running.discard(u.task_id)
             assert len(running) <= limit
+
+
+async def test_a_pipeline_that_abandons_its_own_checkpoint_runs_on() -> None:
+    # Regression: the task stayed PAUSED after its pipeline cancelled its own wait, and its
+    # completion then broke the state machine.
+    async def abandon(runtime: TaskRuntime) -> str:
+        with anyio.move_on_after(0.01):
+            await runtime.checkpoint("quick?")
+        return "went on"
+
+    async with StreamingSession("s1", limits=SessionLimits(max_concurrent_tasks=1)) as session:
+        with anyio.fail_after(5):
+            tid = await session.spawn_task(abandon, task_type="BACKGROUND")
+            final = await session.wait_task(tid)
+        updates = await session.list_updates(task_id=tid)
+    assert final.status is TaskStatus.COMPLETE and final.checkpoint is None
+    assert statuses(updates, tid)[2:] == [
+        ("PAUSED", "checkpoint"),
+        ("RUNNING", "checkpoint_answered"),
+        ("COMPLETE", "completed"),
+    ]
+    assert session.statistics().running == 0
+
+
+async def test_aclose_cancels_a_task_parked_at_a_checkpoint() -> None:
+    async with StreamingSession("s1") as session:
+        with anyio.fail_after(5):
+            tid = await session.spawn_task(Asker(), task_type="BACKGROUND")
+            await parked(session, tid)
+    final = session.get_task(tid)
+    assert final is not None
+    assert (final.status, final.cancel_reason) == (TaskStatus.CANCELLED, "session_closed")
+
+
+async def test_the_task_listing_shows_the_open_checkpoint() -> None:
+    async with StreamingSession("s1") as session:
+        with anyio.fail_after(5):
+            tid = await session.spawn_task(Asker(payload={"n": 1}, options=["yes", "no"]))
+            info = await parked(session, tid)
+            listed = [t for t in session.list_tasks(status="PAUSED")]
+            served = listed[0].model_dump(mode="json")["checkpoint"]
+            await session.cancel_task(tid)
+    assert served["resume_token"] == info.resume_token
+    assert (served["payload"], served["options"]) == ({"n": 1}, ["yes", "no"])
+
+
+async def test_a_child_spawned_from_the_runtime_joins_a_group_with_its_strategy() -> None:
+    async def child(runtime: TaskRuntime) -> str:
+        return "child"
+
+    async def parent(runtime: TaskRuntime) -> str:
+        return await runtime.spawn_task(
+            child, task_type="BACKGROUND", group_id=runtime.query, merge_strategy="replace"
+        )
+
+    async with StreamingSession("s1") as session:
+        with anyio.fail_after(5):
+            group = await session.create_group("kids")
+            result = await session.run_task(parent, query=group.group_id)
+            state = await session.wait_task(str(result.payload))
+    assert (state.group_id, state.merge_strategy, state.parent_task_id) == (
+        group.group_id,
+        "replace",
+        session.list_tasks()[0].task_id,
+    )

@@ -21,7 +21,7 @@ from ._context import ContextState
 from ._errors import ForegroundBusy, SessionClosed, SessionError, TaskNotFound
 from ._groups import GroupDesk
 from ._hydrate import check_pipelines
-from ._limits import SessionLimits, check_count
+from ._limits import SessionLimits, check_live
 from ._patches import ContextDesk
 from ._persist import Outbox
 from ._records import TaskRecord, check_spawn, now, pipeline_name
@@ -326,18 +326,10 @@ class Engine:
         return task_id
 
     def _check_limits(self, spec: SpawnSpec, leaving: list[TaskRecord] | None = None) -> None:
-        live = [r for r in self.records.values() if r.live and r not in (leaving or ())]
-        owner = f"session {self.session_id!r}"
-        check_count(self.limits, "max_tasks_per_session", len(live), owner=owner, what="live tasks")
-        if spec.task_type is TaskType.BACKGROUND:
-            background = sum(1 for r in live if r.spec.task_type is TaskType.BACKGROUND)
-            check_count(
-                self.limits,
-                "max_background_tasks",
-                background,
-                owner=owner,
-                what="live background tasks",
-            )
+        live = [
+            r.spec.task_type for r in self.records.values() if r.live and r not in (leaving or ())
+        ]
+        check_live(self.limits, self.session_id, live, spec.task_type)
 
     # ------------------------------------------------------------------------ schedule
     def _schedule(self) -> None:

@@ -8,8 +8,9 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ._errors import SessionLimitExceeded
+from ._tasks import TaskType
 
-__all__ = ["SessionLimits", "check_count"]
+__all__ = ["SessionLimits", "check_count", "check_live"]
 
 
 class SessionLimits(BaseModel):
@@ -97,4 +98,17 @@ def check_count(limits: SessionLimits, field: str, current: int, *, owner: str, 
             limit=field,
             value=value,
             current=current,
+        )
+
+
+def check_live(
+    limits: SessionLimits, session_id: str, live: list[TaskType], spawning: TaskType
+) -> None:
+    """The spawn-time limits on live tasks (``live``: the types of the live tasks)."""
+    owner = f"session {session_id!r}"
+    check_count(limits, "max_tasks_per_session", len(live), owner=owner, what="live tasks")
+    if spawning is TaskType.BACKGROUND:
+        background = live.count(TaskType.BACKGROUND)
+        check_count(
+            limits, "max_background_tasks", background, owner=owner, what="live background tasks"
         )

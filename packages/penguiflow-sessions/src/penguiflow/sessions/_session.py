@@ -51,6 +51,8 @@ class SessionStatistics(BaseModel):
     """Steering events passed to ``steer()`` (broadcasts count once per task)."""
     steering_rejected: int
     """Of those, the ones REJECTED."""
+    pending_patches: int = 0
+    """Context patches waiting for the user."""
     store_errors: int = 0
     """Failed store writes so far (each was retried with the same idempotency key)."""
     outbox: int = 0
@@ -245,6 +247,7 @@ class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
             last_update_id=str(head) if head else None,
             steering_received=engine.steerer.received,
             steering_rejected=engine.steerer.rejected,
+            pending_patches=len(engine.desk.pending),
             store_errors=engine.outbox.errors,
             outbox=engine.outbox.pending,
         )
