@@ -1,9 +1,8 @@
 """Hydrate: a session entering with a store picks up where the last process left it.
 
 It loads the session's tasks, context, pending patches, task groups, the steering event ids it
-accepted
-(so a duplicate is still a DUPLICATE after a restart) and the last update ``seq`` (so ``seq``
-continues and old cursors stay valid). A task the store shows PENDING, RUNNING or PAUSED was
+accepted (so a duplicate is still a DUPLICATE after a restart) and the last update ``seq`` (so
+``seq`` continues and old cursors stay valid). A task the store shows PENDING, RUNNING or PAUSED was
 live in a process that is gone: it becomes FAILED with ``TaskError(code=INTERRUPTED)``,
 publishing ``ERROR{code:"INTERRUPTED"}`` and ``STATUS_CHANGE{reason:"interrupted"}`` like any
 failure, so nothing is silently lost — unless it is PAUSED at a checkpoint of a

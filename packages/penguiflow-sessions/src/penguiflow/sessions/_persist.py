@@ -100,15 +100,22 @@ class Outbox:
         Its record is stored as it is now and nothing it does while it is stopped is
         recorded as its end (the engine releases it quietly: :meth:`detached`).
         """
-        if self.store is None:
-            return
         for record in records:
-            if (
-                record.status is TaskStatus.PAUSED
-                and record.checkpoint is not None
-                and record.pipeline_name in self.resumable
-            ):
+            if self.can_leave(record):
                 self.records.freeze(record)
+
+    def can_leave(self, record: TaskRecord) -> bool:
+        """Whether a close would leave ``record`` PAUSED in the store for the next process.
+
+        True for a task parked at a checkpoint of a pipeline in ``pipelines=`` when the session
+        has a store (a ``SessionManager`` may evict such a session).
+        """
+        return (
+            self.store is not None
+            and record.status is TaskStatus.PAUSED
+            and record.checkpoint is not None
+            and record.pipeline_name in self.resumable
+        )
 
     def detached(self, record: TaskRecord) -> bool:
         """Whether ``record`` was left PAUSED in the store at close."""
