@@ -26,7 +26,6 @@ from ._engine import Engine
 from ._errors import SessionClosed, SessionLimitExceeded, SessionTenantMismatch
 from ._hydrate import ResumablePipeline
 from ._limits import SessionLimits
-from ._records import pipeline_name
 from ._session import StreamingSession
 from ._steering import ControlPolicy
 from ._tasks import TaskStatus
@@ -101,7 +100,6 @@ class SessionManager:
         self._limits = limits or SessionLimits()
         self._policy = control_policy
         self._pipelines = tuple(pipelines)
-        self._resumable = frozenset(pipeline_name(p) for p in self._pipelines)
         self._idle_timeout_s = idle_timeout_s
         self._sweep_interval_s = sweep_interval_s
         self._max_sessions = max_sessions
@@ -310,9 +308,11 @@ class SessionManager:
         if stats.pending or stats.running or stats.subscribers:
             return False
         if stats.paused:
-            return self._store is not None and all(
-                task.checkpoint is not None and task.pipeline in self._resumable
-                for task in session.list_tasks(status=TaskStatus.PAUSED)
+            engine = _engine(session)  # what a close would leave PAUSED in the store
+            return all(
+                engine.outbox.can_leave(r)
+                for r in engine.records.values()
+                if r.status is TaskStatus.PAUSED
             )
         return True
 
