@@ -12,12 +12,14 @@ from pydantic import BaseModel
 from penguiflow.core import SQLiteDurableStore, tool
 from penguiflow.planner import MemoryKey, ReactPlanner, ToolContext
 from penguiflow.sessions import (
+    ContextPatch,
     PlannerTaskPipeline,
     StateUpdate,
     SteeringEvent,
     SteeringEventType,
     StreamingSession,
     Subscription,
+    TaskResult,
     TaskRuntime,
     TaskStatus,
     TaskType,
@@ -452,3 +454,60 @@ async def test_parallel_interrupts_become_checkpoints_one_after_another_in_order
     assert [c["resume_token"] for c in seen] == [c["payload"]["interrupt_id"] for c in seen]
     assert RAN == ["P-1"]
     assert state.status is TaskStatus.COMPLETE
+
+
+@tool(desc="Stream two pieces.")
+async def chatty(args: Empty, ctx: ToolContext) -> Reply:
+    await ctx.emit_chunk(text="hel")
+    await ctx.emit_chunk(text="lo", done=True)
+    return Reply(text="hello")
+
+
+async def test_tool_stream_chunks_become_stream_updates_naming_the_tool() -> None:
+    planner = ReactPlanner(ScriptedLLM([call("chatty"), answer("ok")]), nodes=[chatty])
+    async with StreamingSession("s1") as session, session.subscribe() as sub:
+        with anyio.fail_after(10):
+            await session.run_task(PlannerTaskPipeline(planner))
+        await session.aclose()
+        chunks = [content(u) async for u in sub if u.update_type is UpdateType.STREAM]
+    assert [(c["tool_name"], c["text"]) for c in chunks] == [("chatty", "hel"), ("chatty", "lo")]
+
+
+async def test_steering_reaches_the_planner_run_through_the_task_inbox() -> None:
+    GATE[:] = [anyio.Event()]
+    llm = ScriptedLLM([call("slow"), answer("metric it is")])
+    planner = ReactPlanner(llm, nodes=[slow])
+    async with StreamingSession("s1") as session, session.subscribe() as sub:
+        tid = await session.spawn_task(PlannerTaskPipeline(planner), query="weigh it")
+        with anyio.fail_after(10):
+            await next_of(sub, UpdateType.TOOL_CALL, phase="start")
+            receipt = await session.steer(
+                SteeringEvent(
+                    session_id="s1",
+                    task_id=tid,
+                    event_type=S.INJECT_CONTEXT,
+                    payload={"text": "use metric units"},
+                )
+            )
+            assert receipt
+            GATE[0].set()
+            await session.wait_task(tid)
+    assert any("use metric units" in m["content"] for m in llm.calls[1].messages)
+
+
+async def test_the_planner_sees_the_sessions_context_and_unconsumed_background_results() -> None:
+    async def background(runtime: TaskRuntime) -> TaskResult:
+        return TaskResult(
+            payload="found", context_patch=ContextPatch(digest=["krill are small"], facts={})
+        )
+
+    llm = ScriptedLLM([answer("noted")])
+    planner = ReactPlanner(llm)
+    async with StreamingSession("s1") as session:
+        await session.update_context(llm_context={"user": "Ada"})
+        with anyio.fail_after(10):
+            await session.run_task(background, task_type=TaskType.BACKGROUND)
+            await session.run_task(PlannerTaskPipeline(planner), query="what do we know?")
+    first = " ".join(m["content"] for m in llm.calls[0].messages)
+    assert "Ada" in first
+    assert "background_results" in first and "krill are small" in first
