@@ -153,3 +153,23 @@ async def test_a_paused_task_of_an_unlisted_pipeline_keeps_its_session_open(
         clock.now += 3600
         assert await manager.evict_idle() == []  # closing would lose it (INTERRUPTED)
         await session.cancel_task(tid)
+
+
+async def test_concurrent_get_or_create_hydrates_a_stored_session_once(store: DurableStore) -> None:
+    async with SessionManager(store=store, sweep_interval_s=None) as manager:
+        session = await manager.get_or_create("s1")
+        with anyio.fail_after(10):
+            await session.run_task(echo, query="x", task_id="t1")
+        await manager.drop("s1")
+        got: list[StreamingSession] = []
+
+        async def one() -> None:
+            got.append(await manager.get_or_create("s1"))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(one)
+        assert len({id(s) for s in got}) == 1
+        assert manager.statistics().created == 2  # the first open and one hydrate
+        assert got[0].get_task("t1") is not None

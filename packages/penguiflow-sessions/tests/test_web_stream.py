@@ -343,3 +343,21 @@ async def test_an_sse_client_that_lagged_past_the_log_gets_a_reset_then_live_upd
                 live = await take(events, 4)
     assert got[-1].json["reason"] == "unknown_cursor"
     assert [int(e.id or 0) for e in live] == list(range(head + 1, head + 5))
+
+
+async def test_websocket_filters_by_update_type_and_a_sync_authorize_may_allow(
+    serve: Serve,
+) -> None:
+    def authorize(conn: HTTPConnection, session_id: str) -> bool:
+        return True
+
+    app = create_app(SessionManager(), pipelines={"echo": echo}, authorize=authorize)
+    with anyio.fail_after(20):
+        async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+            url = ws_url(base, "/sessions/s1/ws?since_id=0&update_type=RESULT")
+            async with connect(url) as ws:
+                await client.post("/sessions/s1/tasks", json={"pipeline": "echo", "query": "a"})
+                await client.post("/sessions/s1/tasks", json={"pipeline": "echo", "query": "b"})
+                frames = [json.loads(await ws.recv()) for _ in range(2)]
+    assert [f["update"]["update_type"] for f in frames] == ["RESULT", "RESULT"]
+    assert [f["update"]["content"]["payload"]["echo"] for f in frames] == ["a", "b"]
