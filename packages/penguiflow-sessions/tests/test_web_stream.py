@@ -285,17 +285,34 @@ async def test_clients_resume_from_their_cursor_across_a_server_restart_on_one_s
 ) -> None:
     path = tmp_path / "sessions.db"
     steps = Steps(3)
+    seen: list[SseEvent] = []
+    four = anyio.Event()
+
+    async def follow(base: str) -> None:
+        """An SSE client that stays connected until the server goes away."""
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=None) as client:
+                async with client.stream("GET", "/sessions/s1/events?since_id=0") as response:
+                    async for event in sse_events(response):
+                        seen.append(event)
+                        if len(seen) == 4:
+                            four.set()
+        except httpx.HTTPError:
+            pass  # the server went away mid-stream
+
     with anyio.fail_after(30):
         # first server process: a task runs, an SSE client and a WS client read part of it
         async with SQLiteDurableStore.open(path) as store:
             app = create_app(SessionManager(store=store), pipelines={"steps": steps})
-            async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
-                async with client.stream("GET", "/sessions/s1/events") as response:
+            async with anyio.create_task_group() as tg:
+                async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+                    tg.start_soon(follow, base)
                     await client.post("/sessions/s1/tasks", json={"pipeline": "steps"})
-                    seen = await take(sse_events(response), 4)  # PENDING RUNNING P0 P1
-                async with connect(ws_url(base, "/sessions/s1/ws?since_id=0")) as ws:
-                    ws_seen = [json.loads(await ws.recv())["update"] for _ in range(2)]
-            # the server is gone; the task was cancelled at shutdown (not resumable)
+                    await four.wait()
+                    async with connect(ws_url(base, "/sessions/s1/ws?since_id=0")) as ws:
+                        ws_seen = [json.loads(await ws.recv())["update"] for _ in range(2)]
+                # the server stopped with the SSE stream open; the task was cancelled at
+                # shutdown (not resumable), after the client was cut off
         last_sse, last_ws = seen[-1].id, ws_seen[-1]["update_id"]
         # second server process on the same file
         async with SQLiteDurableStore.open(path) as store:
@@ -303,11 +320,17 @@ async def test_clients_resume_from_their_cursor_across_a_server_restart_on_one_s
             async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
                 headers = {"Last-Event-ID": last_sse or ""}
                 async with client.stream("GET", "/sessions/s1/events", headers=headers) as resp:
-                    # the rest of the first run (P2, CANCELLED) then a new task, live
                     events = sse_events(resp)
-                    rest = await take(events, 2)
+                    rest: list[SseEvent] = []
+                    async for event in events:  # the rest of the first run, up to CANCELLED
+                        rest.append(event)
+                        if event.event == "STATUS_CHANGE" and event.json["content"]["status"] in (
+                            "CANCELLED",
+                            "COMPLETE",
+                        ):
+                            break
                     await client.post("/sessions/s1/tasks", json={"pipeline": "echo"})
-                    live = await take(events, 4)
+                    live = await take(events, 4)  # then a new task, live
                 url = ws_url(base, f"/sessions/s1/ws?since_id={last_ws}")
                 async with connect(url) as ws:
                     ws_rest = json.loads(await ws.recv())["update"]
