@@ -286,6 +286,7 @@ async def test_clients_resume_from_their_cursor_across_a_server_restart_on_one_s
     path = tmp_path / "sessions.db"
     steps = Steps(3)
     seen: list[SseEvent] = []
+    ws_seen: list[dict[str, Any]] = []
     four = anyio.Event()
 
     async def follow(base: str) -> None:
@@ -310,10 +311,10 @@ async def test_clients_resume_from_their_cursor_across_a_server_restart_on_one_s
                     await client.post("/sessions/s1/tasks", json={"pipeline": "steps"})
                     await four.wait()
                     async with connect(ws_url(base, "/sessions/s1/ws?since_id=0")) as ws:
-                        ws_seen = [json.loads(await ws.recv())["update"] for _ in range(2)]
+                        ws_seen += [json.loads(await ws.recv())["update"] for _ in range(2)]
                 # the server stopped with the SSE stream open; the task was cancelled at
                 # shutdown (not resumable), after the client was cut off
-        last_sse, last_ws = seen[-1].id, ws_seen[-1]["update_id"]
+        last_sse, last_ws = seen[-1].id, str(ws_seen[-1]["update_id"])
         # second server process on the same file
         async with SQLiteDurableStore.open(path) as store:
             app = create_app(SessionManager(store=store), pipelines={"echo": echo})
