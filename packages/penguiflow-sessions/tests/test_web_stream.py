@@ -385,3 +385,17 @@ async def test_websocket_filters_by_update_type_and_a_sync_authorize_may_allow(
                 frames = [json.loads(await ws.recv()) for _ in range(2)]
     assert [f["update"]["update_type"] for f in frames] == ["RESULT", "RESULT"]
     assert [f["update"]["content"]["payload"]["echo"] for f in frames] == ["a", "b"]
+
+
+async def test_sse_sends_keep_alive_pings_every_ping_s(serve: Serve) -> None:
+    app = create_app(SessionManager(), ping_s=0.05)
+    with anyio.fail_after(20):
+        async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+            async with client.stream("GET", "/sessions/s1/events") as response:
+                pings = 0
+                async for line in response.aiter_lines():
+                    if line.startswith(":"):
+                        pings += 1
+                        if pings == 2:
+                            break
+    assert pings == 2
