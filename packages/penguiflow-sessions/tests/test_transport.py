@@ -193,3 +193,13 @@ async def test_connect_refuses_a_non_transport_and_a_closed_session() -> None:
     with pytest.raises(SessionClosed):
         session.connect(transport)
     await transport.aclose()
+
+
+async def test_an_error_in_the_connect_block_is_raised_as_is_and_the_transport_closed() -> None:
+    transport = MemoryTransport()
+    async with StreamingSession("s1") as session:
+        with pytest.raises(LookupError, match="boom"):
+            async with session.connect(transport):
+                raise LookupError("boom")
+        assert session.statistics().subscribers == 0
+    assert transport.closed == 1

@@ -100,13 +100,18 @@ async def open_connection(
     """Pump ``subscription`` into ``transport`` and its events into ``steer`` (see module)."""
     connection = Connection()
     async with subscription:  # an UnknownCursor leaves the transport to its owner
+        failed: Exception | None = None
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(_pumps, subscription, transport, steer, on_receipt, connection)
                 try:
                     yield connection
+                except Exception as exc:  # the caller's own error: raised as is, not grouped
+                    failed = exc
                 finally:
                     outer.cancel_scope.cancel()
+            if failed is not None:
+                raise failed
         finally:
             connection._closed.set()  # pyright: ignore[reportPrivateUsage]
             with anyio.CancelScope(shield=True):
