@@ -275,3 +275,15 @@ async def test_a_session_being_dropped_is_no_longer_handed_out() -> None:
             assert m.get("s1") is None  # closing: not handed out
             cleanup.set()
         assert m.statistics().sessions == 0
+
+
+async def test_an_error_in_the_manager_block_is_raised_as_is_after_closing_every_session() -> None:
+    before = len(asyncio.all_tasks())
+    opened: list[StreamingSession] = []
+    with pytest.raises(LookupError, match="boom"):
+        async with SessionManager() as m:
+            opened.append(await m.get_or_create("s1"))
+            raise LookupError("boom")
+    assert len(asyncio.all_tasks()) == before
+    with pytest.raises(SessionClosed):
+        opened[0].subscribe()

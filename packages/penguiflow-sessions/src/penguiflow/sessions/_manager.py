@@ -148,6 +148,11 @@ class SessionManager:
             self._phase = "closed"
             tg, self._tg = self._tg, None
             tg.cancel_scope.cancel()  # the sweep
+        if isinstance(exc, Exception):
+            # Every session is closed and the sweep cancelled: the caller's own error
+            # propagates as is instead of inside an ExceptionGroup.
+            await tg.__aexit__(None, None, None)
+            return None
         return await tg.__aexit__(exc_type, exc, tb)
 
     def _require_open(self) -> TaskGroup:
