@@ -523,3 +523,34 @@ async def test_an_unreadable_stored_task_fails_hydrate_by_name_and_leaves_nothin
             async with StreamingSession(SID, store=store):
                 pass
         assert len(asyncio.all_tasks()) == tasks_before
+
+
+async def test_a_rejected_steering_event_is_logged_unkeyed_and_may_be_sent_again(
+    store: DurableStore,
+) -> None:
+    release = anyio.Event()
+
+    async def waits(runtime: TaskRuntime) -> str:
+        await release.wait()
+        return "ok"
+
+    with anyio.fail_after(10):
+        async with StreamingSession(SID, store=store) as first:
+            early = SteeringEvent(
+                session_id=SID,
+                task_id="task_later",
+                event_type=SteeringEventType.INJECT_CONTEXT,
+                payload={"text": "more"},
+            )
+            assert (await first.steer(early)).reason == "unknown_task"
+            await first.spawn_task(waits, task_id="task_later")
+            entries = await store.read(f"sessions.steering/{SID}", 0)
+            assert [(e.idempotency_key, json.loads(e.value)["outcome"]) for e in entries] == [
+                (None, "REJECTED")
+            ]
+            assert json.loads(entries[0].value)["reason"] == "unknown_task"
+            release.set()
+        async with StreamingSession(SID, store=store) as second:  # the task is final now
+            receipt = await second.steer(early)
+            assert receipt.outcome is SteeringOutcome.REJECTED  # not DUPLICATE: never accepted
+            assert receipt.reason == "task_finished"
