@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from functools import partial
@@ -26,6 +27,7 @@ from penguiflow.core import (
 from penguiflow.sessions import (
     ContextPatch,
     MergeStrategy,
+    SessionError,
     SessionLimits,
     SessionTenantMismatch,
     StateUpdate,
@@ -500,3 +502,55 @@ async def test_aclose_drains_the_outbox_into_the_store() -> None:
             "task_type": "FOREGROUND",
         }
         assert stored[-1].task_id == tid
+
+
+async def test_an_unreadable_stored_task_fails_hydrate_by_name_and_leaves_nothing(
+    store: DurableStore,
+) -> None:
+    with anyio.fail_after(10):
+        async with StreamingSession(SID, store=store) as session:
+            tid = await session.spawn_task(partial(emit_n, n=1))
+            await session.wait_task(tid)
+        scope = Scope("default", session=SID)
+        stored = await store.get("sessions.tasks", f"{SID}/{tid}")
+        assert stored is not None
+        data = json.loads(stored.value)
+        data["state"]["status"] = "RUNNING"  # as if its process had died while it ran
+        await store.put("sessions.tasks", f"{SID}/{tid}", json.dumps(data).encode(), scope=scope)
+        await store.put("sessions.tasks", f"{SID}/~zzz", b"not json", scope=scope)
+        tasks_before = len(asyncio.all_tasks())
+        with pytest.raises(SessionError, match="is not one this package wrote"):
+            async with StreamingSession(SID, store=store):
+                pass
+        assert len(asyncio.all_tasks()) == tasks_before
+
+
+async def test_a_rejected_steering_event_is_logged_unkeyed_and_may_be_sent_again(
+    store: DurableStore,
+) -> None:
+    release = anyio.Event()
+
+    async def waits(runtime: TaskRuntime) -> str:
+        await release.wait()
+        return "ok"
+
+    with anyio.fail_after(10):
+        async with StreamingSession(SID, store=store) as first:
+            early = SteeringEvent(
+                session_id=SID,
+                task_id="task_later",
+                event_type=SteeringEventType.INJECT_CONTEXT,
+                payload={"text": "more"},
+            )
+            assert (await first.steer(early)).reason == "unknown_task"
+            await first.spawn_task(waits, task_id="task_later")
+            entries = await store.read(f"sessions.steering/{SID}", 0)
+            assert [(e.idempotency_key, json.loads(e.value)["outcome"]) for e in entries] == [
+                (None, "REJECTED")
+            ]
+            assert json.loads(entries[0].value)["reason"] == "unknown_task"
+            release.set()
+        async with StreamingSession(SID, store=store) as second:  # the task is final now
+            receipt = await second.steer(early)
+            assert receipt.outcome is SteeringOutcome.REJECTED  # not DUPLICATE: never accepted
+            assert receipt.reason == "task_finished"

@@ -26,7 +26,7 @@ CHILD = """
 import os, sys
 import anyio
 from penguiflow.core import SQLiteDurableStore
-from penguiflow.sessions import StreamingSession, UpdateType
+from penguiflow.sessions import SessionLimits, StreamingSession, UpdateType
 
 async def works(runtime):
     runtime.emit_update(UpdateType.PROGRESS, {"step": 1})
@@ -34,13 +34,15 @@ async def works(runtime):
 
 async def main(path):
     async with SQLiteDurableStore.open(path) as store:
-        async with StreamingSession("s1", store=store) as session:
+        limits = SessionLimits(max_concurrent_tasks=1)
+        async with StreamingSession("s1", store=store, limits=limits) as session:
             async with session.subscribe() as sub:
                 tid = await session.spawn_task(works, task_type="BACKGROUND", query="q")
                 async for update in sub:
                     if update.update_type is UpdateType.PROGRESS:
                         break  # stored, so durable: the task is RUNNING in the file
-            print(tid, update.update_id, flush=True)
+                queued = await session.spawn_task(works, task_type="BACKGROUND")  # PENDING
+            print(tid, queued, update.update_id, flush=True)
             os._exit(3)  # no cleanup, no aclose: the process just dies
 
 anyio.run(main, sys.argv[1])
@@ -52,7 +54,7 @@ async def test_a_task_live_in_a_killed_process_is_interrupted_on_hydrate(tmp_pat
     with anyio.fail_after(60):
         child = await anyio.run_process([sys.executable, "-c", CHILD, str(path)], check=False)
     assert child.returncode == 3, child.stderr.decode()
-    tid, last_id = child.stdout.decode().split()
+    tid, queued, last_id = child.stdout.decode().split()
     with anyio.fail_after(10):
         async with SQLiteDurableStore.open(path) as store:
             tasks_before = len(asyncio.all_tasks())
@@ -61,9 +63,13 @@ async def test_a_task_live_in_a_killed_process_is_interrupted_on_hydrate(tmp_pat
                 assert task is not None and task.status is TaskStatus.FAILED
                 assert task.error is not None and task.error.code is TaskErrorCode.INTERRUPTED
                 assert task.query == "q"
-                async with session.subscribe(since_id=last_id) as sub:
+                pending = session.get_task(queued)
+                assert pending is not None and pending.status is TaskStatus.FAILED
+                async with session.subscribe(since_id=last_id, task_ids=[tid]) as sub:
                     after = [await anext(sub) for _ in range(3)]
-                assert [u.seq for u in after] == [int(last_id) + i for i in (1, 2, 3)]
+                first_new = int(last_id) + 2  # after the queued task's stored PENDING
+                assert after[0].seq >= first_new  # seq continues past the old process
+                assert [u.seq for u in after] == [after[0].seq + i for i in range(3)]
                 assert [u.update_type for u in after] == [
                     UpdateType.ERROR,
                     UpdateType.NOTIFICATION,
@@ -83,7 +89,13 @@ async def test_a_task_live_in_a_killed_process_is_interrupted_on_hydrate(tmp_pat
         async with SQLiteDurableStore.open(path) as store:
             async with StreamingSession("s1", store=store) as session:
                 updates = await session.list_updates(since_id=last_id)
-                assert len(updates) == 3
+                assert len(updates) == 7  # PENDING of the queued task, then 3 per interrupted
+                assert [u for u in updates if u.task_id == queued][-1].content == {
+                    "status": "FAILED",
+                    "previous": "PENDING",
+                    "reason": "interrupted",
+                    "task_type": "BACKGROUND",
+                }
                 state = session.get_task(tid)
                 assert state is not None and state.status is TaskStatus.FAILED
 

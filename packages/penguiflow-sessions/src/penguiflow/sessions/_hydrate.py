@@ -25,7 +25,7 @@ from penguiflow.core import Record
 
 from . import _finish as finish
 from ._checkpoint import OpenCheckpoint
-from ._errors import SessionTenantMismatch
+from ._errors import SessionError, SessionTenantMismatch
 from ._groups import GroupRecord, GroupStatus, TaskGroup
 from ._merge import ContextPatch, MergeStrategy, PendingPatch
 from ._persist_layout import (
@@ -153,8 +153,29 @@ async def hydrate(engine: Engine) -> None:
         outbox.records.patches.add(pending.patch_id)
     await _load_steering(engine)
     live: list[TaskRecord] = []
+    try:
+        await _restore_all(engine, live)
+    except BaseException:
+        # Never part of this process: nothing may wait for them (aclose would, forever).
+        for record in live:
+            if record.live and record.scope is None:
+                engine.records.pop(record.task_id, None)
+                record.done.set()
+        raise
+    await outbox.flush()
+
+
+async def _restore_all(engine: Engine, live: list[TaskRecord]) -> None:
+    outbox = engine.outbox
     async for stored in _scan(engine, NS_TASKS):
-        record = _restore(engine, stored.value)
+        try:
+            record = _restore(engine, stored.value)
+        except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError included
+            raise SessionError(
+                f"stored task record {NS_TASKS} {stored.key!r} is not one this package wrote "
+                f"({type(exc).__name__}: {exc}); remove it, or erase the session with "
+                f"store.erase({engine.tenant!r}, session={engine.session_id!r})"
+            ) from exc
         outbox.records.mark(record)
         if record.live:
             live.append(record)
@@ -172,7 +193,6 @@ async def hydrate(engine: Engine) -> None:
             _keep_parked(engine, record, pipeline, checkpoint)
         else:
             _interrupt(engine, record)
-    await outbox.flush()
 
 
 async def _load_context(engine: Engine) -> None:
