@@ -554,3 +554,22 @@ async def test_a_rejected_steering_event_is_logged_unkeyed_and_may_be_sent_again
             receipt = await second.steer(early)
             assert receipt.outcome is SteeringOutcome.REJECTED  # not DUPLICATE: never accepted
             assert receipt.reason == "task_finished"
+
+
+async def test_an_update_the_store_refuses_for_good_leaves_a_stand_in_and_the_log_goes_on() -> None:
+    async def big(runtime: TaskRuntime) -> str:
+        runtime.emit_update(UpdateType.PROGRESS, {"blob": "x" * 5000})
+        runtime.emit_update(UpdateType.PROGRESS, {"after": True})
+        return "done"
+
+    async with InMemoryDurableStore(max_value_bytes=2048) as store:
+        with anyio.fail_after(10):
+            async with StreamingSession(SID, store=store) as session:
+                await session.run_task(big)
+                assert session.statistics().store_errors == 1  # refused once, not retried
+            stored = await stored_updates(store)
+            assert [u.seq for u in stored] == list(range(1, len(stored) + 1))
+            progress = [u.content for u in stored if u.update_type is UpdateType.PROGRESS]
+            assert isinstance(progress[0], dict) and "not_stored" in progress[0]
+            assert "ValueError" in str(progress[0]["not_stored"])
+            assert progress[1] == {"after": True}
