@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -573,3 +574,31 @@ async def test_an_update_the_store_refuses_for_good_leaves_a_stand_in_and_the_lo
             assert isinstance(progress[0], dict) and "not_stored" in progress[0]
             assert "ValueError" in str(progress[0]["not_stored"])
             assert progress[1] == {"after": True}
+
+
+async def test_a_stored_task_is_never_behind_its_stored_updates(store: DurableStore) -> None:
+    rank = {"PENDING": 0, "RUNNING": 1, "PAUSED": 1, "COMPLETE": 2, "FAILED": 2, "CANCELLED": 2}
+
+    async def steps(runtime: TaskRuntime) -> str:
+        for i in range(5):
+            runtime.emit_update(UpdateType.PROGRESS, {"i": i})
+            await anyio.lowlevel.checkpoint()
+        return "done"
+
+    with anyio.fail_after(10):
+        async with StreamingSession(SID, store=store) as session:
+            async with session.subscribe() as sub:
+                tids = [await session.spawn_task(steps, task_type="BACKGROUND") for _ in range(3)]
+                finals = 0
+                async for update in sub:  # each update seen here is stored
+                    content = update.content
+                    if update.update_type is not UpdateType.STATUS_CHANGE:
+                        continue
+                    assert isinstance(content, dict) and isinstance(content["status"], str)
+                    stored = await store.get("sessions.tasks", f"{SID}/{update.task_id}")
+                    assert stored is not None, "an update is stored before its task"
+                    status = json.loads(stored.value)["state"]["status"]
+                    assert rank[status] >= rank[content["status"]]
+                    finals += rank[content["status"]] == 2
+                    if finals == len(tids):
+                        break
