@@ -602,3 +602,25 @@ async def test_a_stored_task_is_never_behind_its_stored_updates(store: DurableSt
                     finals += rank[content["status"]] == 2
                     if finals == len(tids):
                         break
+
+
+async def test_an_outer_cancellation_ends_a_stored_session_without_hanging(
+    store: DurableStore,
+) -> None:
+    started = anyio.Event()
+
+    async def forever(runtime: TaskRuntime) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    session = StreamingSession(SID, store=store)
+    with anyio.fail_after(10):
+        with anyio.CancelScope() as outer:
+            async with session:
+                for _ in range(3):
+                    await session.spawn_task(forever, task_type="BACKGROUND")
+                await started.wait()
+                outer.cancel()
+                await anyio.sleep_forever()
+        assert outer.cancelled_caught
+        assert session.statistics().live_tasks == 0

@@ -6,8 +6,11 @@ writer task then, in emission order, brings the session's records up to date (ta
 pending patches, groups), appends each queued update to ``sessions.updates/{sid}`` with the
 idempotency key ``u{seq}``, and only after that append hands the update to the subscribers, so
 every update id a client ever saw is durable. A failed write is logged, counted
-(``statistics().store_errors``) and retried with the same key until it lands. Steering
-events are appended to ``sessions.steering/{sid}`` (key = ``event_id``) with their outcome.
+(``statistics().store_errors``) and retried with the same key until it lands; one the store
+refuses for good (``ValueError``/``TypeError``/``ScopeMismatch``, e.g. a value over its
+``max_value_bytes``) is not retried, and a refused update is stored as a stand-in
+``{"not_stored": reason}`` under its seq, so the log never has a gap. Steering events are
+appended to ``sessions.steering/{sid}`` (key = ``event_id``) with their outcome.
 
 Records are brought up to date *before* the updates queued since the last pass are appended,
 so a stored task is never behind its own updates: a task the log shows live is live in its
@@ -176,8 +179,11 @@ class Outbox:
         await done.wait()
 
     def _push(self, item: _Item) -> None:
-        self._queue.append(item)
         self._queued += 1
+        if self._finished.is_set():  # the writer is gone (closed or cancelled): nothing is
+            self._done(item, stored=False)  # stored any more, but no one waits forever
+            return
+        self._queue.append(item)
         if self._idle:
             self._idle = False
             self._wakeup.set()
