@@ -67,6 +67,7 @@ async def session_rate(path: Path, n: int, *, subscriber: bool) -> float:
                 await anyio.lowlevel.checkpoint()
         return "done"
 
+    published, elapsed = 0, float("nan")
     async with SQLiteDurableStore.open(path) as store:
         await store.append("warmup", b"x", scope=Scope("default"))
         async with StreamingSession("bench", store=store) as session:
@@ -119,7 +120,7 @@ async def main(n: int, reps: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -554,3 +555,72 @@ async def test_a_rejected_steering_event_is_logged_unkeyed_and_may_be_sent_again
             receipt = await second.steer(early)
             assert receipt.outcome is SteeringOutcome.REJECTED  # not DUPLICATE: never accepted
             assert receipt.reason == "task_finished"
+
+
+async def test_an_update_the_store_refuses_for_good_leaves_a_stand_in_and_the_log_goes_on() -> None:
+    async def big(runtime: TaskRuntime) -> str:
+        runtime.emit_update(UpdateType.PROGRESS, {"blob": "x" * 5000})
+        runtime.emit_update(UpdateType.PROGRESS, {"after": True})
+        return "done"
+
+    async with InMemoryDurableStore(max_value_bytes=2048) as store:
+        with anyio.fail_after(10):
+            async with StreamingSession(SID, store=store) as session:
+                await session.run_task(big)
+                assert session.statistics().store_errors == 1  # refused once, not retried
+            stored = await stored_updates(store)
+            assert [u.seq for u in stored] == list(range(1, len(stored) + 1))
+            progress = [u.content for u in stored if u.update_type is UpdateType.PROGRESS]
+            assert isinstance(progress[0], dict) and "not_stored" in progress[0]
+            assert "ValueError" in str(progress[0]["not_stored"])
+            assert progress[1] == {"after": True}
+
+
+async def test_a_stored_task_is_never_behind_its_stored_updates(store: DurableStore) -> None:
+    rank = {"PENDING": 0, "RUNNING": 1, "PAUSED": 1, "COMPLETE": 2, "FAILED": 2, "CANCELLED": 2}
+
+    async def steps(runtime: TaskRuntime) -> str:
+        for i in range(5):
+            runtime.emit_update(UpdateType.PROGRESS, {"i": i})
+            await anyio.lowlevel.checkpoint()
+        return "done"
+
+    with anyio.fail_after(10):
+        async with StreamingSession(SID, store=store) as session:
+            async with session.subscribe() as sub:
+                tids = [await session.spawn_task(steps, task_type="BACKGROUND") for _ in range(3)]
+                finals = 0
+                async for update in sub:  # each update seen here is stored
+                    content = update.content
+                    if update.update_type is not UpdateType.STATUS_CHANGE:
+                        continue
+                    assert isinstance(content, dict) and isinstance(content["status"], str)
+                    stored = await store.get("sessions.tasks", f"{SID}/{update.task_id}")
+                    assert stored is not None, "an update is stored before its task"
+                    status = json.loads(stored.value)["state"]["status"]
+                    assert rank[status] >= rank[content["status"]]
+                    finals += rank[content["status"]] == 2
+                    if finals == len(tids):
+                        break
+
+
+async def test_an_outer_cancellation_ends_a_stored_session_without_hanging(
+    store: DurableStore,
+) -> None:
+    started = anyio.Event()
+
+    async def forever(runtime: TaskRuntime) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    session = StreamingSession(SID, store=store)
+    with anyio.fail_after(10):
+        with anyio.CancelScope() as outer:
+            async with session:
+                for _ in range(3):
+                    await session.spawn_task(forever, task_type="BACKGROUND")
+                await started.wait()
+                outer.cancel()
+                await anyio.sleep_forever()
+        assert outer.cancelled_caught
+        assert session.statistics().live_tasks == 0

@@ -153,7 +153,8 @@ class Subscription:
     async def __anext__(self) -> StateUpdate:
         if not self._entered or self._exited:
             raise SessionError("iterate a Subscription inside `async with session.subscribe():`")
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._from_log or self._queue:  # about to return without waiting: still a
+            await anyio.lowlevel.checkpoint_if_cancelled()  # cancellation point
         while True:
             if self._from_log:
                 update = await self._next_from_log()
@@ -171,8 +172,9 @@ class Subscription:
                 )
             if self._hub.closed:
                 raise StopAsyncIteration
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            if self._wakeup.is_set():
+                self._wakeup = anyio.Event()
+            await self._wakeup.wait()  # a cancellation point too
 
     def _deliver(self, update: StateUpdate) -> StateUpdate:
         self._last = update

@@ -6,8 +6,11 @@ writer task then, in emission order, brings the session's records up to date (ta
 pending patches, groups), appends each queued update to ``sessions.updates/{sid}`` with the
 idempotency key ``u{seq}``, and only after that append hands the update to the subscribers, so
 every update id a client ever saw is durable. A failed write is logged, counted
-(``statistics().store_errors``) and retried with the same key until it lands. Steering
-events are appended to ``sessions.steering/{sid}`` (key = ``event_id``) with their outcome.
+(``statistics().store_errors``) and retried with the same key until it lands; one the store
+refuses for good (``ValueError``/``TypeError``/``ScopeMismatch``, e.g. a value over its
+``max_value_bytes``) is not retried, and a refused update is stored as a stand-in
+``{"not_stored": reason}`` under its seq, so the log never has a gap. Steering events are
+appended to ``sessions.steering/{sid}`` (key = ``event_id``) with their outcome.
 
 Records are brought up to date *before* the updates queued since the last pass are appended,
 so a stored task is never behind its own updates: a task the log shows live is live in its
@@ -28,7 +31,7 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import JsonValue, TypeAdapter
 
-from penguiflow.core import DurableStore, Scope
+from penguiflow.core import DurableStore, Scope, ScopeMismatch
 
 from ._persist_layout import RecordSync, dumps, steering_stream, updates_stream
 from ._tasks import TaskStatus
@@ -84,6 +87,7 @@ class Outbox:
         self._waiters: list[tuple[int, anyio.Event]] = []
         self._wakeup = anyio.Event()
         self._idle = False  # the writer waits for _wakeup
+        self._refused = False  # the last _retry gave up because the store refused for good
         self._stopping = False
         self._running = False
         self._finished = anyio.Event()
@@ -175,8 +179,11 @@ class Outbox:
         await done.wait()
 
     def _push(self, item: _Item) -> None:
-        self._queue.append(item)
         self._queued += 1
+        if self._finished.is_set():  # the writer is gone (closed or cancelled): nothing is
+            self._done(item, stored=False)  # stored any more, but no one waits forever
+            return
+        self._queue.append(item)
         if self._idle:
             self._idle = False
             self._wakeup.set()
@@ -258,7 +265,7 @@ class Outbox:
             done = await self._retry(
                 what, lambda: store.put(namespace, key, value, scope=self.scope)
             )
-        return done is not None
+        return done is not None or self._refused  # a refused record is not tried every pass
 
     async def _write_item(self, item: _Item) -> bool:
         store = self.store
@@ -277,6 +284,17 @@ class Outbox:
                 lambda: store.append(stream, item.data, scope=self.scope, idempotency_key=item.key),
                 first_error=exc,
             )
+            if seq is None and update is not None and not self._stopping:
+                # The store refuses this update for good (too large, say): keep the log's seqs
+                # equal to the updates' with a stand-in saying what happened.
+                stand_in = update.model_copy(
+                    update={"content": {"not_stored": f"{type(exc).__name__}: {exc}"[:500]}}
+                )
+                data = stand_in.model_dump_json().encode()
+                seq = await self._retry(
+                    f"a stand-in for update {update.seq}",
+                    lambda: store.append(stream, data, scope=self.scope, idempotency_key=item.key),
+                )
         if update is not None and seq is not None and seq != update.seq:
             _logger.error(
                 "session %r: update %d was stored as entry %d of %s; is another process "
@@ -298,6 +316,7 @@ class Outbox:
         delay = _FIRST_DELAY_S
         attempts = 0
         error = first_error
+        self._refused = False
         while True:
             if error is None:
                 try:
@@ -306,6 +325,15 @@ class Outbox:
                     error = exc
             self.errors += 1
             attempts += 1
+            if isinstance(error, (TypeError, ValueError, ScopeMismatch)):  # no retry can succeed
+                _logger.error(
+                    "session %r: the store refused %s for good, not retrying: %r",
+                    self.engine.session_id,
+                    what,
+                    error,
+                )
+                self._refused = True
+                return None
             if self._stopping and attempts >= _CLOSE_ATTEMPTS:
                 _logger.error(
                     "session %r: writing %s failed %d times while closing; giving up: %r",

@@ -108,6 +108,11 @@ class RecordSync:
         self.groups: dict[str, Hashable] = {}
         self.meta_written = False
         self.frozen: dict[str, tuple[Hashable, bytes]] = {}  # left PAUSED: stored as it was
+        # A pass looks only at tasks that may still change: a final task whose final state is
+        # stored is settled and never looked at again (tasks are only ever added).
+        self._open: dict[str, TaskRecord] = {}
+        self._settled: set[str] = set()
+        self._known = 0
 
     def freeze(self, record: TaskRecord) -> None:
         """Store ``record`` as it is now, whatever happens to it later (it is left PAUSED)."""
@@ -125,12 +130,20 @@ class RecordSync:
         if not self.meta_written:
             meta = dumps({"session_id": sid, "tenant": engine.tenant, "created_at": _utc_now()})
             out.append((NS_META, sid, meta, self._meta_done))
-        for record in engine.records.values():
+        records = engine.records
+        if len(records) != self._known:
+            self._known = len(records)
+            self._open = {t: r for t, r in records.items() if t not in self._settled}
+        for record in list(self._open.values()):
             if record.status is None:
                 continue
             frozen = self.frozen.get(record.task_id)
             mark = task_fingerprint(record) if frozen is None else frozen[0]
-            if self.tasks.get(record.task_id) != mark:
+            if self.tasks.get(record.task_id) == mark:
+                if not record.live:
+                    self._settled.add(record.task_id)
+                    del self._open[record.task_id]
+            else:
                 out.append(
                     (
                         NS_TASKS,
