@@ -54,6 +54,14 @@ EXPECTED = {
     "GroupSealed",
     "TaskGroup",
     "GroupStatus",
+    "SessionTenantMismatch",
+    "ResumablePipeline",
+    # transports, the manager, the planner pipeline
+    "Transport",
+    "SessionManager",
+    "ManagerStatistics",
+    "PlannerTaskPipeline",
+    "task_tools",
 }
 
 

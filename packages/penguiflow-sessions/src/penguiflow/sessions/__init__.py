@@ -28,6 +28,7 @@ from ._errors import (
     SessionClosed,
     SessionError,
     SessionLimitExceeded,
+    SessionTenantMismatch,
     SubscriberLagged,
     TaskCancelled,
     TaskFailed,
@@ -35,8 +36,11 @@ from ._errors import (
     UnknownCursor,
 )
 from ._groups import GroupStatus, TaskGroup
+from ._hydrate import ResumablePipeline
 from ._limits import SessionLimits
+from ._manager import ManagerStatistics, SessionManager
 from ._merge import BackgroundResult, ContextPatch, MergeStrategy, PendingPatch, SessionContext
+from ._planner import PlannerTaskPipeline
 from ._runtime import TaskPipeline, TaskRuntime
 from ._session import SessionStatistics, StreamingSession
 from ._steering import (
@@ -47,6 +51,7 @@ from ._steering import (
     SteeringOutcome,
     SteeringReceipt,
 )
+from ._task_tools import task_tools
 from ._tasks import (
     NotificationAction,
     NotificationPayload,
@@ -57,6 +62,7 @@ from ._tasks import (
     TaskStatus,
     TaskType,
 )
+from ._transport import Transport
 from ._updates import CRITICAL_UPDATE_TYPES, StateUpdate, UpdateType
 
 __all__ = [
@@ -112,6 +118,15 @@ __all__ = [
     "GroupSealed",
     "TaskGroup",
     "GroupStatus",
+    # durability
+    "SessionTenantMismatch",
+    "ResumablePipeline",
+    # transports, the manager, the planner pipeline
+    "Transport",
+    "SessionManager",
+    "ManagerStatistics",
+    "PlannerTaskPipeline",
+    "task_tools",
 ]
 
 

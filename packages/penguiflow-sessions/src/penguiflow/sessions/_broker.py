@@ -8,11 +8,14 @@ a subscription of a hub with a replay log (the session's) stops queueing and rea
 its last delivered update instead, so it still gets every update in order; without a log
 (the broker) it raises :class:`SubscriberLagged` after what it had queued. Publishing never
 waits: it only appends to deques and sets events.
+
+A session with a store gives its log a :class:`LogSource` (the store's
+``sessions.updates/{sid}`` stream): cursors and lagging subscribers then read what the memory
+buffer no longer holds, including updates of an earlier process, from the store.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Collection
 from types import TracebackType
@@ -22,61 +25,11 @@ import anyio
 import anyio.lowlevel
 from pydantic import BaseModel, ConfigDict
 
-from ._errors import SessionClosed, SessionError, SubscriberLagged, UnknownCursor
+from ._errors import SessionClosed, SessionError, SubscriberLagged
+from ._replay import PAGE, LogSource, ReplayLog
 from ._updates import CRITICAL_UPDATE_TYPES, StateUpdate, UpdateType
 
-__all__ = ["BrokerStatistics", "Hub", "ReplayLog", "Subscription", "UpdateBroker"]
-
-_CURSOR = re.compile(r"[0-9]{1,18}")
-
-
-class ReplayLog:
-    """The retained updates of a session, oldest first; their seqs are contiguous."""
-
-    def __init__(self, maxlen: int | None) -> None:
-        self._items: deque[StateUpdate] = deque(maxlen=maxlen)
-        self.head: int = 0
-        """The newest seq appended (0 before any)."""
-
-    def append(self, update: StateUpdate) -> None:
-        """Keep ``update`` (the oldest falls off once the log is full)."""
-        self._items.append(update)
-        self.head = update.seq
-
-    @property
-    def oldest(self) -> int:
-        """The oldest retained seq (``head + 1`` when nothing is retained)."""
-        return self._items[0].seq if self._items else self.head + 1
-
-    def get(self, seq: int) -> StateUpdate | None:
-        """The update with ``seq`` if retained."""
-        index = seq - self.oldest
-        return self._items[index] if 0 <= index < len(self._items) else None
-
-    def resolve(self, cursor: str) -> int:
-        """The seq a ``since_id`` stands for; ``UnknownCursor`` unless it can be replayed."""
-        if not _CURSOR.fullmatch(cursor):
-            raise UnknownCursor(
-                f"since_id {cursor!r} is not an update_id; pass one a session gave, or '0'",
-                cursor=cursor,
-                head=str(self.head),
-            )
-        seq = int(cursor)
-        if seq > self.head:
-            raise UnknownCursor(
-                f"since_id {cursor!r} is ahead of the session's newest update {self.head}; "
-                "subscribe without since_id to follow live updates",
-                cursor=cursor,
-                head=str(self.head),
-            )
-        if seq < self.oldest - 1:
-            raise UnknownCursor(
-                f"since_id {cursor!r} is no longer retained (the oldest kept update is "
-                f"{self.oldest}); start over without since_id or raise replay_buffer_size",
-                cursor=cursor,
-                head=str(self.head),
-            )
-        return seq
+__all__ = ["BrokerStatistics", "Hub", "LogSource", "ReplayLog", "Subscription", "UpdateBroker"]
 
 
 class BrokerStatistics(BaseModel):
@@ -157,6 +110,7 @@ class Subscription:
         self._lagged = False  # broker only: raise after the queue drains
         self._last: StateUpdate | None = None
         self._dropped = 0
+        self._older: deque[StateUpdate] = deque()  # a page read from the store's log
 
     @property
     def dropped(self) -> int:
@@ -177,7 +131,7 @@ class Subscription:
         if self._since_id is not None:
             if log is None:
                 raise ValueError("since_id needs a replay log; an UpdateBroker has none")
-            self._scan = log.resolve(self._since_id)
+            self._scan = await log.aresolve(self._since_id)
             self._from_log = True
         self._entered = True
         self._hub.subscribers[self] = None
@@ -199,10 +153,11 @@ class Subscription:
     async def __anext__(self) -> StateUpdate:
         if not self._entered or self._exited:
             raise SessionError("iterate a Subscription inside `async with session.subscribe():`")
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._from_log or self._queue:  # about to return without waiting: still a
+            await anyio.lowlevel.checkpoint_if_cancelled()  # cancellation point
         while True:
             if self._from_log:
-                update = self._next_from_log()
+                update = await self._next_from_log()
                 if update is not None:
                     return self._deliver(update)
                 # Caught up: from here on every publish reaches the queue (no await between).
@@ -217,8 +172,9 @@ class Subscription:
                 )
             if self._hub.closed:
                 raise StopAsyncIteration
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            if self._wakeup.is_set():
+                self._wakeup = anyio.Event()
+            await self._wakeup.wait()  # a cancellation point too
 
     def _deliver(self, update: StateUpdate) -> StateUpdate:
         self._last = update
@@ -229,11 +185,13 @@ class Subscription:
             return False
         return self._types is None or update.update_type in self._types
 
-    def _next_from_log(self) -> StateUpdate | None:
+    async def _next_from_log(self) -> StateUpdate | None:
         log = self._hub.log
         assert log is not None
         while self._scan < log.head:
             update = log.get(self._scan + 1)
+            if update is None and log.source is not None:
+                update = await self._older_update(log, self._scan + 1)
             if update is None:
                 raise SubscriberLagged(
                     f"this subscriber fell behind past the replay buffer (update "
@@ -248,6 +206,14 @@ class Subscription:
             ):
                 return update
         return None
+
+    async def _older_update(self, log: ReplayLog, seq: int) -> StateUpdate | None:
+        older = self._older
+        while older and older[0].seq < seq:
+            older.popleft()
+        if not older:
+            older.extend(await log.fetch(seq - 1, PAGE))
+        return older.popleft() if older and older[0].seq == seq else None
 
     def _count_drop(self) -> None:
         self._dropped += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -12,14 +12,18 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import JsonValue
 
+from penguiflow.core import DurableStore
+
 from . import _finish as finish
 from ._broker import Hub, ReplayLog
 from ._checkpoint import CheckpointAnswer, CheckpointDesk
 from ._context import ContextState
 from ._errors import ForegroundBusy, SessionClosed, SessionError, TaskNotFound
 from ._groups import GroupDesk
+from ._hydrate import check_pipelines
 from ._limits import SessionLimits, check_live
 from ._patches import ContextDesk
+from ._persist import Outbox
 from ._records import TaskRecord, check_spawn, now, pipeline_name
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
 from ._scheduler import Scheduler
@@ -48,6 +52,8 @@ class Engine:
         tenant: str,
         limits: SessionLimits,
         control_policy: ControlPolicy,
+        store: DurableStore | None = None,
+        pipelines: Iterable[object] = (),
     ) -> None:
         self.session_id = session_id
         self.tenant = tenant
@@ -67,11 +73,14 @@ class Engine:
         self.groups = GroupDesk(self)
         self.steerer = Steerer(self, control_policy)
         self.desk = ContextDesk(self.context, limits.max_pending_patches, self.publish)
+        # durability (_persist, _hydrate); a passthrough without a store
+        self.outbox = Outbox(self, store, check_pipelines(pipelines))
 
     # ----------------------------------------------------------------------- lifecycle
     def open(self, tg: TaskGroup) -> None:
         self._tg = tg
         self.phase = "open"
+        self.outbox.start(tg)
 
     def require_open(self) -> None:
         if self.phase == "new":
@@ -93,9 +102,10 @@ class Engine:
             return
         self.phase = "closing"
         with anyio.CancelScope(shield=True):
-            await self.cancel_many(
-                [r for r in self.records.values() if r.live], reason="session_closed"
-            )
+            live = [r for r in self.records.values() if r.live]
+            self.outbox.detach(live)  # resumable checkpoints stay PAUSED in the store (§9)
+            await self.cancel_many(live, reason="session_closed")
+            await self.outbox.aclose()
         self.phase = "closed"
         self.hub.close()
         self.closed.set()
@@ -122,7 +132,7 @@ class Engine:
             step_index=step_index,
             total_steps=total_steps,
         )
-        self.hub.publish(update)
+        self.outbox.publish(update)
         return update
 
     def emit_for(
@@ -204,6 +214,20 @@ class Engine:
         await self.scheduler.reacquire(record)
         record.run_clock()
         self._transition(record, TaskStatus.RUNNING, resumed)
+
+    def continue_seq(self, seq: int) -> None:
+        """Hydrate: the next update is ``seq + 1``."""
+        self._seq = seq
+
+    def next_order(self) -> int:
+        """Hydrate: a spawn-order number for a restored task."""
+        return next(self._order)
+
+    def start_restored(self, record: TaskRecord) -> None:
+        """Hydrate: run a restored PAUSED task (its pipeline waits for the answer)."""
+        assert self._tg is not None
+        record.scope = anyio.CancelScope()
+        self._tg.start_soon(self._run, record, name=f"penguiflow.sessions task {record.task_id}")
 
     def is_live(self, task_id: str) -> bool:
         record = self.records.get(task_id)
@@ -298,6 +322,7 @@ class Engine:
         self._transition(record, TaskStatus.PENDING, "created")
         self.scheduler.enqueue(record)
         self._schedule()
+        await self.outbox.flush()
         return task_id
 
     def _check_limits(self, spec: SpawnSpec, leaving: list[TaskRecord] | None = None) -> None:
@@ -320,7 +345,7 @@ class Engine:
     def _release(self, record: TaskRecord) -> None:
         self.scheduler.finished(record)
         self.steerer.drop_task(record.task_id)
-        record.done.set()
+        self.outbox.then(record.done.set)
         self.groups.member_finished(record)
         self._schedule()
 
@@ -339,7 +364,9 @@ class Engine:
             raise
         except Exception as exc:
             error = exc
-        if record.cancel_reason is not None:
+        if record.cancel_reason is not None and self.outbox.detached(record):
+            self._release(record)  # left PAUSED in the store for the next process (§9)
+        elif record.cancel_reason is not None:
             self._cancelled(record, record.cancel_reason)
         elif timer.cancel_called:
             limit = self.limits.max_task_runtime_s

@@ -10,6 +10,8 @@ The tree::
         ├── ForegroundBusy          ``if_busy="reject"`` while another foreground task is live
         ├── SessionLimitExceeded    a spawn beyond a ``SessionLimits`` bound (``limit``,
         │                           ``value``, ``current``); nothing was recorded
+        ├── SessionTenantMismatch   the session id belongs to another tenant
+        │   (PermissionError)
         ├── GroupNotFound           no task group with that id in this session
         │   (KeyError)
         ├── GroupSealed             a spawn into a group that was sealed
@@ -20,7 +22,9 @@ The tree::
         ├── SubscriberLagged        a subscriber fell so far behind that updates it must get are
         │                           gone; ``resume_from`` is its last delivered update id
         ├── TaskFailed              ``run_task``: the task ended FAILED (``.task``, ``.code``)
-        └── TaskCancelled           ``run_task``: the task ended CANCELLED (``.task``, ``.reason``)
+        ├── TaskCancelled           ``run_task``: the task ended CANCELLED (``.task``, ``.reason``)
+        └── SessionTenantMismatch   the session id is stored (or open) for another tenant
+            (PermissionError)
 
 Outer cancellation is never turned into one of these errors: it propagates as is.
 """
@@ -41,11 +45,13 @@ __all__ = [
     "SessionLimitExceeded",
     "SessionClosed",
     "SessionError",
+    "SessionTenantMismatch",
     "SubscriberLagged",
     "TaskCancelled",
     "TaskFailed",
     "TaskNotFound",
     "UnknownCursor",
+    "SessionTenantMismatch",
 ]
 
 
@@ -175,3 +181,7 @@ class GroupSealed(SessionError):
     def __init__(self, message: str, *, group_id: str) -> None:
         super().__init__(message)
         self.group_id = group_id
+
+
+class SessionTenantMismatch(SessionError, PermissionError):
+    """The stored session (or the manager's open one) with that id belongs to another tenant."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import ClassVar, Self
 
@@ -10,14 +11,18 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from penguiflow.core import DurableStore
+
 from ._broker import Subscription
 from ._engine import Engine
 from ._groups import GroupMethods
+from ._hydrate import ResumablePipeline, hydrate
 from ._limits import SessionLimits
 from ._session_context import ContextMethods
 from ._session_tasks import TaskMethods
 from ._steering import ControlPolicy, SteeringEvent, SteeringEventType, SteeringReceipt
 from ._tasks import TaskStatus
+from ._transport import Connection, ReceiptCallback, Transport, check_transport, open_connection
 from ._updates import StateUpdate, UpdateType
 
 __all__ = ["SessionStatistics", "StreamingSession"]
@@ -50,6 +55,10 @@ class SessionStatistics(BaseModel):
     """Of those, the ones REJECTED."""
     pending_patches: int = 0
     """Context patches waiting for the user."""
+    store_errors: int = 0
+    """Failed store writes so far (each was retried with the same idempotency key)."""
+    outbox: int = 0
+    """Writes queued for the store and not yet done (updates wait there to be seen)."""
 
 
 class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
@@ -57,6 +66,11 @@ class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
 
     Use it as ``async with StreamingSession("s1") as session:``; every task runs in the
     session's task group, and leaving the block calls :meth:`aclose`.
+
+    With ``store`` (a ``penguiflow.core.DurableStore``) every task, update and steering event is
+    stored before anyone sees it, and entering hydrates the session a previous process left
+    (§9): live tasks end ``INTERRUPTED``, except those parked at a checkpoint of one of the
+    ``pipelines`` (:class:`ResumablePipeline`), whose answer runs ``pipeline.resume()``.
     """
 
     def __init__(
@@ -66,6 +80,8 @@ class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
         tenant: str = "default",
         limits: SessionLimits | None = None,
         control_policy: ControlPolicy | None = None,
+        store: DurableStore | None = None,
+        pipelines: Iterable[ResumablePipeline] = (),
     ) -> None:
         if not session_id:
             raise ValueError("session_id must be a non-empty str")
@@ -76,6 +92,8 @@ class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
             tenant=tenant,
             limits=limits or SessionLimits(),
             control_policy=control_policy or ControlPolicy(),
+            store=store,
+            pipelines=pipelines,
         )
         self._tg: TaskGroup | None = None
 
@@ -101,6 +119,11 @@ class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
         await tg.__aenter__()
         self._tg = tg
         self._engine.open(tg)
+        try:
+            await hydrate(self._engine)  # with a store (§9)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
@@ -205,14 +228,35 @@ class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
             raise ValueError(f"limit must be positive, not {limit!r}")
         log = self._engine.hub.log
         assert log is not None
-        seq = log.resolve(since_id) if since_id is not None else log.oldest - 1
-        page: list[StateUpdate] = []
-        while seq < log.head and len(page) < limit:
-            seq += 1
-            update = log.get(seq)
-            if update is not None and (task_id is None or update.task_id == task_id):
-                page.append(update)
-        return page
+        return await log.page(since_id, task_id=task_id, limit=limit)
+
+    def connect(
+        self,
+        transport: Transport,
+        *,
+        since_id: str | None = None,
+        task_ids: Collection[str] | None = None,
+        update_types: Collection[UpdateType | str] | None = None,
+        on_receipt: ReceiptCallback | None = None,
+    ) -> AbstractAsyncContextManager[Connection]:
+        """Serve one peer: ``async with session.connect(transport) as connection:``.
+
+        The subscription (``since_id``, ``task_ids``, ``update_types`` as in
+        :meth:`subscribe`) goes to ``transport.send``; each event ``transport.receive()``
+        returns is steered as the user's (``source="user"``), its receipt passed to
+        ``on_receipt``. It runs until the peer is gone (``receive()`` returned None or the
+        transport raised), the session closes, or the block ends; then ``transport.aclose()``.
+
+        Raises:
+            TypeError: ``transport`` lacks ``send``/``receive``/``aclose``.
+            SessionClosed: the session is not open.
+            UnknownCursor: on entry, as :meth:`subscribe`.
+        """
+        checked = check_transport(transport)
+        subscription = self.subscribe(
+            task_ids=task_ids, update_types=update_types, since_id=since_id
+        )
+        return open_connection(subscription, checked, self.steer, on_receipt)
 
     def statistics(self) -> SessionStatistics:
         """A frozen snapshot of the session's counters."""
@@ -234,4 +278,6 @@ class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
             steering_received=engine.steerer.received,
             steering_rejected=engine.steerer.rejected,
             pending_patches=len(engine.desk.pending),
+            store_errors=engine.outbox.errors,
+            outbox=engine.outbox.pending,
         )

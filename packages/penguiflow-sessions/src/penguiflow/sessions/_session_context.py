@@ -47,6 +47,7 @@ class ContextMethods:
             artifacts=artifacts,
             replace=replace,
         )
+        await self._engine.outbox.flush()
         return self.get_context()
 
     def pending_patches(self) -> list[PendingPatch]:
@@ -72,6 +73,7 @@ class ContextMethods:
         except PendingPatchLimit as exc:
             raise ValueError(str(exc)) from None
         desk.announce(merged)
+        await self._engine.outbox.flush()
         return merged.patch_id
 
     async def apply_pending_patch(
@@ -87,6 +89,7 @@ class ContextMethods:
             raise PatchNotFound(
                 f"session {self._engine.session_id!r} has no pending patch {patch_id!r}"
             )
+        await self._engine.outbox.flush()
         return self.get_context()
 
     async def reject_pending_patch(self, patch_id: str, *, reason: str | None = None) -> None:
@@ -99,7 +102,10 @@ class ContextMethods:
             raise PatchNotFound(
                 f"session {self._engine.session_id!r} has no pending patch {patch_id!r}"
             )
+        await self._engine.outbox.flush()
 
     async def mark_background_consumed(self, task_ids: list[str]) -> int:
         """Mark background results consumed (later snapshots omit them); how many changed."""
-        return self._engine.desk.mark_consumed(task_ids)
+        changed = self._engine.desk.mark_consumed(task_ids)
+        await self._engine.outbox.flush()
+        return changed

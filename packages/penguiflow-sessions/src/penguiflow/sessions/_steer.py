@@ -70,6 +70,7 @@ class Steerer:
         receipt = await self._route(event)
         if receipt.outcome is not SteeringOutcome.REJECTED:
             self._remember(event)  # a rejected event may be sent again with its id
+        await self.engine.outbox.steering(event, receipt)
         return receipt.model_copy(update={"truncated": truncated})
 
     def _reject(

@@ -58,7 +58,8 @@ FINAL_STATUSES: Final[frozenset[TaskStatus]] = frozenset(
 
 _TRANSITIONS: Final[dict[TaskStatus | None, frozenset[TaskStatus]]] = {
     None: frozenset({TaskStatus.PENDING}),
-    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED}),
+    # PENDING -> FAILED happens only at hydrate: a task queued in a process that is gone (§9).
+    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED}),
     TaskStatus.RUNNING: frozenset(
         {TaskStatus.PAUSED, TaskStatus.COMPLETE, TaskStatus.FAILED, TaskStatus.CANCELLED}
     ),
