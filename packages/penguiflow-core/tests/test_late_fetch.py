@@ -163,3 +163,24 @@ async def test_results_buffered_before_a_late_fetch_come_before_trace_ended() ->
             assert await flow.fetch(trace_id="buffered") == "kept"
             with pytest.raises(TraceEnded):
                 await flow.fetch(trace_id="buffered")
+
+
+async def test_many_completed_traces_never_evict_a_failures_answer() -> None:
+    async def work(message: Message, ctx: Context) -> object:
+        if message.payload == "fail":
+            raise ValueError("remember me")
+        return message.payload
+
+    flow = create(Node(work).to())
+    keep = runtime_of(flow).traces.keep_endings
+    with anyio.fail_after(20):
+        async with flow.running():
+            await flow.emit(msg("failed", "fail"))
+            await anyio.wait_all_tasks_blocked()
+            for index in range(keep + 10):  # more completions than the table keeps
+                await flow.emit(msg(f"ok-{index}", index))
+                assert await flow.fetch(trace_id=f"ok-{index}") == index
+            with pytest.raises(FlowError):
+                await flow.fetch(trace_id="failed")
+            with pytest.raises(TraceEnded):  # the newest completions are still answered
+                await flow.fetch(trace_id=f"ok-{keep + 9}")

@@ -177,6 +177,8 @@ class Runtime:
             value = item.value if type(item) is Carried else item
             if not self.rookery.offer(source, key, value):
                 return False
+            if state is not None:  # _delivered(), inlined: every stream chunk comes here
+                state.delivered = True
             if self.tapped:
                 self.dispatcher.publish(source, ROOKERY.name, key, item)
             return True
@@ -225,14 +227,14 @@ class Runtime:
         if not floes:
             rookery = self.rookery
             if not rookery.full(key):  # room again: the check above ran no await
-                self._to_rookery(source, key, item)
+                self._to_rookery(source, key, item, state)
             else:
                 await self._room(
                     key,
                     state,
                     outside,
                     rookery.wait_for_space,
-                    lambda _state: self._to_rookery(source, key, item),
+                    lambda state: self._to_rookery(source, key, item, state),
                 )
             return
         for index, floe in enumerate(floes):
@@ -320,8 +322,15 @@ class Runtime:
         if self.tapped:
             self.dispatcher.publish(source, floe.target, key, item)
 
-    def _to_rookery(self, source: str, key: str | None, item: Any) -> None:
+    def _to_rookery(
+        self, source: str, key: str | None, item: Any, state: TraceState | None
+    ) -> None:
         self.rookery.put_nowait(source, key, item.value if type(item) is Carried else item)
+        self._delivered(source, key, item, state)
+
+    def _delivered(self, source: str, key: str | None, item: Any, state: TraceState | None) -> None:
+        if state is not None:
+            state.delivered = True
         if self.tapped:
             self.dispatcher.publish(source, ROOKERY.name, key, item)
 
@@ -372,7 +381,7 @@ class Runtime:
             traces.remember(key, state.error.detached())
         else:
             # Late trace-scoped fetches learn it too, once what it delivered has been taken.
-            traces.remember(key, TraceEnded)
+            traces.remember(key, TraceEnded, completed=state.delivered)
             if not self.rookery.waiting(key):
                 return
             outcome = TraceEnded(key)

@@ -37,6 +37,7 @@ class TraceState:
         "aborts",
         "cancelled",
         "cleanups",
+        "delivered",
         "error",
         "failed",
         "finished",
@@ -52,6 +53,8 @@ class TraceState:
         self.inflight: int = 0
         """Node invocations of the trace running now."""
         self.cancelled: bool = False
+        self.delivered: bool = False
+        """Whether anything of the trace reached Rookery."""
         self.scopes: set[CancelScope] = set()
         """What to cancel to stop the trace's work: the scopes of workers running its lanes, and of
         callers blocked emitting it."""
@@ -76,19 +79,22 @@ Ending = FlowError | type[TraceCancelled] | type[TraceEnded]
 class TraceTable:
     """Live traces by id, and how recent traces ended.
 
-    The table remembers how the last ``keep_endings`` traces ended (completed, cancelled, failed),
-    so that a ``fetch(trace_id=...)`` arriving after the fact, once the trace's buffered results
-    are taken, is still answered instead of waiting forever. Failures are kept detached (no
-    traceback, no original exception, so no payload stays alive); a reused trace id forgets its
-    old ending.
+    The table remembers how the last ``keep_endings`` traces that failed, were cancelled or
+    delivered nothing ended, and apart from them the last ``keep_endings`` that completed, so that
+    a ``fetch(trace_id=...)`` arriving after the fact (once the trace's buffered results are taken)
+    is still answered instead of waiting forever. Failures are kept detached (no traceback, no
+    original exception, so no payload stays alive); a reused trace id forgets its old ending.
     """
 
-    __slots__ = ("_on_end", "endings", "keep_endings", "states")
+    __slots__ = ("_on_end", "completed", "endings", "keep_endings", "states")
 
     def __init__(self, on_end: Callable[[str, TraceState], None], keep_endings: int = 1024) -> None:
         self.states: dict[str, TraceState] = {}
         self._on_end = on_end
         self.endings: OrderedDict[str, Ending] = OrderedDict()
+        """Traces that failed, were cancelled or delivered nothing, newest last."""
+        self.completed: OrderedDict[str, Ending] = OrderedDict()
+        """Traces that ended normally, kept apart so that they never evict a failure."""
         self.keep_endings: int = keep_endings
 
     def __len__(self) -> int:
@@ -103,8 +109,8 @@ class TraceTable:
         state = self.states.get(key)
         if state is None:
             state = self.states[key] = TraceState()
-            if self.endings:
-                self.endings.pop(key, None)
+            if self.endings or self.completed:
+                self._forget(key)
         return state
 
     def enter(self, key: str | None) -> None:
@@ -114,8 +120,8 @@ class TraceTable:
         state = self.states.get(key)
         if state is None:
             state = self.states[key] = TraceState()
-            if self.endings:
-                self.endings.pop(key, None)
+            if self.endings or self.completed:
+                self._forget(key)
         state.pending += 1
 
     def leave(self, key: str | None, count: int = 1) -> None:
@@ -151,9 +157,17 @@ class TraceTable:
             state.finished.set()
 
     # --------------------------------------------------------------- endings
-    def remember(self, key: str, ending: Ending) -> None:
-        """Keep ``ending`` as the answer for late fetches of ``key`` (bounded, oldest dropped)."""
-        endings = self.endings
+    def _forget(self, key: str) -> None:
+        self.endings.pop(key, None)
+        self.completed.pop(key, None)
+
+    def remember(self, key: str, ending: Ending, *, completed: bool = False) -> None:
+        """Keep ``ending`` as the answer for late fetches of ``key`` (bounded, oldest dropped).
+
+        ``completed`` endings (traces that delivered to Rookery, then ended normally) are kept
+        apart, so that however many traces complete they never evict a failure's answer.
+        """
+        endings = self.completed if completed else self.endings
         endings[key] = ending
         endings.move_to_end(key)
         while len(endings) > self.keep_endings:
@@ -161,7 +175,7 @@ class TraceTable:
 
     def ending(self, key: str) -> BaseException | None:
         """A fresh exception telling how ``key`` ended, when it is remembered."""
-        ending = self.endings.get(key)
+        ending = self.endings.get(key) or self.completed.get(key)
         if ending is None:
             return None
         if isinstance(ending, FlowError):

@@ -115,9 +115,10 @@ class Worker:
         self._registry = registry
         self._held: dict[str, Held] = {}
         self._unsettled: list[Delivery] = []
-        self._room = anyio.Event()
-        self._stop = anyio.Event()
-        self._done = anyio.Event()
+        # Events are made in run(): anyio 4.0 cannot make one outside a running event loop.
+        self._room: anyio.Event | None = None
+        self._done: anyio.Event | None = None
+        self._stopping = False
         self._started = False
         self._counts: dict[str, int] = dict.fromkeys(
             ("completed", "failed", "cancelled", "reclaimed", "lost", "memo_hits", "dead_lettered"),
@@ -147,6 +148,7 @@ class Worker:
         if self._started:
             raise RuntimeError("this Worker already ran; build a new one (and a new flow)")
         self._started = True
+        done = self._done = anyio.Event()
         try:
             async with self.flow.running(self._registry), anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat, name="penguiflow:worker-heartbeat")
@@ -158,7 +160,7 @@ class Worker:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_RELEASE_S):
                 await self._hand_back()
-            self._done.set()
+            done.set()
 
     @asynccontextmanager
     async def running(self) -> AsyncGenerator[Worker]:
@@ -173,9 +175,9 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop claiming, let held traces drain (``drain_timeout_s``), hand back the rest."""
-        self._stop.set()
-        self._room.set()
-        if self._started:
+        self._stopping = True
+        self._wake()
+        if self._done is not None:
             await self._done.wait()
 
     def statistics(self) -> WorkerStatistics:
@@ -184,7 +186,7 @@ class Worker:
 
     # ------------------------------------------------------------------ claiming
     async def _claims(self, tg: TaskGroup) -> None:
-        while not self._stop.is_set():
+        while not self._stopping:
             free = self.max_inflight - len(self._held)
             if free <= 0:
                 self._room = anyio.Event()
@@ -197,7 +199,7 @@ class Worker:
                 await anyio.sleep(_RETRY_S)
                 continue
             for delivery in found:
-                if self._stop.is_set():
+                if self._stopping:
                     self._unsettled.append(delivery)
                 elif delivery.item.trace_id not in self._held:  # else: ours already
                     held = Held(delivery)
@@ -236,6 +238,10 @@ class Worker:
             del self._held[trace_id]
             if not held.settled and not held.lost:
                 self._unsettled.append(held.delivery)
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._room is not None:
             self._room.set()
 
     # ------------------------------------------------------- heartbeat and cancels
