@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import ClassVar, Self
 
 import anyio
-import anyio.lowlevel
 from pydantic import BaseModel, ConfigDict
 
 from ._errors import SessionClosed, SessionError, SubscriberLagged
@@ -151,10 +150,15 @@ class Subscription:
         return self
 
     async def __anext__(self) -> StateUpdate:
+        queue = self._queue
+        if queue and not self._from_log:
+            # An update is queued: return it without awaiting, as asyncio.Queue.get does. Only
+            # a reader that must wait reaches a cancellation point (the wait below), so a
+            # cancelled reader never loses an update it was handed.
+            update = self._last = queue.popleft()
+            return update
         if not self._entered or self._exited:
             raise SessionError("iterate a Subscription inside `async with session.subscribe():`")
-        if self._from_log or self._queue:  # about to return without waiting: still a
-            await anyio.lowlevel.checkpoint_if_cancelled()  # cancellation point
         while True:
             if self._from_log:
                 update = await self._next_from_log()

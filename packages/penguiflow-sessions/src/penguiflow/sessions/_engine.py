@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from datetime import UTC, datetime
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -37,7 +38,7 @@ from ._tasks import (
     TaskType,
     check_transition,
 )
-from ._updates import StateUpdate, UpdateType
+from ._updates import StateUpdate, UpdateType, build_update
 
 __all__ = ["Engine"]
 
@@ -122,15 +123,18 @@ class Engine:
         total_steps: int | None = None,
     ) -> StateUpdate:
         self._seq += 1
-        update = StateUpdate(
-            session_id=self.session_id,
-            seq=self._seq,
-            update_type=update_type,
-            task_id=task_id,
-            trace_id=trace_id,
-            content=content,
-            step_index=step_index,
-            total_steps=total_steps,
+        # Trusted parts (content came through to_json or is the session's own): no
+        # re-validation on this hot path.
+        update = build_update(
+            self.session_id,
+            self._seq,
+            update_type,
+            task_id,
+            trace_id,
+            content,
+            step_index,
+            total_steps,
+            datetime.now(UTC),
         )
         self.outbox.publish(update)
         return update
