@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import UTC, datetime
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import anyio
@@ -20,6 +20,7 @@ from ._broker import Hub, ReplayLog
 from ._checkpoint import CheckpointAnswer, CheckpointDesk
 from ._context import ContextState
 from ._errors import ForegroundBusy, SessionClosed, SessionError, TaskNotFound
+from ._flag import Flag
 from ._groups import GroupDesk
 from ._hydrate import check_pipelines
 from ._limits import SessionLimits, check_live
@@ -65,7 +66,7 @@ class Engine:
         self.context = ContextState()
         self.records: dict[str, TaskRecord] = {}
         self.phase: Literal["new", "open", "closing", "closed"] = "new"
-        self.closed = anyio.Event()
+        self.closed = Flag()
         self._tg: TaskGroup | None = None
         self._seq = 0
         self._order = itertools.count()
@@ -348,6 +349,7 @@ class Engine:
 
     def _release(self, record: TaskRecord) -> None:
         self.scheduler.finished(record)
+        record.scope = record.timer = None  # it ran: nothing cancels or times it any more
         self.steerer.drop_task(record.task_id)
         self.outbox.then(record.done.set)
         self.groups.member_finished(record)

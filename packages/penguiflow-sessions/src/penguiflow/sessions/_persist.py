@@ -33,6 +33,7 @@ from pydantic import JsonValue, TypeAdapter
 
 from penguiflow.core import DurableStore, Scope, ScopeMismatch
 
+from ._flag import Flag
 from ._persist_layout import RecordSync, dumps, steering_stream, updates_stream
 from ._tasks import TaskStatus
 from ._updates import StateUpdate
@@ -90,7 +91,7 @@ class Outbox:
         self._refused = False  # the last _retry gave up because the store refused for good
         self._stopping = False
         self._running = False
-        self._finished = anyio.Event()
+        self._finished = Flag()
 
     @property
     def pending(self) -> int:
