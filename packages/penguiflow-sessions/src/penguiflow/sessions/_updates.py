@@ -105,18 +105,8 @@ class UpdateRow(NamedTuple):
     @classmethod
     def of(cls, update: StateUpdate) -> UpdateRow:
         """The row of ``update`` (its own field values, shared, not copied)."""
-        d = update.__dict__
-        return cls(
-            d["session_id"],
-            d["seq"],
-            d["update_type"],
-            d["task_id"],
-            d["trace_id"],
-            d["content"],
-            d["step_index"],
-            d["total_steps"],
-            d["created_at"],
-        )
+        # A model's __dict__ holds its fields in declaration order, as this tuple does.
+        return cls._make(update.__dict__.values())
 
     def update(self) -> StateUpdate:
         """The :class:`StateUpdate` of this row (equal to the one it was taken from)."""
