@@ -21,10 +21,10 @@ from collections.abc import Collection
 from types import TracebackType
 from typing import ClassVar, Self
 
-import anyio
 from pydantic import BaseModel, ConfigDict
 
 from ._errors import SessionClosed, SessionError, SubscriberLagged
+from ._flag import Wakeup
 from ._replay import PAGE, LogSource, ReplayLog
 from ._updates import CRITICAL_UPDATE_TYPES, StateUpdate, UpdateType
 
@@ -98,7 +98,7 @@ class Subscription:
         self._since_id = since_id
         self._capacity = queue_size if queue_size is not None else hub.queue_size
         self._queue: deque[StateUpdate] = deque()
-        self._wakeup = anyio.Event()
+        self._wakeup = Wakeup()
         self._entered = False
         self._exited = False
         self._from_log = False  # reading the replay log instead of the queue
@@ -176,9 +176,7 @@ class Subscription:
                 )
             if self._hub.closed:
                 raise StopAsyncIteration
-            if self._wakeup.is_set():
-                self._wakeup = anyio.Event()
-            await self._wakeup.wait()  # a cancellation point too
+            await self._wakeup.wait()  # the cancellation point
 
     def _deliver(self, update: StateUpdate) -> StateUpdate:
         self._last = update
