@@ -624,3 +624,37 @@ async def test_an_outer_cancellation_ends_a_stored_session_without_hanging(
                 await anyio.sleep_forever()
         assert outer.cancelled_caught
         assert session.statistics().live_tasks == 0
+
+
+async def test_a_waiting_reader_gets_every_stored_update_of_a_burst_while_the_task_still_runs(
+    store: DurableStore,
+) -> None:
+    # The writer wakes subscribers every few appends through a backlog and once it is
+    # written: a burst whose size is no multiple of that still reaches a waiting reader whole.
+    release = anyio.Event()
+
+    async def burst(runtime: TaskRuntime) -> None:
+        for i in range(21):
+            runtime.emit_update(UpdateType.PROGRESS, {"i": i})
+        await release.wait()
+
+    got: list[StateUpdate] = []
+    with anyio.fail_after(10):
+        async with StreamingSession(SID, store=store) as session:
+            async with session.subscribe() as sub:
+
+                async def read() -> None:
+                    async for update in sub:
+                        got.append(update)
+                        if update.content == {"i": 20}:
+                            return
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read)
+                    await anyio.wait_all_tasks_blocked()  # the reader waits
+                    await session.spawn_task(burst)
+                # the task is still running: nothing after the burst has been published
+                assert session.statistics().updates_published == 23  # PENDING, RUNNING, 21
+                release.set()
+    assert [u.seq for u in got] == list(range(1, 24))
+    assert [u.content for u in got[2:]] == [{"i": i} for i in range(21)]

@@ -55,13 +55,18 @@ class Hub:
         self.dropped: int = 0
         self.closed: bool = False
 
-    def publish(self, update: StateUpdate) -> None:
-        """Log ``update`` and offer it to every subscriber."""
+    def publish(self, update: StateUpdate, *, wake: bool = True) -> None:
+        """Log ``update`` and offer it to every subscriber (``wake=False``: :meth:`wake` later)."""
         if self.log is not None:
             self.log.append(update)
         self.published += 1
         for sub in self.subscribers:
-            sub._offer(update)  # pyright: ignore[reportPrivateUsage]
+            sub._offer(update, wake)  # pyright: ignore[reportPrivateUsage]
+
+    def wake(self) -> None:
+        """Wake every subscriber waiting (for updates published with ``wake=False``)."""
+        for sub in self.subscribers:
+            sub._wake()  # pyright: ignore[reportPrivateUsage]
 
     def close(self) -> None:
         """No more updates: every subscriber ends after what it has queued."""
@@ -221,7 +226,7 @@ class Subscription:
         self._dropped += 1
         self._hub.dropped += 1
 
-    def _offer(self, update: StateUpdate) -> None:
+    def _offer(self, update: StateUpdate, wake: bool = True) -> None:
         if self._from_log or self._lagged or not self._matches(update):
             return
         queue = self._queue
@@ -247,7 +252,8 @@ class Subscription:
                     queue.clear()
                 else:
                     self._lagged = True
-        self._wake()
+        if wake:
+            self._wake()
 
     def _scan_start(self) -> int:
         # Nothing delivered yet: everything queued came after registration; the first queued
