@@ -658,3 +658,46 @@ async def test_a_waiting_reader_gets_every_stored_update_of_a_burst_while_the_ta
                 release.set()
     assert [u.seq for u in got] == list(range(1, 24))
     assert [u.content for u in got[2:]] == [{"i": i} for i in range(21)]
+
+
+async def _bursts_through_a_store(bursts: list[int], filtered: bool) -> list[StateUpdate]:
+    async with InMemoryDurableStore() as memory, StreamingSession(SID, store=memory) as session:
+        types = ["PROGRESS"] if filtered else None
+        async with session.subscribe(update_types=types) as sub:
+            got: list[StateUpdate] = []
+            total = sum(bursts)
+
+            async def read() -> None:
+                async for update in sub:
+                    got.append(update)
+                    if update.update_type is UpdateType.PROGRESS and update.content == total - 1:
+                        return
+
+            async def emit(runtime: TaskRuntime) -> None:
+                i = 0
+                for size in bursts:
+                    for _ in range(size):
+                        runtime.emit_update(UpdateType.PROGRESS, i)
+                        i += 1
+                    await anyio.lowlevel.checkpoint()  # the writer may start on a backlog
+                await anyio.sleep_forever()
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read)
+                    await session.spawn_task(emit)
+            return got
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bursts=st.lists(st.integers(1, 40), min_size=1, max_size=6), filtered=st.booleans())
+def test_a_reader_of_a_stored_session_gets_every_burst_whole_and_in_order(
+    bursts: list[int], filtered: bool
+) -> None:
+    got = anyio.run(_bursts_through_a_store, bursts, filtered)
+    progress = [u.content for u in got if u.update_type is UpdateType.PROGRESS]
+    assert progress == list(range(sum(bursts)))  # nothing missing, duplicated or reordered
+    seqs = [u.seq for u in got]
+    assert seqs == sorted(set(seqs))
+    if not filtered:
+        assert seqs == list(range(1, len(seqs) + 1))
