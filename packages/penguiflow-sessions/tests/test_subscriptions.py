@@ -364,3 +364,24 @@ async def test_a_session_subscriber_reads_replayed_updates_equal_to_the_live_one
                 again = await drain(replay, 7)
     assert again == seen
     assert [u.model_dump_json() for u in again] == [u.model_dump_json() for u in seen]
+
+
+async def test_a_cancelled_reader_of_a_shared_subscription_leaves_the_other_waiting() -> None:
+    broker = UpdateBroker()
+    async with broker.subscribe() as sub:
+        got: list[int] = []
+
+        async def read_one() -> None:
+            got.append((await anext(sub)).seq)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_one)
+                with anyio.CancelScope() as cancelled:
+                    async with anyio.create_task_group() as inner:
+                        inner.start_soon(read_one)
+                        await anyio.wait_all_tasks_blocked()
+                        cancelled.cancel()  # the second reader gives up; the first still waits
+                await anyio.wait_all_tasks_blocked()
+                broker.publish(_update(1))
+        assert got == [1]

@@ -48,41 +48,48 @@ class Flag:
 
 
 class Wakeup:
-    """A re-armable wake-up for one waiter: ``wait()`` returns after the next ``set()``.
+    """A re-armable wake-up: ``wait()`` returns after the next ``set()``.
 
-    A ``set()`` with no one waiting is dropped (the waiter re-checks its condition before
-    waiting). On asyncio the waiter parks on a bare loop future, a third of the cost of a fresh
+    A ``set()`` with no one waiting is dropped (a waiter re-checks its condition before
+    waiting). On asyncio each waiter parks on a bare loop future, a third of the cost of a fresh
     ``anyio.Event`` per wake (one wake per delivered update on a subscription that keeps up);
-    elsewhere it uses an ``anyio.Event``. Either way the wait is a cancellation point.
+    elsewhere waiters share an ``anyio.Event``. Either way the wait is a cancellation point,
+    and a cancelled waiter affects no other.
     """
 
-    __slots__ = ("_waiter",)
+    __slots__ = ("_event", "_futures")
 
     def __init__(self) -> None:
-        self._waiter: asyncio.Future[None] | anyio.Event | None = None
+        self._futures: list[asyncio.Future[None]] = []
+        self._event: anyio.Event | None = None
 
     def set(self) -> None:
-        """Wake the waiter, if one waits."""
-        waiter = self._waiter
-        if waiter is None:
-            return
-        self._waiter = None
-        if isinstance(waiter, anyio.Event):
-            waiter.set()
-        elif not waiter.done():
-            waiter.set_result(None)
+        """Wake every waiter."""
+        if self._futures:
+            for future in self._futures:
+                if not future.done():
+                    future.set_result(None)
+            self._futures.clear()
+        if self._event is not None:
+            self._event.set()
+            self._event = None
 
     async def wait(self) -> None:
         """Wait for the next :meth:`set`."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio): the portable way
-            event = self._waiter = anyio.Event()
-            await event.wait()
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
             return
-        future = self._waiter = loop.create_future()
+        future: asyncio.Future[None] = loop.create_future()
+        self._futures.append(future)
         try:
             await future
         finally:
-            if self._waiter is future:
-                self._waiter = None
+            if not future.done() or future.cancelled():
+                try:
+                    self._futures.remove(future)
+                except ValueError:
+                    pass
