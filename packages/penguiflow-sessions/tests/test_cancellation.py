@@ -202,3 +202,37 @@ async def test_a_pipeline_that_swallows_its_cancellation_still_ends_cancelled() 
             updates = await session.list_updates(task_id=tid)
     assert not any(u.update_type is UpdateType.RESULT for u in updates)
     assert updates[-1].content["status"] == "CANCELLED"  # type: ignore[index,call-overload]
+
+
+async def test_an_error_in_the_session_block_comes_out_as_itself_after_closing() -> None:
+    before = len(asyncio.all_tasks())
+    pipeline = Forever()
+    session = StreamingSession("s1")
+    tid = ""
+    with pytest.raises(LookupError, match="boom") as caught:
+        async with session:
+            with anyio.fail_after(5):
+                tid = await session.spawn_task(pipeline, task_type="BACKGROUND")
+                await pipeline.running.wait()
+            raise LookupError("boom")
+    assert type(caught.value) is LookupError  # not an ExceptionGroup around it
+    assert len(asyncio.all_tasks()) == before
+    state = session.get_task(tid)
+    assert state is not None and state.cancel_reason == "session_closed"
+    assert pipeline.cleaned
+
+
+async def test_a_done_flag_waited_on_after_it_is_set_is_still_a_checkpoint() -> None:
+    from penguiflow.sessions._flag import Flag
+
+    flag = Flag()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flag.wait)
+            await anyio.wait_all_tasks_blocked()
+            flag.set()  # wakes the waiter
+        assert flag.is_set()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await flag.wait()
+        assert scope.cancelled_caught

@@ -624,3 +624,80 @@ async def test_an_outer_cancellation_ends_a_stored_session_without_hanging(
                 await anyio.sleep_forever()
         assert outer.cancelled_caught
         assert session.statistics().live_tasks == 0
+
+
+async def test_a_waiting_reader_gets_every_stored_update_of_a_burst_while_the_task_still_runs(
+    store: DurableStore,
+) -> None:
+    # The writer wakes subscribers every few appends through a backlog and once it is
+    # written: a burst whose size is no multiple of that still reaches a waiting reader whole.
+    release = anyio.Event()
+
+    async def burst(runtime: TaskRuntime) -> None:
+        for i in range(21):
+            runtime.emit_update(UpdateType.PROGRESS, {"i": i})
+        await release.wait()
+
+    got: list[StateUpdate] = []
+    with anyio.fail_after(10):
+        async with StreamingSession(SID, store=store) as session:
+            async with session.subscribe() as sub:
+
+                async def read() -> None:
+                    async for update in sub:
+                        got.append(update)
+                        if update.content == {"i": 20}:
+                            return
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read)
+                    await anyio.wait_all_tasks_blocked()  # the reader waits
+                    await session.spawn_task(burst)
+                # the task is still running: nothing after the burst has been published
+                assert session.statistics().updates_published == 23  # PENDING, RUNNING, 21
+                release.set()
+    assert [u.seq for u in got] == list(range(1, 24))
+    assert [u.content for u in got[2:]] == [{"i": i} for i in range(21)]
+
+
+async def _bursts_through_a_store(bursts: list[int], filtered: bool) -> list[StateUpdate]:
+    async with InMemoryDurableStore() as memory, StreamingSession(SID, store=memory) as session:
+        types = ["PROGRESS"] if filtered else None
+        async with session.subscribe(update_types=types) as sub:
+            got: list[StateUpdate] = []
+            total = sum(bursts)
+
+            async def read() -> None:
+                async for update in sub:
+                    got.append(update)
+                    if update.update_type is UpdateType.PROGRESS and update.content == total - 1:
+                        return
+
+            async def emit(runtime: TaskRuntime) -> None:
+                i = 0
+                for size in bursts:
+                    for _ in range(size):
+                        runtime.emit_update(UpdateType.PROGRESS, i)
+                        i += 1
+                    await anyio.lowlevel.checkpoint()  # the writer may start on a backlog
+                await anyio.sleep_forever()
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read)
+                    await session.spawn_task(emit)
+            return got
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bursts=st.lists(st.integers(1, 40), min_size=1, max_size=6), filtered=st.booleans())
+def test_a_reader_of_a_stored_session_gets_every_burst_whole_and_in_order(
+    bursts: list[int], filtered: bool
+) -> None:
+    got = anyio.run(_bursts_through_a_store, bursts, filtered)
+    progress = [u.content for u in got if u.update_type is UpdateType.PROGRESS]
+    assert progress == list(range(sum(bursts)))  # nothing missing, duplicated or reordered
+    seqs = [u.seq for u in got]
+    assert seqs == sorted(set(seqs))
+    if not filtered:
+        assert seqs == list(range(1, len(seqs) + 1))

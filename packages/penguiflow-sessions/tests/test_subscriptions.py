@@ -309,3 +309,79 @@ async def test_the_broker_fans_out_with_the_same_rules_and_lags_without_a_log() 
     with pytest.raises(ValueError):
         UpdateBroker(max_queue_size=0)
     assert UpdateType.NOTIFICATION in CRITICAL_UPDATE_TYPES
+
+
+def _update(seq: int) -> StateUpdate:
+    return StateUpdate(session_id="b", seq=seq, update_type=UpdateType.PROGRESS, content=seq)
+
+
+async def test_a_reader_cancelled_while_waiting_loses_no_update() -> None:
+    broker = UpdateBroker()
+    async with broker.subscribe() as sub:
+        with anyio.fail_after(5):
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(anext, sub)  # waits: nothing is queued
+                    await anyio.wait_all_tasks_blocked()
+                    scope.cancel()
+            assert scope.cancelled_caught
+            broker.publish(_update(1))
+            assert (await anext(sub)).seq == 1
+
+
+async def test_queued_updates_are_handed_over_in_a_cancelled_scope_and_the_wait_is_cancelled() -> (
+    None
+):
+    broker = UpdateBroker()
+    async with broker.subscribe() as sub:
+        for seq in (1, 2):
+            broker.publish(_update(seq))
+        got: list[int] = []
+        with anyio.fail_after(5):
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                async for update in sub:  # the queued ones return without awaiting
+                    got.append(update.seq)
+            assert scope.cancelled_caught  # the wait for a third was the cancellation point
+            assert got == [1, 2]
+            broker.publish(_update(3))
+            assert (await anext(sub)).seq == 3  # nothing lost, still usable
+        assert sub.last_id == "3"
+
+
+async def test_a_session_subscriber_reads_replayed_updates_equal_to_the_live_ones() -> None:
+    async def emit(runtime: TaskRuntime) -> None:
+        for i in range(3):
+            runtime.emit_update(UpdateType.PROGRESS, {"i": i})
+
+    async with StreamingSession("s1") as session:
+        async with session.subscribe() as live:
+            with anyio.fail_after(5):
+                await session.run_task(emit)
+                seen = await drain(live, 7)  # PENDING, RUNNING, 3 PROGRESS, RESULT, COMPLETE
+        async with session.subscribe(since_id="0") as replay:
+            with anyio.fail_after(5):
+                again = await drain(replay, 7)
+    assert again == seen
+    assert [u.model_dump_json() for u in again] == [u.model_dump_json() for u in seen]
+
+
+async def test_a_cancelled_reader_of_a_shared_subscription_leaves_the_other_waiting() -> None:
+    broker = UpdateBroker()
+    async with broker.subscribe() as sub:
+        got: list[int] = []
+
+        async def read_one() -> None:
+            got.append((await anext(sub)).seq)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_one)
+                with anyio.CancelScope() as cancelled:
+                    async with anyio.create_task_group() as inner:
+                        inner.start_soon(read_one)
+                        await anyio.wait_all_tasks_blocked()
+                        cancelled.cancel()  # the second reader gives up; the first still waits
+                await anyio.wait_all_tasks_blocked()
+                broker.publish(_update(1))
+        assert got == [1]

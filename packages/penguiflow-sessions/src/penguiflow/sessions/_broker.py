@@ -21,11 +21,10 @@ from collections.abc import Collection
 from types import TracebackType
 from typing import ClassVar, Self
 
-import anyio
-import anyio.lowlevel
 from pydantic import BaseModel, ConfigDict
 
 from ._errors import SessionClosed, SessionError, SubscriberLagged
+from ._flag import Wakeup
 from ._replay import PAGE, LogSource, ReplayLog
 from ._updates import CRITICAL_UPDATE_TYPES, StateUpdate, UpdateType
 
@@ -56,13 +55,18 @@ class Hub:
         self.dropped: int = 0
         self.closed: bool = False
 
-    def publish(self, update: StateUpdate) -> None:
-        """Log ``update`` and offer it to every subscriber."""
+    def publish(self, update: StateUpdate, *, wake: bool = True) -> None:
+        """Log ``update`` and offer it to every subscriber (``wake=False``: :meth:`wake` later)."""
         if self.log is not None:
             self.log.append(update)
         self.published += 1
         for sub in self.subscribers:
-            sub._offer(update)  # pyright: ignore[reportPrivateUsage]
+            sub._offer(update, wake)  # pyright: ignore[reportPrivateUsage]
+
+    def wake(self) -> None:
+        """Wake every subscriber waiting (for updates published with ``wake=False``)."""
+        for sub in self.subscribers:
+            sub._wake()  # pyright: ignore[reportPrivateUsage]
 
     def close(self) -> None:
         """No more updates: every subscriber ends after what it has queued."""
@@ -99,7 +103,7 @@ class Subscription:
         self._since_id = since_id
         self._capacity = queue_size if queue_size is not None else hub.queue_size
         self._queue: deque[StateUpdate] = deque()
-        self._wakeup = anyio.Event()
+        self._wakeup = Wakeup()
         self._entered = False
         self._exited = False
         self._from_log = False  # reading the replay log instead of the queue
@@ -151,10 +155,15 @@ class Subscription:
         return self
 
     async def __anext__(self) -> StateUpdate:
+        queue = self._queue
+        if queue and not self._from_log:
+            # An update is queued: return it without awaiting, as asyncio.Queue.get does. Only
+            # a reader that must wait reaches a cancellation point (the wait below), so a
+            # cancelled reader never loses an update it was handed.
+            update = self._last = queue.popleft()
+            return update
         if not self._entered or self._exited:
             raise SessionError("iterate a Subscription inside `async with session.subscribe():`")
-        if self._from_log or self._queue:  # about to return without waiting: still a
-            await anyio.lowlevel.checkpoint_if_cancelled()  # cancellation point
         while True:
             if self._from_log:
                 update = await self._next_from_log()
@@ -172,9 +181,7 @@ class Subscription:
                 )
             if self._hub.closed:
                 raise StopAsyncIteration
-            if self._wakeup.is_set():
-                self._wakeup = anyio.Event()
-            await self._wakeup.wait()  # a cancellation point too
+            await self._wakeup.wait()  # the cancellation point
 
     def _deliver(self, update: StateUpdate) -> StateUpdate:
         self._last = update
@@ -219,7 +226,7 @@ class Subscription:
         self._dropped += 1
         self._hub.dropped += 1
 
-    def _offer(self, update: StateUpdate) -> None:
+    def _offer(self, update: StateUpdate, wake: bool = True) -> None:
         if self._from_log or self._lagged or not self._matches(update):
             return
         queue = self._queue
@@ -245,7 +252,8 @@ class Subscription:
                     queue.clear()
                 else:
                     self._lagged = True
-        self._wake()
+        if wake:
+            self._wake()
 
     def _scan_start(self) -> int:
         # Nothing delivered yet: everything queued came after registration; the first queued

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import anyio
@@ -15,29 +15,30 @@ from pydantic import JsonValue
 from penguiflow.core import DurableStore
 
 from . import _finish as finish
+from . import _spawn as spawning
 from ._broker import Hub, ReplayLog
 from ._checkpoint import CheckpointAnswer, CheckpointDesk
 from ._context import ContextState
-from ._errors import ForegroundBusy, SessionClosed, SessionError, TaskNotFound
+from ._errors import SessionClosed, SessionError, TaskNotFound
+from ._flag import Flag
 from ._groups import GroupDesk
 from ._hydrate import check_pipelines
-from ._limits import SessionLimits, check_live
+from ._limits import SessionLimits
 from ._patches import ContextDesk
 from ._persist import Outbox
-from ._records import TaskRecord, check_spawn, now, pipeline_name
-from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
+from ._records import TaskRecord, now
+from ._runtime import SpawnSpec, TaskPipeline
 from ._scheduler import Scheduler
 from ._steer import Steerer
-from ._steering import ControlPolicy, SteeringInbox
+from ._steering import ControlPolicy
 from ._tasks import (
     FINAL_STATUSES,
     TaskError,
     TaskErrorCode,
     TaskStatus,
-    TaskType,
     check_transition,
 )
-from ._updates import StateUpdate, UpdateType
+from ._updates import StateUpdate, UpdateType, build_update
 
 __all__ = ["Engine"]
 
@@ -64,7 +65,7 @@ class Engine:
         self.context = ContextState()
         self.records: dict[str, TaskRecord] = {}
         self.phase: Literal["new", "open", "closing", "closed"] = "new"
-        self.closed = anyio.Event()
+        self.closed = Flag()
         self._tg: TaskGroup | None = None
         self._seq = 0
         self._order = itertools.count()
@@ -122,15 +123,18 @@ class Engine:
         total_steps: int | None = None,
     ) -> StateUpdate:
         self._seq += 1
-        update = StateUpdate(
-            session_id=self.session_id,
-            seq=self._seq,
-            update_type=update_type,
-            task_id=task_id,
-            trace_id=trace_id,
-            content=content,
-            step_index=step_index,
-            total_steps=total_steps,
+        # Trusted parts (content came through to_json or is the session's own): no
+        # re-validation on this hot path.
+        update = build_update(
+            self.session_id,
+            self._seq,
+            update_type,
+            task_id,
+            trace_id,
+            content,
+            step_index,
+            total_steps,
+            datetime.now(UTC),
         )
         self.outbox.publish(update)
         return update
@@ -198,29 +202,29 @@ class Engine:
                 f"task {record.task_id!r} is {record.status}, not RUNNING; it can park only "
                 "while it runs (one checkpoint or pause at a time)"
             )
-        self._transition(record, TaskStatus.PAUSED, reason)
+        self.transition(record, TaskStatus.PAUSED, reason)
         record.stop_clock()
         if release_slot:
             self.scheduler.give_back(record)
-            self._schedule()
+            self.schedule()
         try:
             yield
         except BaseException:
             if record.cancel_reason is None:  # still PAUSED: not the session's cancel
                 self.scheduler.take_back(record)
                 record.run_clock()
-                self._transition(record, TaskStatus.RUNNING, resumed)
+                self.transition(record, TaskStatus.RUNNING, resumed)
             raise
         await self.scheduler.reacquire(record)
         record.run_clock()
-        self._transition(record, TaskStatus.RUNNING, resumed)
+        self.transition(record, TaskStatus.RUNNING, resumed)
 
     def continue_seq(self, seq: int) -> None:
         """Hydrate: the next update is ``seq + 1``."""
         self._seq = seq
 
     def next_order(self) -> int:
-        """Hydrate: a spawn-order number for a restored task."""
+        """The next spawn-order number (a new task, or a restored one on hydrate)."""
         return next(self._order)
 
     def start_restored(self, record: TaskRecord) -> None:
@@ -233,7 +237,7 @@ class Engine:
         record = self.records.get(task_id)
         return record is not None and record.live
 
-    def _transition(self, record: TaskRecord, status: TaskStatus, reason: str) -> None:
+    def transition(self, record: TaskRecord, status: TaskStatus, reason: str) -> None:
         previous = record.status
         check_transition(previous, status)
         record.status = status
@@ -262,92 +266,27 @@ class Engine:
         return record
 
     async def spawn(self, pipeline: TaskPipeline, spec: SpawnSpec) -> str:
-        self.require_open()
-        check_spawn(pipeline, spec)
-        parent = self.get(spec.parent_task_id) if spec.parent_task_id is not None else None
-        group = self.groups.admit(spec.group_id) if spec.group_id is not None else None
-        if spec.task_id is not None and spec.task_id in self.records:
-            raise ValueError(f"task id {spec.task_id!r} is already used in this session")
-        busy = [
-            r for r in self.records.values() if r.live and r.spec.task_type is TaskType.FOREGROUND
-        ]
-        if spec.task_type is TaskType.FOREGROUND and busy:
-            if spec.if_busy == "reject":
-                raise ForegroundBusy(
-                    f"foreground task {busy[0].task_id!r} is still live; wait for it, or spawn "
-                    "with if_busy='queue' or 'interrupt'",
-                    active_task_id=busy[0].task_id,
-                )
-            if spec.if_busy == "interrupt":
-                self._check_limits(spec, leaving=busy)
-                await self.cancel_many(busy, reason="interrupted")
-                self.require_open()
-                if spec.group_id is not None:  # it may have been sealed meanwhile
-                    group = self.groups.admit(spec.group_id)
-        self._check_limits(spec)
-        task_id = spec.task_id if spec.task_id is not None else f"task_{uuid.uuid4().hex}"
-        if task_id in self.records:  # taken while interrupting
-            raise ValueError(f"task id {task_id!r} is already used in this session")
-        record = TaskRecord(
-            task_id=task_id,
-            spec=spec,
-            pipeline=pipeline,
-            pipeline_name=pipeline_name(pipeline),
-            order=next(self._order),
-            context_version=self.context.version,
-            inbox=SteeringInbox(
-                self.limits.steering_queue_size or 1_000_000,
-                max_pending_user_messages=self.limits.max_pending_user_messages,
-            ),
-        )
-        record.runtime = TaskRuntime(
-            self,
-            task_id=task_id,
-            session_id=self.session_id,
-            tenant=self.tenant,
-            task_type=spec.task_type,
-            trace_id=spec.trace_id,
-            query=spec.query,
-            steering=record.inbox,
-            context=self.context.snapshot(
-                parent_task_id=spec.parent_task_id,
-                spawned_from_event_id=spec.spawned_from_event_id,
-            ),
-        )
-        self.records[task_id] = record
-        if parent is not None:
-            parent.children.append(record)
-        if group is not None:
-            self.groups.join(group, record)
-        self._transition(record, TaskStatus.PENDING, "created")
-        self.scheduler.enqueue(record)
-        self._schedule()
-        await self.outbox.flush()
-        return task_id
-
-    def _check_limits(self, spec: SpawnSpec, leaving: list[TaskRecord] | None = None) -> None:
-        live = [
-            r.spec.task_type for r in self.records.values() if r.live and r not in (leaving or ())
-        ]
-        check_live(self.limits, self.session_id, live, spec.task_type)
+        """Admit, record and schedule a task (``_spawn``); its id once PENDING is stored."""
+        return await spawning.spawn(self, pipeline, spec)
 
     # ------------------------------------------------------------------------ schedule
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
         if self.phase == "open":
             self.scheduler.schedule()
 
     def _start(self, record: TaskRecord) -> None:
         assert self._tg is not None
         record.scope = anyio.CancelScope()
-        self._transition(record, TaskStatus.RUNNING, "started")
+        self.transition(record, TaskStatus.RUNNING, "started")
         self._tg.start_soon(self._run, record, name=f"penguiflow.sessions task {record.task_id}")
 
     def _release(self, record: TaskRecord) -> None:
         self.scheduler.finished(record)
+        record.scope = record.timer = None  # it ran: nothing cancels or times it any more
         self.steerer.drop_task(record.task_id)
         self.outbox.then(record.done.set)
         self.groups.member_finished(record)
-        self._schedule()
+        self.schedule()
 
     # ----------------------------------------------------------------------------- run
     async def _run(self, record: TaskRecord) -> None:
@@ -402,7 +341,7 @@ class Engine:
 
     def end(self, record: TaskRecord, status: TaskStatus, reason: str) -> None:
         """Publish the task's terminal STATUS_CHANGE and free what it held."""
-        self._transition(record, status, reason)
+        self.transition(record, status, reason)
         self._release(record)
 
     def answer_patch(self, patch_id: str, *, approve: bool, strategy: str | None) -> bool:

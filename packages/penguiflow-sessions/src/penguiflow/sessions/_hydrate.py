@@ -351,7 +351,7 @@ def _keep_parked(
         assert answer is not None
         await engine.scheduler.reacquire(record)
         record.run_clock()
-        engine._transition(  # pyright: ignore[reportPrivateUsage]  # the one transition path
+        engine.transition(  # the one transition path
             record, TaskStatus.RUNNING, "checkpoint_answered"
         )
         return await pipeline.resume(runtime, info, answer)

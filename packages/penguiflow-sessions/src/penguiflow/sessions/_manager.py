@@ -24,6 +24,7 @@ from penguiflow.core import DurableStore
 
 from ._engine import Engine
 from ._errors import SessionClosed, SessionLimitExceeded, SessionTenantMismatch
+from ._group_exit import exit_task_group
 from ._hydrate import ResumablePipeline
 from ._limits import SessionLimits
 from ._session import StreamingSession
@@ -148,12 +149,9 @@ class SessionManager:
             self._phase = "closed"
             tg, self._tg = self._tg, None
             tg.cancel_scope.cancel()  # the sweep
-        if isinstance(exc, Exception):
-            # Every session is closed and the sweep cancelled: the caller's own error
-            # propagates as is instead of inside an ExceptionGroup.
-            await tg.__aexit__(None, None, None)
-            return None
-        return await tg.__aexit__(exc_type, exc, tb)
+        # Every session is closed and the sweep cancelled: the caller's own error propagates
+        # as is instead of inside an ExceptionGroup.
+        return await exit_task_group(tg, exc_type, exc, tb)
 
     def _require_open(self) -> TaskGroup:
         if self._phase == "new":

@@ -33,6 +33,7 @@ from pydantic import JsonValue, TypeAdapter
 
 from penguiflow.core import DurableStore, Scope, ScopeMismatch
 
+from ._flag import Flag
 from ._persist_layout import RecordSync, dumps, steering_stream, updates_stream
 from ._tasks import TaskStatus
 from ._updates import StateUpdate
@@ -50,6 +51,7 @@ _logger = logging.getLogger("penguiflow.sessions")
 _FIRST_DELAY_S: Final = 0.01
 _MAX_DELAY_S: Final = 1.0
 _CLOSE_ATTEMPTS: Final = 5  # while closing, give up on a write after this many failures
+_WAKE_EVERY: Final = 8  # through a backlog, subscribers are woken every this many appends
 
 
 @dataclass(eq=False, slots=True)
@@ -90,7 +92,7 @@ class Outbox:
         self._refused = False  # the last _retry gave up because the store refused for good
         self._stopping = False
         self._running = False
-        self._finished = anyio.Event()
+        self._finished = Flag()
 
     @property
     def pending(self) -> int:
@@ -219,13 +221,20 @@ class Outbox:
                 # then older than (or as old as) the records written for it.
                 batch = len(self._queue)
                 await self._write_records()
-                for _ in range(batch):
+                for index in range(batch):
                     item = self._queue[0]
                     stored = await self._write_item(item)
                     self._queue.popleft()
-                    self._done(item, stored=stored)
+                    self._done(item, stored=stored, wake=False)
+                    # Through a backlog the subscribers are woken every _WAKE_EVERY stored
+                    # updates and once it is written, not after each: a reader keeping up
+                    # then takes several at once instead of contending with the store's
+                    # thread for every one (an update waits at most _WAKE_EVERY appends).
+                    if index % _WAKE_EVERY == _WAKE_EVERY - 1 or index == batch - 1:
+                        self.engine.hub.wake()
         finally:
             self._drain_unwritten()
+            self.engine.hub.wake()
             self._finished.set()
 
     def _drain_unwritten(self) -> None:
@@ -234,10 +243,10 @@ class Outbox:
         while self._queue:
             self._done(self._queue.popleft(), stored=self.store is None)
 
-    def _done(self, item: _Item, *, stored: bool) -> None:
+    def _done(self, item: _Item, *, stored: bool, wake: bool = True) -> None:
         self._written += 1
         if item.update is not None and stored:
-            self.engine.hub.publish(item.update)
+            self.engine.hub.publish(item.update, wake=wake)
         if item.after is not None:
             item.after()
         if self._waiters:

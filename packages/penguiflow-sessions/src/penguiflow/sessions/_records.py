@@ -11,6 +11,7 @@ from typing import cast
 import anyio
 from pydantic import JsonValue
 
+from ._flag import Flag
 from ._runtime import SpawnSpec, TaskPipeline, TaskRuntime
 from ._steering import SteeringInbox
 from ._tasks import FINAL_STATUSES, CheckpointInfo, TaskError, TaskResult, TaskState, TaskStatus
@@ -62,7 +63,7 @@ class TaskRecord:
     finished_at: datetime | None = None
     updated_at: datetime = field(default_factory=now)
     scope: anyio.CancelScope | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: Flag = field(default_factory=Flag)
     children: list[TaskRecord] = field(default_factory=list["TaskRecord"])
 
     timer: anyio.CancelScope | None = None

@@ -13,7 +13,7 @@ from collections import deque
 from typing import Protocol
 
 from ._errors import UnknownCursor
-from ._updates import StateUpdate
+from ._updates import StateUpdate, UpdateRow
 
 __all__ = ["PAGE", "LogSource", "ReplayLog"]
 
@@ -34,10 +34,14 @@ class LogSource(Protocol):
 
 
 class ReplayLog:
-    """The retained updates of a session, oldest first; their seqs are contiguous."""
+    """The retained updates of a session, oldest first; their seqs are contiguous.
+
+    It keeps each update as an :class:`UpdateRow` (a plain tuple of its fields, a third of a
+    model's size) and rebuilds an equal :class:`StateUpdate` when one is read back.
+    """
 
     def __init__(self, maxlen: int | None) -> None:
-        self._items: deque[StateUpdate] = deque(maxlen=maxlen)
+        self._items: deque[UpdateRow] = deque(maxlen=maxlen)
         self.head: int = 0
         """The newest seq appended (0 before any)."""
         self.source: LogSource | None = None
@@ -50,7 +54,7 @@ class ReplayLog:
 
     def append(self, update: StateUpdate) -> None:
         """Keep ``update`` (the oldest falls off once the log is full)."""
-        self._items.append(update)
+        self._items.append(UpdateRow.of(update))
         self.head = update.seq
 
     @property
@@ -61,7 +65,7 @@ class ReplayLog:
     def get(self, seq: int) -> StateUpdate | None:
         """The update with ``seq`` if retained."""
         index = seq - self.oldest
-        return self._items[index] if 0 <= index < len(self._items) else None
+        return self._items[index].update() if 0 <= index < len(self._items) else None
 
     def resolve(self, cursor: str) -> int:
         """The seq a ``since_id`` stands for; ``UnknownCursor`` unless it can be replayed."""

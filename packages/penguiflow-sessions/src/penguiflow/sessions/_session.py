@@ -15,6 +15,7 @@ from penguiflow.core import DurableStore
 
 from ._broker import Subscription
 from ._engine import Engine
+from ._group_exit import exit_task_group
 from ._groups import GroupMethods
 from ._hydrate import ResumablePipeline, hydrate
 from ._limits import SessionLimits
@@ -138,7 +139,8 @@ class StreamingSession(TaskMethods, ContextMethods, GroupMethods):
                 await self._engine.aclose()
         finally:
             tg, self._tg = self._tg, None
-        return await tg.__aexit__(exc_type, exc, tb)
+        # Every task is stopped: an error of the caller's block comes out as itself.
+        return await exit_task_group(tg, exc_type, exc, tb)
 
     async def aclose(self) -> None:
         """Cancel every live task (``"session_closed"``), await it, end every subscription.

@@ -20,6 +20,8 @@ from penguiflow.planner._steering import SteeringEvent as PlannerSteeringEvent
 from penguiflow.planner._steering import SteeringEventType
 from penguiflow.planner._steering import SteeringInbox as PlannerSteeringInbox
 
+from ._flag import Flag
+
 __all__ = [
     "ControlPolicy",
     "SteeringEvent",
@@ -122,8 +124,7 @@ class SteeringInbox(PlannerSteeringInbox):
         super().__init__(maxsize)
         self._max_messages = max_pending_user_messages
         self._cancel_reason: str | None = None
-        self._resumed = anyio.Event()
-        self._resumed.set()
+        self._resumed = Flag(is_set=True)
 
     def push_nowait(self, event: PlannerSteeringEvent) -> bool:
         """Queue ``event``; False when full or too many USER_MESSAGEs wait; CANCEL always fits."""
@@ -167,7 +168,7 @@ class SteeringInbox(PlannerSteeringInbox):
     def set_paused(self, paused: bool) -> None:
         """Put a PAUSE in force or lift it (the session calls this)."""
         if paused and not self.paused:
-            self._resumed = anyio.Event()
+            self._resumed = Flag()
         elif not paused:
             self._resumed.set()
 

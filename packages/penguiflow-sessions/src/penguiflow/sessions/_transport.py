@@ -21,6 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._errors import SubscriberLagged
+from ._group_exit import exit_task_group
 from ._steering import SteeringEvent, SteeringReceipt
 from ._updates import StateUpdate
 
@@ -100,18 +101,19 @@ async def open_connection(
     """Pump ``subscription`` into ``transport`` and its events into ``steer`` (see module)."""
     connection = Connection()
     async with subscription:  # an UnknownCursor leaves the transport to its owner
-        failed: Exception | None = None
+        outer = anyio.create_task_group()
+        await outer.__aenter__()
         try:
-            async with anyio.create_task_group() as outer:
+            try:
                 outer.start_soon(_pumps, subscription, transport, steer, on_receipt, connection)
-                try:
-                    yield connection
-                except Exception as exc:  # the caller's own error: raised as is, not grouped
-                    failed = exc
-                finally:
-                    outer.cancel_scope.cancel()
-            if failed is not None:
-                raise failed
+                yield connection
+            finally:
+                outer.cancel_scope.cancel()
+        except BaseException as exc:  # the caller's own error comes out as is, not grouped
+            if not await exit_task_group(outer, type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await exit_task_group(outer, None, None, None)
         finally:
             connection._closed.set()  # pyright: ignore[reportPrivateUsage]
             with anyio.CancelScope(shield=True):

@@ -5,11 +5,18 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import ClassVar, Final, cast
+from typing import ClassVar, Final, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, computed_field
 
-__all__ = ["CRITICAL_UPDATE_TYPES", "StateUpdate", "UpdateType", "to_json"]
+__all__ = [
+    "CRITICAL_UPDATE_TYPES",
+    "StateUpdate",
+    "UpdateRow",
+    "UpdateType",
+    "build_update",
+    "to_json",
+]
 
 
 class UpdateType(StrEnum):
@@ -82,16 +89,116 @@ class StateUpdate(BaseModel):
         return self.model_dump(mode="json")
 
 
+class UpdateRow(NamedTuple):
+    """The fields of a :class:`StateUpdate` as a tuple: how a replay log keeps it compactly."""
+
+    session_id: str
+    seq: int
+    update_type: UpdateType
+    task_id: str | None
+    trace_id: str | None
+    content: JsonValue
+    step_index: int | None
+    total_steps: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, update: StateUpdate) -> UpdateRow:
+        """The row of ``update`` (its own field values, shared, not copied)."""
+        # A model's __dict__ holds its fields in declaration order, as this tuple does.
+        return cls._make(update.__dict__.values())
+
+    def update(self) -> StateUpdate:
+        """The :class:`StateUpdate` of this row (equal to the one it was taken from)."""
+        return build_update(*self)
+
+
+_ALL_FIELDS: Final[set[str]] = set(StateUpdate.model_fields)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def build_update(
+    session_id: str,
+    seq: int,
+    update_type: UpdateType,
+    task_id: str | None,
+    trace_id: str | None,
+    content: JsonValue,
+    step_index: int | None,
+    total_steps: int | None,
+    created_at: datetime,
+) -> StateUpdate:
+    """A :class:`StateUpdate` from trusted parts, without validation (the session's hot path).
+
+    Only for values the session checked already: ``content`` came through :func:`to_json`
+    (a fresh copy) or was built by the session, ``update_type`` is an :class:`UpdateType`,
+    ``seq >= 1``, ``created_at`` is aware UTC. The result equals, and dumps the same JSON as,
+    ``StateUpdate(...)`` of the same values (a test pins that). Like
+    ``StateUpdate.model_construct`` without its per-call field loop; the frozen model never
+    mutates its fields set, so one set is shared.
+    """
+    update = _new(StateUpdate)
+    _set(
+        update,
+        "__dict__",
+        {
+            "session_id": session_id,
+            "seq": seq,
+            "update_type": update_type,
+            "task_id": task_id,
+            "trace_id": trace_id,
+            "content": content,
+            "step_index": step_index,
+            "total_steps": total_steps,
+            "created_at": created_at,
+        },
+    )
+    _set(update, "__pydantic_fields_set__", _ALL_FIELDS)
+    _set(update, "__pydantic_extra__", None)
+    _set(update, "__pydantic_private__", None)
+    return update
+
+
 def to_json(value: object, *, what: str) -> JsonValue:
-    """``value`` as JSON data: pydantic models in JSON mode, JSON values as they are.
+    """``value`` as JSON data: pydantic models in JSON mode, JSON values copied.
+
+    The result is a fresh copy (dicts and lists rebuilt), so a caller that later mutates
+    ``value`` never changes what was published.
 
     Raises:
         TypeError: ``value`` is neither; the message names ``what`` and the offending part.
     """
     if isinstance(value, BaseModel):
         return cast(JsonValue, value.model_dump(mode="json"))
-    _check_json(value, what, "")
-    return cast(JsonValue, value)
+    try:
+        return _copy_json(value)
+    except _NotJson:
+        _check_json(value, what, "")  # raises the TypeError naming the offending part
+        raise
+
+
+class _NotJson(Exception):
+    pass
+
+
+def _copy_json(value: object) -> JsonValue:
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        raise _NotJson
+    if isinstance(value, dict):
+        out: dict[str, JsonValue] = {}
+        for key, item in cast(dict[object, object], value).items():
+            if not isinstance(key, str):
+                raise _NotJson
+            out[key] = _copy_json(item)
+        return out
+    if isinstance(value, list):
+        return [_copy_json(item) for item in cast(list[object], value)]
+    raise _NotJson
 
 
 def _check_json(value: object, what: str, path: str) -> None:
