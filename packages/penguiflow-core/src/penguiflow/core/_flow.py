@@ -1,25 +1,27 @@
-"""PenguiFlow: a running graph of nodes, and ``create()`` which builds one."""
+"""PenguiFlow: a running graph of nodes, and ``create()`` which builds one.
+
+Starting and stopping are the base class ``FlowLifecycle`` (``_flow_lifecycle``), the event
+listeners ``FlowListeners`` (``_flow_listeners``); emit, fetch, call and cancel are here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio import CancelScope
-from anyio.abc import TaskStatus
 
 from ._call import call as call_once
 from ._call import run_sync as run_once_sync
 from ._dispatch import Dispatcher, OverflowPolicy
-from ._distribution import MessageBus, StateStore, StoredEvent
+from ._distribution import MessageBus, StateStore
 from ._durable import Scope
-from ._errors import RegistryError
 from ._events import EventHook, FlowEventType, Middleware
 from ._floe import Floe
+from ._flow_lifecycle import FlowLifecycle
+from ._flow_listeners import FlowListeners
 from ._graph import OPEN_SEA, Adjacency, Graph, build_graph
 from ._ingress import attach, ingress_floes, names, stamped
 from ._invoke import invoke
@@ -37,20 +39,15 @@ __all__ = ["PenguiFlow", "runtime_of"]
 if TYPE_CHECKING:
     from ._journal import Journal
 
-logger = logging.getLogger("penguiflow.core")
 
-
-class PenguiFlow:
+class PenguiFlow(FlowLifecycle, FlowListeners):
     """A graph of nodes joined by bounded floes: ``PenguiFlow(*adjacencies, ...)`` or ``create``.
 
     Both take the same arguments (see :func:`create`). Run it with
     ``async with flow.running(registry=...)``, or ``flow.run()`` / ``await flow.stop()``.
     """
 
-    __slots__ = ("_by_name", "_rt", "_runners", "_serving", "_stop_requested", "_stopped")
-
-    flush_timeout_s: float = 5.0
-    """How long ``stop()`` waits for buffered events to reach async listeners."""
+    __slots__ = ("_by_name",)
 
     def __init__(
         self,
@@ -119,123 +116,6 @@ class PenguiFlow:
             return self._by_name[name]
         except KeyError:
             raise KeyError(f"no node {name!r}; nodes: {sorted(self._by_name)}") from None
-
-    # ------------------------------------------------------------- lifecycle
-    def _prepare(self, registry: ModelRegistry | None) -> None:
-        rt = self._rt
-        if rt.phase != "idle":
-            raise RuntimeError(
-                "this flow was already started (it is already running, or has run): a flow runs "
-                "once. Build a new one with create()."
-            )
-        if registry is None:
-            logger.info(
-                "flow started without a ModelRegistry: messages are not validated "
-                "(pass registry=ModelRegistry.from_annotations(flow) to validate them)"
-            )
-        else:
-            missing = [
-                n.name
-                for n in rt.graph.nodes
-                if n.policy.validate != "none" and n.name not in registry
-            ]
-            if missing:
-                raise RegistryError(missing)
-        for runner in self._runners.values():
-            entry = None if registry is None else registry.entry(runner.name)
-            if entry is None:
-                runner.configure()
-                continue
-            mode = runner.policy.validate
-            attempts = runner.attempts
-            if mode in ("both", "in"):
-                attempts.in_adapter = entry.in_adapter
-            if mode in ("both", "out"):
-                attempts.out_adapter = entry.out_adapter
-                attempts.out_is_message = entry.out_is_message
-            runner.configure(entry.in_model, entry.out_model)
-        rt.registry = registry  # call_node validates with it; memo mode rebuilds typed payloads
-        rt.phase = "running"
-        self._stop_requested = anyio.Event()
-        self._stopped = anyio.Event()
-
-    def run(self, registry: ModelRegistry | None = None) -> None:
-        """Start the workers in the background (needs a running event loop).
-
-        Prefer ``async with flow.running(...)``; with ``run()`` you must ``await flow.stop()``.
-        """
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "flow.run() needs a running event loop: call it from async code, "
-                "or use `async with flow.running():`"
-            ) from None
-        self._prepare(registry)
-        self._serving = loop.create_task(self._serve(), name="penguiflow:flow")
-
-    @asynccontextmanager
-    async def running(self, registry: ModelRegistry | None = None) -> AsyncGenerator[PenguiFlow]:
-        """Run the flow for the duration of the block; stop it (awaiting every task) on exit."""
-        self._prepare(registry)
-        async with _unwrapped(), anyio.create_task_group() as tg:
-            await tg.start(self._serve)
-            try:
-                yield self
-            finally:
-                with CancelScope(shield=True):
-                    await self.stop()
-
-    async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        assert self._stop_requested is not None and self._stopped is not None
-        rt = self._rt
-        try:
-            async with _unwrapped(), anyio.create_task_group() as tg:
-                rt.task_group = tg
-                if rt.dispatcher.buffered_sinks:
-                    tg.start_soon(rt.dispatcher.run, name="penguiflow:listeners")
-                if rt.recorder is not None and not rt.recorder.sync:
-                    tg.start_soon(rt.recorder.drain, name="penguiflow:journal")
-                for runner in self._runners.values():
-                    runner.grow()
-                task_status.started()
-                await self._stop_requested.wait()
-                rt.phase = "stopped"  # no new work while the workers unwind
-                tg.cancel_scope.cancel()
-        finally:
-            rt.task_group = None
-            rt.finish()
-            with anyio.move_on_after(self.flush_timeout_s, shield=True):
-                if rt.recorder is not None:
-                    await rt.recorder.flush()
-                await rt.dispatcher.flush()
-            self._stopped.set()
-
-    async def stop(self) -> None:
-        """Stop the flow: cancel every task it started and wait for them. Idempotent.
-
-        Blocked emitters and waiting fetchers get ``FlowStopped``. When a node raised a
-        ``BaseException`` that ended the flow, ``stop()`` re-raises it.
-        """
-        rt = self._rt
-        if rt.phase == "idle":
-            rt.finish()  # fetchers waiting on a flow that never ran are answered too
-            return
-        if self._stop_requested is None or self._stopped is None:
-            return
-        self._stop_requested.set()
-        await self._stopped.wait()
-        if self._serving is not None:
-            await self._serving
-
-    def _require_running(self, what: str) -> None:
-        phase = self._rt.phase
-        if phase != "running":
-            state = "has stopped" if phase == "stopped" else "is not running yet"
-            raise RuntimeError(
-                f"cannot {what}: the flow {state}; start it with flow.run() or "
-                "`async with flow.running():` first"
-            )
 
     # ------------------------------------------------------------------ emit
     def _report_emit(self, key: str | None, msg: Any, floes: Sequence[Floe]) -> None:
@@ -499,42 +379,6 @@ class PenguiFlow:
         """
         return await self._rt.cancel(trace_id)
 
-    # ---------------------------------------------------------------- events
-    def add_middleware(self, middleware: Middleware) -> None:
-        """Add an async event listener (runs from a bounded buffer, off the hot path)."""
-        rt = self._rt
-        dispatcher = rt.dispatcher
-        needs_drain = not dispatcher.buffered_sinks
-        dispatcher.middlewares.append(middleware)
-        rt.listeners_changed()
-        if needs_drain and rt.task_group is not None:
-            rt.task_group.start_soon(dispatcher.run, name="penguiflow:listeners")
-
-    def add_event_hook(self, hook: EventHook) -> None:
-        """Add a sync event listener called inline for every event (keep it cheap)."""
-        self._rt.dispatcher.hooks.append(hook)
-        self._rt.listeners_changed()
-
-    @property
-    def middlewares(self) -> tuple[Middleware, ...]:
-        """The async listeners, in order."""
-        return tuple(self._rt.dispatcher.middlewares)
-
-    @property
-    def event_hooks(self) -> tuple[EventHook, ...]:
-        """The sync listeners, in order."""
-        return tuple(self._rt.dispatcher.hooks)
-
-    async def load_history(self, trace_id: str) -> Sequence[StoredEvent]:
-        """The events the state store recorded for ``trace_id`` (pending ones flushed first)."""
-        dispatcher = self._rt.dispatcher
-        if dispatcher.state_store is None:
-            raise RuntimeError(
-                "load_history needs a state store: create(..., state_store=InMemoryStateStore())"
-            )
-        await dispatcher.flush()
-        return await dispatcher.state_store.load_history(trace_id)
-
     # ---------------------------------------------------------- introspection
     def statistics(self) -> FlowStatistics:
         """A frozen snapshot of the flow's bookkeeping (for dashboards and leak checks)."""
@@ -543,24 +387,6 @@ class PenguiFlow:
     def __repr__(self) -> str:
         names = [n.name for n in self._rt.graph.nodes]
         return f"PenguiFlow(nodes={names}, phase={self._rt.phase!r})"
-
-
-@asynccontextmanager
-async def _unwrapped() -> AsyncGenerator[None]:
-    """Let the one exception of a task group the flow owns out as itself, not as a group.
-
-    The groups are the flow's, not the caller's: a body's exception, or a ``BaseException`` a
-    node raised, reaches the caller unchanged.
-    """
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1:
-            raise
-        single = group.exceptions[0]
-    else:
-        return
-    raise single from single.__cause__  # keeps an explicit cause; hides the group as context
 
 
 def runtime_of(flow: PenguiFlow) -> Runtime:

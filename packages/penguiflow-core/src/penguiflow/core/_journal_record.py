@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar, Token
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,11 +22,13 @@ from pydantic_core import to_json as _dumps
 
 from ._durable import DurableStore, Scope
 from ._errors import FlowError, FlowErrorCode, safe_repr
-from ._journal_lineage import Lineage, journal_stream, model_tag, scope_of_item
-from ._journal_patch import INGRESS_STEP, child_step, diff, fields_of, to_json
+from ._journal_invocation import Invocation, current_invocation, output_entry, tag_model
+from ._journal_invocation import invocation_var as _invocation
+from ._journal_lineage import Lineage, journal_stream, scope_of_item
+from ._journal_patch import INGRESS_STEP, child_step, fields_of, to_json
 from ._node import NodeFunc
 from ._registry import ModelRegistry
-from ._types import Carried, Message, Stepped
+from ._types import Message, Stepped
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -40,71 +42,6 @@ logger = logging.getLogger("penguiflow.core")
 
 _BUFFER_LIMIT = 1024
 """Entries an async journal buffers before producers wait for the writer."""
-
-_invocation: ContextVar[Invocation | None] = ContextVar("penguiflow_invocation", default=None)
-
-
-def current_invocation() -> Invocation | None:
-    """The journaled node invocation the caller runs in, if any."""
-    return _invocation.get()
-
-
-class Invocation:
-    """One node invocation of a journaled trace: its parent step and what it has output."""
-
-    __slots__ = (
-        "envelope",
-        "fields",
-        "index",
-        "input",
-        "key",
-        "memo",
-        "node",
-        "outputs",
-        "recorder",
-        "result_step",
-        "scope",
-        "step",
-    )
-
-    def __init__(
-        self,
-        recorder: Recorder,
-        key: str,
-        step: str,
-        node: str,
-        item: Any,
-        scope: Scope,
-        memo: Lineage | None,
-    ) -> None:
-        self.recorder = recorder
-        self.key = key
-        self.step = step
-        """The step of the message being processed (the parent of every output)."""
-        self.node = node
-        self.input = item
-        self.envelope: Message | None = (
-            item if isinstance(item, Message) else item.envelope if type(item) is Carried else None
-        )
-        self.fields: Mapping[str, Any] = fields_of(item)[1]
-        self.scope = scope
-        self.memo = memo
-        self.index = 0
-        self.result_step: str | None = None
-        self.outputs: list[tuple[Any, str]] = []
-
-    def step_of(self, message: Any) -> str | None:
-        """The step of ``message`` if it is this invocation's input or one of its outputs."""
-        inner = self.input
-        if message is inner or message is self.envelope:
-            return self.step
-        if type(inner) is Carried and isinstance(message, Message):
-            if message.payload is inner.value:  # the envelope the node was given the value in
-                return self.step
-        for output, step in self.outputs:
-            if output is message:
-                return step
-        return None
 
 
 class Recorder:
@@ -162,7 +99,7 @@ class Recorder:
         kind, fields = fields_of(item)
         entry: dict[str, Any] = {"s": INGRESS_STEP, "k": kind, "d": {"=": to_json(fields)}}
         entry["e"] = None if to is None else list(to)
-        _tag(entry, fields)
+        tag_model(entry, fields)
         return entry
 
     # ------------------------------------------------------------ invocations
@@ -248,7 +185,7 @@ class Recorder:
             kind, fields = "c", {**inv.envelope.__dict__, "payload": result}
         else:
             kind, fields = "v", {"payload": result}
-        entry = _output_entry(inv, step, index, kind, fields)
+        entry = output_entry(inv, step, index, kind, fields)
         entry["c"] = 1
         if await self._write(inv.key, entry, inv.scope, step, inv):
             inv.result_step = step
@@ -296,7 +233,7 @@ class Recorder:
         if inv.memo is not None and step in inv.memo.outputs:
             return step, None
         kind, fields = fields_of(item)
-        entry = _output_entry(inv, step, index, kind, fields)
+        entry = output_entry(inv, step, index, kind, fields)
         entry["e"] = to
         return step, entry
 
@@ -403,19 +340,3 @@ class Recorder:
 
     def _forget(self, key: str) -> None:
         self.memos.pop(key, None)
-
-
-def _output_entry(
-    inv: Invocation, step: str, index: int, kind: str, fields: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The entry of output ``index`` of ``inv``: its step, lineage, kind and patch."""
-    entry: dict[str, Any] = {"s": step, "p": inv.step, "n": inv.node, "i": index, "k": kind}
-    entry["d"] = diff(inv.fields, fields)
-    _tag(entry, fields)
-    return entry
-
-
-def _tag(entry: dict[str, Any], fields: Mapping[str, Any]) -> None:
-    tag = model_tag(fields.get("payload"))
-    if tag is not None:
-        entry["y"] = tag

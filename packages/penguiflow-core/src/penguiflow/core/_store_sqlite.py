@@ -6,19 +6,19 @@ The thread group-commits: whatever is queued when it wakes runs in one ``BEGIN I
 COMMIT``, each operation inside its own savepoint, so one failing operation undoes only itself.
 A cancelled caller stops waiting; the thread still runs the queued operation, whole. Keys are
 stored as UTF-8 BLOBs, so SQLite's ``memcmp`` order is the byte order the other backends scan
-in. sqlite3 errors become ``StoreUnavailable`` here, in one place.
+in. sqlite3 errors become ``StoreUnavailable`` in one place. The writer thread's lifecycle and
+the hop are the base class, ``SQLiteHop`` (``_store_sqlite_hop``); the shared SQL and row helpers
+are in ``_store_sqlite_sql``; this module holds the operations.
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
 import os
 import sqlite3
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Literal, Self, cast
+from typing import Literal, cast
 
 from ._durable import (
     DEFAULT_MAX_VALUE_BYTES,
@@ -27,57 +27,32 @@ from ._durable import (
     Scope,
     check_append,
     check_limit,
-    check_options,
     check_put,
     check_record,
     check_scan,
     check_stream,
     check_trim,
 )
-from ._errors import ScopeMismatch, StoreClosed, VersionConflict
-from ._store_history import StoreBase
-from ._store_sqlite_writer import SCHEMA_VERSION, Fn, Op, Stop, Writer
+from ._errors import ScopeMismatch, VersionConflict
+from ._store_sqlite_hop import SQLiteHop
+from ._store_sqlite_sql import LIVE as _LIVE
+from ._store_sqlite_sql import RECORD_COLUMNS as _RECORD_COLUMNS
+from ._store_sqlite_sql import SELECTED as _SELECTED
+from ._store_sqlite_sql import drop_streams as _drop_streams
+from ._store_sqlite_sql import filter_args as _filter_args
+from ._store_sqlite_sql import live as _live
+from ._store_sqlite_sql import live_record as _live_record
+from ._store_sqlite_sql import live_stream as _live_stream
+from ._store_sqlite_sql import prefix_end as _prefix_end
+from ._store_sqlite_sql import purge as _purge
+from ._store_sqlite_sql import record as _record
+from ._store_sqlite_sql import scope_of as _scope_of
+from ._store_sqlite_writer import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "SQLiteDurableStore"]
 
-_RECORD_COLUMNS = "key, value, tenant, user_id, session_id, version, expires_at, updated_at"
-_LIVE = "(expires_at IS NULL OR expires_at > ?)"
-_SELECTED = "tenant = ? AND (? IS NULL OR user_id = ?) AND (? IS NULL OR session_id = ?)"
 
-type _Row = tuple[Any, ...]
-
-
-def _filter_args(scope: Scope) -> tuple[str, str | None, str | None, str | None, str | None]:
-    return (scope.tenant, scope.user, scope.user, scope.session, scope.session)
-
-
-def _scope_of(row: _Row, at: int) -> Scope:
-    return Scope(row[at], row[at + 1], row[at + 2])
-
-
-def _live(expires_at: float | None, now: float) -> bool:
-    return expires_at is None or now < expires_at
-
-
-def _record(namespace: str, row: _Row) -> Record:
-    return Record(
-        namespace=namespace,
-        key=bytes(row[0]).decode(),
-        value=bytes(row[1]),
-        scope=_scope_of(row, 2),
-        version=row[5],
-        expires_at=row[6],
-        updated_at=row[7],
-    )
-
-
-def _prefix_end(prefix: bytes) -> bytes | None:
-    # The smallest byte string above every string starting with ``prefix``. UTF-8 never holds
-    # 0xFF, so incrementing the last byte always works for a non-empty prefix.
-    return prefix[:-1] + bytes([prefix[-1] + 1]) if prefix else None
-
-
-class SQLiteDurableStore(StoreBase):
+class SQLiteDurableStore(SQLiteHop):
     """A ``DurableStore`` (and core ``StateStore``) in one SQLite file, or ``":memory:"``.
 
     Open it with ``async with SQLiteDurableStore.open(path) as store:``. WAL mode;
@@ -85,44 +60,6 @@ class SQLiteDurableStore(StoreBase):
     loss, ``"FULL"`` does not. Several processes of one host may open the same file: writes
     serialise on SQLite's lock, waiting up to ``busy_timeout_s``.
     """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
-        clock: Callable[[], float] = time.time,
-        retention: Mapping[str, float] | None = None,
-        busy_timeout_s: float = 5.0,
-        purge_every_s: float = 60.0,
-        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-    ) -> None:
-        """Check the options; the store runs once entered (prefer ``open``)."""
-        if isinstance(path, os.PathLike):
-            path = os.fspath(path)
-        if not isinstance(path, str) or not path:  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(f'path must be a file path or ":memory:", got {path!r}')
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f'synchronous must be "NORMAL" or "FULL", got {synchronous!r}')
-        if not math.isfinite(busy_timeout_s) or busy_timeout_s < 0:
-            raise ValueError(f"busy_timeout_s must be >= 0 seconds, got {busy_timeout_s}")
-        if not math.isfinite(purge_every_s) or purge_every_s <= 0:
-            raise ValueError(f"purge_every_s must be > 0 seconds, got {purge_every_s}")
-        table = check_options(max_value_bytes, retention)
-        self._path = path
-        self._clock = clock
-        self._retention = table
-        self._max_value_bytes = max_value_bytes
-        self._writer = Writer(
-            path,
-            synchronous=synchronous,
-            clock=clock,
-            busy_timeout_s=busy_timeout_s,
-            purge_every_s=purge_every_s,
-            purge=_purge,
-        )
-        self._state: Literal["new", "open", "closed"] = "new"
-        self._closing: asyncio.Future[Any] | None = None
 
     @classmethod
     def open(
@@ -163,48 +100,6 @@ class SQLiteDurableStore(StoreBase):
                 max_value_bytes=max_value_bytes,
             )
         )
-
-    async def __aenter__(self) -> Self:
-        """Start the store (if not started yet) and return it."""
-        if self._state == "new":
-            self._state = "open"
-            self._writer.thread.start()
-            try:
-                await self._call(lambda conn, now: None, writes=False)
-            except BaseException:
-                await self.aclose()
-                raise
-        elif self._state == "closed":
-            raise StoreClosed(f"SQLite store {self._path} is closed; open a new one")
-        return self
-
-    async def aclose(self) -> None:
-        """Finish the queued operations, close the connection and join the writer thread.
-
-        Idempotent; any later call raises ``StoreClosed``.
-        """
-        if self._state == "new":
-            self._state = "closed"
-            return
-        self._state = "closed"
-        if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_future()
-            self._writer.queue.put(Stop(asyncio.get_running_loop(), self._closing))
-        await asyncio.shield(self._closing)
-        self._writer.thread.join()  # it has closed the connection: only its return is left
-
-    # ------------------------------------------------------------------------ the hop
-    async def _call(self, fn: Fn, *, writes: bool) -> Any:
-        if self._state != "open":
-            raise StoreClosed(
-                f"SQLite store {self._path} is closed; open a new one"
-                if self._state == "closed"
-                else "the store is not open: use `async with SQLiteDurableStore.open(path)`"
-            )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._writer.queue.put(Op(fn, writes, loop, future))
-        return await future
 
     # --------------------------------------------------------------------------- records
     async def put(
@@ -477,34 +372,6 @@ class SQLiteDurableStore(StoreBase):
         The writer thread also runs this every ``purge_every_s``.
         """
         return cast(int, await self._call(_purge, writes=True))
-
-
-# --------------------------------------------------------------------------- shared SQL
-def _live_record(conn: sqlite3.Connection, namespace: str, key: bytes, now: float) -> _Row | None:
-    return conn.execute(
-        f"SELECT {_RECORD_COLUMNS} FROM pf_records WHERE namespace = ? AND key = ? AND {_LIVE}",
-        (namespace, key, now),
-    ).fetchone()
-
-
-def _live_stream(conn: sqlite3.Connection, stream: str, now: float) -> _Row | None:
-    return conn.execute(
-        f"SELECT id, tenant, user_id, session_id FROM pf_streams WHERE name = ? AND {_LIVE}",
-        (stream, now),
-    ).fetchone()
-
-
-def _drop_streams(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
-    ids = f"SELECT id FROM pf_streams WHERE {where}"
-    conn.execute(f"DELETE FROM pf_entries WHERE stream_id IN ({ids})", args)
-    conn.execute(f"DELETE FROM pf_idempotency WHERE stream_id IN ({ids})", args)
-    return conn.execute(f"DELETE FROM pf_streams WHERE {where}", args).rowcount
-
-
-def _purge(conn: sqlite3.Connection, now: float) -> int:
-    expired = "expires_at IS NOT NULL AND expires_at <= ?"
-    count = conn.execute(f"DELETE FROM pf_records WHERE {expired}", (now,)).rowcount
-    return count + _drop_streams(conn, expired, (now,))
 
 
 @asynccontextmanager

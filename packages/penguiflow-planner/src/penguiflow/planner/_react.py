@@ -11,7 +11,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import anyio
-from anyio.abc import TaskGroup
 from pydantic import TypeAdapter
 
 from penguiflow.core import (
@@ -27,15 +26,17 @@ from penguiflow.core import (
 )
 
 from ._as_node import serve
+from ._background import BackgroundWork
 from ._errors import PlannerNotOpen, PlannerUsageError
 from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType, deliver
 from ._llm import JSONLLMClient
 from ._pause import MISSING, PauseBook, apply_answers, budget_of, restore
 from ._prompts import action_format, system_prompt
-from ._records import load_memory, logged, persist, record_memory
+from ._react_args import check_arguments, checked_client, migrate_old_names
+from ._records import load_memory, persist, record_memory
 from ._retry import LLMRetryPolicy
 from ._run import Run
-from ._setup import check_json_context, has_run, is_model, migrate, renamed, tool_flow
+from ._setup import check_json_context, has_run, tool_flow
 from ._steering import SteeringInbox
 from ._tokens import CharCounter, TokenCounter
 from ._types import (
@@ -101,46 +102,22 @@ class ReactPlanner[OutputT]:
         time_source: Callable[[], float] = time.time,
         **old: Any,
     ) -> None:
-        budget = migrate(old, budget)
-        token_budget = old.pop("token_budget", None)
-        if token_budget is not None:  # the original's prompt-size limit: summarise beyond it
-            if compaction is not None:
-                raise PlannerUsageError(
-                    "pass compaction=CompactionConfig(max_prompt_tokens=...) or its old form "
-                    "token_budget=, not both"
-                )
-            compaction = CompactionConfig(max_prompt_tokens=token_budget)
-        store = renamed(old, "state_store", "store", store)
-        reflection = renamed(old, "reflection_config", "reflection", reflection)
-        memory = renamed(old, "short_term_memory", "memory", memory)
-        if old:
-            raise TypeError(f"ReactPlanner() got unexpected keyword arguments {sorted(old)}")
-        if llm_client is None or not callable(getattr(llm_client, "complete", None)):
-            raise TypeError(
-                "ReactPlanner needs an llm_client with an async complete(messages=..., "
-                f"response_format=...) method, got {type(llm_client).__name__}"
-            )
-        if catalog is not None and nodes is not None:
-            raise PlannerUsageError("pass catalog= or nodes= (built with build_catalog), not both")
-        if max_parallel < 1 or max_parallel > absolute_max_parallel:
-            raise PlannerUsageError(
-                f"max_parallel must be within 1..absolute_max_parallel ({absolute_max_parallel}), "
-                f"got {max_parallel}"
-            )
-        if not (output_type is str or is_model(output_type)):
-            raise PlannerUsageError(
-                f"output_type must be str or a pydantic BaseModel subclass, got {output_type!r}"
-            )
-        if not llm_timeout_s > 0 or not pause_ttl_s > 0:
-            raise PlannerUsageError(
-                f"llm_timeout_s and pause_ttl_s must be > 0, got {llm_timeout_s!r} and "
-                f"{pause_ttl_s!r}"
-            )
-        if repair_attempts < 0 or max_consecutive_arg_failures < 1 or observation_max_chars < 1:
-            raise PlannerUsageError(
-                "repair_attempts >= 0, max_consecutive_arg_failures >= 1 and "
-                "observation_max_chars >= 1 are required"
-            )
+        budget, compaction, store, reflection, memory = migrate_old_names(
+            old, budget, compaction, store, reflection, memory
+        )
+        llm_client = checked_client(llm_client)
+        check_arguments(
+            catalog,
+            nodes,
+            output_type,
+            max_parallel=max_parallel,
+            absolute_max_parallel=absolute_max_parallel,
+            llm_timeout_s=llm_timeout_s,
+            pause_ttl_s=pause_ttl_s,
+            repair_attempts=repair_attempts,
+            max_consecutive_arg_failures=max_consecutive_arg_failures,
+            observation_max_chars=observation_max_chars,
+        )
         specs = list(catalog) if catalog is not None else build_catalog(nodes or (), registry)
         policy = tool_policy or ToolPolicy()
         self.llm_client: JSONLLMClient = llm_client
@@ -185,10 +162,7 @@ class ReactPlanner[OutputT]:
         self.drain_timeout_s: float = 5.0
         """How long ``aclose()`` waits for background work before cancelling what is left."""
         self._active = 0
-        self._background = 0
-        self._drained: anyio.Event | None = None
-        self._logged_inline = False
-        self._task_group: TaskGroup | None = None
+        self._work = BackgroundWork()
         self._stack: AsyncExitStack | None = None
 
     # -------------------------------------------------------------- lifecycle
@@ -203,11 +177,11 @@ class ReactPlanner[OutputT]:
         await stack.__aenter__()
         try:
             await stack.enter_async_context(self.tool_flow.running())
-            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._work.group = await stack.enter_async_context(anyio.create_task_group())
             if self.memory is not None:
                 await stack.enter_async_context(self.memory.running())
         except BaseException:
-            self._task_group = None
+            self._work.group = None
             await stack.aclose()
             raise
         self._stack = stack
@@ -230,24 +204,13 @@ class ReactPlanner[OutputT]:
         stack, self._stack = self._stack, None
         if stack is None:
             return
-        group = self._task_group
+        work = self._work
         try:
-            if group is not None and self._background:
-                drained = self._drained
-                with anyio.move_on_after(self.drain_timeout_s, shield=True):
-                    if drained is not None:
-                        await drained.wait()
-                if self._background:
-                    logger.warning(
-                        "planner closed with %d background task(s) still running after %.1fs: "
-                        "cancelled",
-                        self._background,
-                        self.drain_timeout_s,
-                    )
-            if group is not None:
-                group.cancel_scope.cancel()
+            await work.drain(self.drain_timeout_s)
+            if work.group is not None:
+                work.group.cancel_scope.cancel()
         finally:
-            self._task_group = None
+            work.group = None
             await stack.aclose()
 
     async def spawn(self, func: Callable[[], Awaitable[None]], *, what: str) -> None:
@@ -257,30 +220,7 @@ class ReactPlanner[OutputT]:
         ``statistics().background_tasks`` until it ends (its exceptions are logged, never
         raised: no run waits for it). Unopened, it runs inline now (logged once at INFO).
         """
-        group = self._task_group
-        if group is None:
-            if not self._logged_inline:
-                self._logged_inline = True
-                logger.info(
-                    "planner not opened with `async with`: background work (%s) runs inline at "
-                    "the end of the run",
-                    what,
-                )
-            await logged(func, what)
-            return
-        if self._background == 0:
-            self._drained = anyio.Event()
-        self._background += 1
-
-        async def tracked() -> None:
-            try:
-                await logged(func, what)
-            finally:
-                self._background -= 1
-                if self._background == 0 and self._drained is not None:
-                    self._drained.set()
-
-        group.start_soon(tracked, name=f"penguiflow.planner:{what}")
+        await self._work.spawn(func, what=what)
 
     # -------------------------------------------------------------------- runs
     async def run(
@@ -461,7 +401,7 @@ class ReactPlanner[OutputT]:
         """A frozen snapshot of the planner's counters."""
         return PlannerStatistics(
             active_runs=self._active,
-            background_tasks=self._background,
+            background_tasks=self._work.count,
             llm_calls=self.counters["llm_calls"],
             tool_calls=self.counters["tool_calls"],
             pauses_issued=self.counters["pauses_issued"],

@@ -1,7 +1,8 @@
 """One run of a planner: all per-run state, and the step loop.
 
 A step: budgets -> steering -> compaction -> one LLM call -> parse (repair) -> dispatch. LLM
-calls, usage and compaction live in ``_llmcall``; the final answer and reflection in ``_final``;
+calls, usage and compaction live in ``_llmcall``; parsing and repairing the next action in
+``_next_action``; the final answer and reflection in ``_final``;
 tool steps in ``_toolstep`` (their branches in ``_steps``); pauses in ``_pause``.
 """
 
@@ -20,13 +21,13 @@ from pydantic import BaseModel
 from penguiflow.core import NodeSpec
 
 from ._events import PlannerEvent, PlannerEventCallback, PlannerEventType, deliver
-from ._final import final, validate_answer
+from ._final import final
 from ._llm import LLMMessage
 from ._llmcall import Finished, call_llm, check_llm_budgets, maybe_compact
-from ._prompts import FINAL, build_messages, parse_action
+from ._next_action import next_action
+from ._prompts import FINAL, build_messages
 from ._steering import SteeringEventType, SteeringInbox
 from ._steps import PendingStep, StepFailed
-from ._stream import AnswerStream
 from ._toolstep import continue_step, tool_step
 from ._trajectory import Trajectory, TrajectoryStep
 from ._types import (
@@ -330,56 +331,7 @@ class Run:
 
     async def _next_action(self) -> PlannerAction:
         """Ask for the next action; repair bad replies up to ``repair_attempts`` times."""
-        planner = self.planner
-        extra, self.extra_messages = self.extra_messages, []
-        repairs: list[LLMMessage] = []
-
-        def rebuild() -> list[LLMMessage]:  # after a compaction for context length
-            self.extra_messages = extra
-            try:
-                return [*self.messages(), *repairs]
-            finally:
-                self.extra_messages = []
-
-        messages = rebuild()
-        step = len(self.trajectory.steps)
-        self.event(PlannerEventType.STEP_START, step=step)
-        problem = "no reply"
-        for attempt in range(planner.repair_attempts + 1):
-            stream = AnswerStream(self, step) if planner.stream_final_response else None
-            text = await call_llm(
-                self,
-                messages,
-                "planner_action",
-                planner.action_format,
-                stream=stream,
-                rebuild=rebuild,
-            )
-            try:
-                action = parse_action(text)
-                if action.next_node == FINAL:
-                    validate_answer(self, action)  # now, so a bad answer is repaired too
-                return action
-            except ValueError as exc:
-                problem = str(exc)
-            if attempt == planner.repair_attempts:
-                break
-            self.event(
-                PlannerEventType.REPAIR_ATTEMPT,
-                step=step,
-                error=problem,
-                extra={"attempt": attempt + 1},
-            )
-            repair: LLMMessage = {
-                "role": "user",
-                "content": json.dumps(
-                    {"error": problem, "fix": "reply with one valid planner_action JSON object"}
-                ),
-            }
-            said: LLMMessage = {"role": "assistant", "content": text}
-            repairs += [said, repair]
-            messages = rebuild()
-        raise Finished(self.finish("no_path", error=f"no valid action after repairs: {problem}"))
+        return await next_action(self)
 
     # --------------------------------------------------------------- finish
     def finish(
