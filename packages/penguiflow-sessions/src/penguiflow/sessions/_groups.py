@@ -13,12 +13,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, cast
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._choices import Choice
 from ._errors import GroupNotFound, GroupSealed
 from ._limits import check_count
 from ._merge import ContextPatch, MergeStrategy
@@ -37,7 +37,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class GroupStatus(StrEnum):
+class GroupStatus(Choice):
     """Where a task group is: OPEN → SEALED → COMPLETE | FAILED."""
 
     OPEN = "OPEN"

@@ -6,11 +6,11 @@ import copy
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from ._choices import Choice
 from ._context import ContextState
 
 __all__ = [
@@ -27,7 +27,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class MergeStrategy(StrEnum):
+class MergeStrategy(Choice):
     """How a completed task's :class:`ContextPatch` reaches the session context."""
 
     APPEND = "append"

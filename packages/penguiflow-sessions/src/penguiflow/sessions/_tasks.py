@@ -8,6 +8,7 @@ from typing import ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from ._choices import Choice
 from ._merge import ContextPatch, MergeStrategy
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 
-class TaskType(StrEnum):
+class TaskType(Choice):
     """Whether a task is the user's current turn or runs beside it."""
 
     FOREGROUND = "FOREGROUND"
@@ -35,7 +36,7 @@ class TaskType(StrEnum):
     """Runs beside the foreground, in one of ``max_concurrent_tasks`` slots."""
 
 
-class TaskStatus(StrEnum):
+class TaskStatus(Choice):
     """Where a task is in its life; COMPLETE, FAILED and CANCELLED are final."""
 
     PENDING = "PENDING"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import ClassVar, Final, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, computed_field
+
+from ._choices import Choice
 
 __all__ = [
     "CRITICAL_UPDATE_TYPES",
@@ -19,7 +20,7 @@ __all__ = [
 ]
 
 
-class UpdateType(StrEnum):
+class UpdateType(Choice):
     """The kind of a :class:`StateUpdate`; the value is its wire name."""
 
     THINKING = "THINKING"
