@@ -39,6 +39,7 @@ from ._persist_layout import (
 )
 from ._records import TaskRecord
 from ._runtime import SpawnSpec, TaskRuntime
+from ._spawn import new_inbox, new_runtime
 from ._steering import SteeringEvent, SteeringInbox, SteeringOutcome
 from ._tasks import (
     CheckpointAnswer,
@@ -316,25 +317,9 @@ def _keep_parked(
     engine: Engine, record: TaskRecord, pipeline: ResumablePipeline, info: CheckpointInfo
 ) -> None:
     """Leave the task PAUSED at its checkpoint; its answer runs ``pipeline.resume``."""
-    limits = engine.limits
     spec = record.spec
-    record.inbox = SteeringInbox(
-        limits.steering_queue_size or 1_000_000,
-        max_pending_user_messages=limits.max_pending_user_messages,
-    )
-    record.runtime = TaskRuntime(
-        engine,
-        task_id=record.task_id,
-        session_id=engine.session_id,
-        tenant=engine.tenant,
-        task_type=spec.task_type,
-        trace_id=spec.trace_id,
-        query=spec.query,
-        steering=record.inbox,
-        context=engine.context.snapshot(
-            parent_task_id=spec.parent_task_id, spawned_from_event_id=spec.spawned_from_event_id
-        ),
-    )
+    record.inbox = new_inbox(engine)
+    record.runtime = new_runtime(engine, record)
     waiting = OpenCheckpoint(record, info)
     engine.checkpoints.open[info.resume_token] = waiting
     if spec.task_type is TaskType.FOREGROUND:

@@ -15,7 +15,7 @@ from ._tasks import TaskStatus, TaskType
 if TYPE_CHECKING:
     from ._engine import Engine
 
-__all__ = ["check_limits", "spawn"]
+__all__ = ["check_limits", "new_inbox", "new_runtime", "spawn"]
 
 
 async def spawn(engine: Engine, pipeline: TaskPipeline, spec: SpawnSpec) -> str:
@@ -57,25 +57,9 @@ async def spawn(engine: Engine, pipeline: TaskPipeline, spec: SpawnSpec) -> str:
         pipeline_name=pipeline_name(pipeline),
         order=engine.next_order(),
         context_version=engine.context.version,
-        inbox=SteeringInbox(
-            engine.limits.steering_queue_size or 1_000_000,
-            max_pending_user_messages=engine.limits.max_pending_user_messages,
-        ),
+        inbox=new_inbox(engine),
     )
-    record.runtime = TaskRuntime(
-        engine,
-        task_id=task_id,
-        session_id=engine.session_id,
-        tenant=engine.tenant,
-        task_type=spec.task_type,
-        trace_id=spec.trace_id,
-        query=spec.query,
-        steering=record.inbox,
-        context=engine.context.snapshot(
-            parent_task_id=spec.parent_task_id,
-            spawned_from_event_id=spec.spawned_from_event_id,
-        ),
-    )
+    record.runtime = new_runtime(engine, record)
     engine.records[task_id] = record
     if parent is not None:
         parent.children.append(record)
@@ -94,3 +78,31 @@ def check_limits(engine: Engine, spec: SpawnSpec, leaving: list[TaskRecord] | No
         r.spec.task_type for r in engine.records.values() if r.live and r not in (leaving or ())
     ]
     check_live(engine.limits, engine.session_id, live, spec.task_type)
+
+
+def new_inbox(engine: Engine) -> SteeringInbox:
+    """A task's steering inbox, sized by the session's limits."""
+    limits = engine.limits
+    return SteeringInbox(
+        limits.steering_queue_size or 1_000_000,
+        max_pending_user_messages=limits.max_pending_user_messages,
+    )
+
+
+def new_runtime(engine: Engine, record: TaskRecord) -> TaskRuntime:
+    """The runtime a task's pipeline gets: its identity, its inbox and a context snapshot."""
+    spec = record.spec
+    return TaskRuntime(
+        engine,
+        task_id=record.task_id,
+        session_id=engine.session_id,
+        tenant=engine.tenant,
+        task_type=spec.task_type,
+        trace_id=spec.trace_id,
+        query=spec.query,
+        steering=record.inbox,
+        context=engine.context.snapshot(
+            parent_task_id=spec.parent_task_id,
+            spawned_from_event_id=spec.spawned_from_event_id,
+        ),
+    )
